@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The preloaded runtime links the Swift runtime statically so that any C
+// program can LD_PRELOAD it. `swift test` never links that product: test
+// targets depend only on pure modules, and the runtime itself is exercised by
+// running C programs under dsmrun (Tests/IntegrationTests).
+let package = Package(
+    name: "dsm",
+    products: [
+        .executable(name: "dsmrun", targets: ["dsmrun"]),
+        .library(name: "DSMRuntime", type: .dynamic, targets: ["DSMRuntime"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // Kernel constants and thin syscall wrappers Swift cannot import (C).
+        .target(name: "CDSMKernel"),
+        // ids, page math, errors, configuration.
+        .target(name: "DSMCore", dependencies: [
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        // The pure MESI home-directory state machine.
+        .target(name: "DSMCoherence", dependencies: ["DSMCore"]),
+        // The pure System V (shm/sem) object model with Linux semantics.
+        .target(name: "DSMSysV", dependencies: ["DSMCore"]),
+        // Wire format, TCP mesh, in-process loopback.
+        .target(name: "DSMTransport", dependencies: ["DSMCore", "CDSMKernel"]),
+        // Interposers and the start-up hook; they call the runtime's @_cdecl entry points.
+        .target(name: "CDSMPreload", linkerSettings: [.linkedLibrary("dl")]),
+        // The preloaded library.
+        .target(
+            name: "DSMRuntime",
+            dependencies: ["CDSMPreload", "CDSMKernel", "DSMCore", "DSMCoherence", "DSMSysV", "DSMTransport"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        ),
+        .executableTarget(name: "dsmrun", dependencies: [
+            "DSMCore", "DSMTransport", "CDSMKernel",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        .testTarget(name: "DSMCoherenceTests", dependencies: ["DSMCoherence"]),
+        .testTarget(name: "DSMSysVTests", dependencies: ["DSMSysV"]),
+        .testTarget(name: "DSMTransportTests", dependencies: ["DSMTransport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DSMCore"]),
+    ]
+)

@@ -1,0 +1,137 @@
+// Kernel constants and thin syscall wrappers that Swift cannot import
+// (UFFDIO_* request codes are function-like macros). Installed headers are
+// Linux 6.1; newer bits get #ifndef fallbacks.
+#ifndef CDSM_KERNEL_H
+#define CDSM_KERNEL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// --- userfaultfd ----------------------------------------------------------
+
+/// One fault as read from the uffd, flattened (the kernel's uffd_msg is a union).
+typedef struct {
+    uint8_t  event;        // 0x12 = pagefault; others are ignored by the runtime
+    uint64_t flags;        // CDSM_UFFD_PAGEFAULT_FLAG_WRITE / _WP
+    uint64_t address;
+    uint32_t thread_id;
+} cdsm_uffd_fault;
+
+extern const uint64_t CDSM_UFFD_PAGEFAULT_FLAG_WRITE;
+extern const uint64_t CDSM_UFFD_PAGEFAULT_FLAG_WP;
+extern const uint8_t  CDSM_UFFD_EVENT_PAGEFAULT;
+
+/// Opens a userfaultfd that also sees kernel-mode faults (no
+/// UFFD_USER_MODE_ONLY), non-blocking, close-on-exec, and negotiates the
+/// API with WP support. Returns the fd or -errno.
+int cdsm_uffd_open(void);
+
+/// Registers [start, start+len) for MISSING and WP faults. 0 or -errno.
+int cdsm_uffd_register(int uffd, uint64_t start, uint64_t len);
+int cdsm_uffd_unregister(int uffd, uint64_t start, uint64_t len);
+
+/// Reads up to `max` faults without blocking. Returns count, 0 if none, -errno.
+int cdsm_uffd_read(int uffd, cdsm_uffd_fault *out, int max);
+
+/// UFFDIO_COPY of one page; write-protected when `wp`; wakes waiters unless dontwake.
+/// Returns 0 or -errno (-EEXIST when already mapped, -EAGAIN on a racing change).
+int cdsm_uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, int wp, int dontwake);
+/// UFFDIO_ZEROPAGE. 0 or -errno.
+int cdsm_uffd_zeropage(int uffd, uint64_t dst, uint64_t len, int dontwake);
+/// UFFDIO_WRITEPROTECT: wp=1 protects, wp=0 unprotects (and wakes unless dontwake).
+int cdsm_uffd_writeprotect(int uffd, uint64_t start, uint64_t len, int wp, int dontwake);
+/// UFFDIO_WAKE.
+int cdsm_uffd_wake(int uffd, uint64_t start, uint64_t len);
+
+// --- small syscall helpers -------------------------------------------------
+
+/// The calling thread's kernel id.
+pid_t cdsm_gettid(void);
+/// errno of the calling thread (Swift reads it through this, in one place).
+int cdsm_errno(void);
+void cdsm_set_errno(int value);
+
+/// A futex-based one-shot event a blocked application thread waits on while
+/// the runtime thread works for it. Allocation free.
+void cdsm_futex_wait(uint32_t *word, uint32_t expected);
+void cdsm_futex_wake(uint32_t *word);
+
+/// Direct exit_group, bypassing atexit handlers (used for cluster aborts).
+__attribute__((noreturn)) void cdsm_exit_now(int status);
+
+/// Sets TCP_NODELAY, and SO_KEEPALIVE-free plain options. 0 or -errno.
+int cdsm_tcp_nodelay(int fd);
+
+/// Disables address-space randomisation for exec'd children (personality).
+int cdsm_disable_aslr(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+struct sockaddr;
+/// accept4 with SOCK_CLOEXEC | SOCK_NONBLOCK (accept4 needs _GNU_SOURCE).
+int cdsm_accept(int fd, struct sockaddr *address, unsigned int *length);
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+static inline void cdsm_store_release(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Launcher: SIGINT, SIGTERM and SIGHUP received by dsmrun are sent on to
+/// the process group of every node in `groups` (read at signal time).
+void cdsm_forward_signals(const pid_t *groups, int count);
+/// The last signal forwarded, or 0.
+int cdsm_forwarded_signal(void);
+/// posix_spawn of `path` in its own process group. Returns pid or -errno.
+pid_t cdsm_spawn(const char *path, char *const argv[], char *const envp[]);
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Drops [offset, offset+length) from a memfd (FALLOC_FL_PUNCH_HOLE): the
+/// pages vanish from every mapping. 0 or -errno.
+int cdsm_punch_hole(int fd, uint64_t offset, uint64_t length);
+/// memfd_create with MFD_CLOEXEC. fd or -errno.
+int cdsm_memfd(const char *name);
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+// epoll and eventfd, flattened (epoll_event is packed on x86-64).
+extern const uint32_t CDSM_EPOLLIN, CDSM_EPOLLOUT, CDSM_EPOLLHUP, CDSM_EPOLLERR;
+int cdsm_epoll_create(void);
+int cdsm_epoll_add(int epoll, int fd, uint32_t events, uint64_t tag);
+int cdsm_epoll_modify(int epoll, int fd, uint32_t events, uint64_t tag);
+int cdsm_epoll_remove(int epoll, int fd);
+/// Returns the number of ready entries (tags[i], events[i]) or -errno.
+int cdsm_epoll_wait(int epoll, uint64_t *tags, uint32_t *events, int max, int timeout_ms);
+/// A non-blocking, close-on-exec eventfd, or -errno.
+int cdsm_eventfd(void);
+#ifdef __cplusplus
+}
+#endif

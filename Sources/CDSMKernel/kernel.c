@@ -1,0 +1,251 @@
+#define _GNU_SOURCE
+#include "CDSMKernel.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <linux/userfaultfd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/personality.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+const uint64_t CDSM_UFFD_PAGEFAULT_FLAG_WRITE = UFFD_PAGEFAULT_FLAG_WRITE;
+const uint64_t CDSM_UFFD_PAGEFAULT_FLAG_WP = UFFD_PAGEFAULT_FLAG_WP;
+const uint8_t CDSM_UFFD_EVENT_PAGEFAULT = UFFD_EVENT_PAGEFAULT;
+
+int cdsm_uffd_open(void) {
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        // Without CAP_SYS_PTRACE the syscall refuses kernel-mode faults;
+        // /dev/userfaultfd grants them to whoever may open the device.
+        int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+        if (dev < 0) return -errno;
+        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+        int saved = errno;
+        close(dev);
+        if (fd < 0) return -saved;
+    }
+    struct uffdio_api api;
+    memset(&api, 0, sizeof api);
+    api.api = UFFD_API;
+    api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID;
+    if (ioctl(fd, UFFDIO_API, &api) < 0) {
+        int saved = errno;
+        close(fd);
+        return -saved;
+    }
+    return fd;
+}
+
+int cdsm_uffd_register(int uffd, uint64_t start, uint64_t len) {
+    struct uffdio_register reg;
+    memset(&reg, 0, sizeof reg);
+    reg.range.start = start;
+    reg.range.len = len;
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP;
+    if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) return -errno;
+    return 0;
+}
+
+int cdsm_uffd_unregister(int uffd, uint64_t start, uint64_t len) {
+    struct uffdio_range range = { .start = start, .len = len };
+    if (ioctl(uffd, UFFDIO_UNREGISTER, &range) < 0) return -errno;
+    return 0;
+}
+
+int cdsm_uffd_read(int uffd, cdsm_uffd_fault *out, int max) {
+    struct uffd_msg msgs[32];
+    if (max > 32) max = 32;
+    ssize_t n = read(uffd, msgs, sizeof(struct uffd_msg) * (size_t)max);
+    if (n < 0) return (errno == EAGAIN) ? 0 : -errno;
+    int count = (int)(n / (ssize_t)sizeof(struct uffd_msg));
+    for (int i = 0; i < count; i++) {
+        out[i].event = msgs[i].event;
+        out[i].flags = msgs[i].arg.pagefault.flags;
+        out[i].address = msgs[i].arg.pagefault.address;
+        out[i].thread_id = msgs[i].arg.pagefault.feat.ptid;
+    }
+    return count;
+}
+
+int cdsm_uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, int wp, int dontwake) {
+    struct uffdio_copy copy;
+    memset(&copy, 0, sizeof copy);
+    copy.dst = dst;
+    copy.src = (uint64_t)(uintptr_t)src;
+    copy.len = len;
+    copy.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) | (dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0);
+    if (ioctl(uffd, UFFDIO_COPY, &copy) < 0) return -errno;
+    return 0;
+}
+
+int cdsm_uffd_zeropage(int uffd, uint64_t dst, uint64_t len, int dontwake) {
+    struct uffdio_zeropage zp;
+    memset(&zp, 0, sizeof zp);
+    zp.range.start = dst;
+    zp.range.len = len;
+    zp.mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0;
+    if (ioctl(uffd, UFFDIO_ZEROPAGE, &zp) < 0) return -errno;
+    return 0;
+}
+
+int cdsm_uffd_writeprotect(int uffd, uint64_t start, uint64_t len, int wp, int dontwake) {
+    struct uffdio_writeprotect w;
+    memset(&w, 0, sizeof w);
+    w.range.start = start;
+    w.range.len = len;
+    w.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) | (dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
+    if (ioctl(uffd, UFFDIO_WRITEPROTECT, &w) < 0) return -errno;
+    return 0;
+}
+
+int cdsm_uffd_wake(int uffd, uint64_t start, uint64_t len) {
+    struct uffdio_range range = { .start = start, .len = len };
+    if (ioctl(uffd, UFFDIO_WAKE, &range) < 0) return -errno;
+    return 0;
+}
+
+pid_t cdsm_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+int cdsm_errno(void) { return errno; }
+void cdsm_set_errno(int value) { errno = value; }
+
+void cdsm_futex_wait(uint32_t *word, uint32_t expected) {
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
+        syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+    }
+}
+
+void cdsm_futex_wake(uint32_t *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void cdsm_exit_now(int status) {
+    for (;;) syscall(SYS_exit_group, status);
+}
+
+int cdsm_tcp_nodelay(int fd) {
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) return -errno;
+    return 0;
+}
+
+int cdsm_disable_aslr(void) {
+    int current = personality(0xffffffff);
+    if (current < 0) return -errno;
+    if (personality((unsigned long)current | ADDR_NO_RANDOMIZE) < 0) return -errno;
+    return 0;
+}
+
+int cdsm_accept(int fd, struct sockaddr *address, unsigned int *length) {
+    socklen_t l = *length;
+    int r = accept4(fd, address, &l, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    *length = l;
+    return r;
+}
+
+#include <signal.h>
+#include <spawn.h>
+
+static const pid_t *forward_groups;
+static volatile int forward_count;
+static volatile sig_atomic_t last_forwarded;
+
+static void forward_handler(int sig) {
+    last_forwarded = sig;
+    for (int i = 0; i < forward_count; i++) {
+        if (forward_groups[i] > 0) kill(-forward_groups[i], sig);
+    }
+}
+
+void cdsm_forward_signals(const pid_t *groups, int count) {
+    forward_groups = groups;
+    forward_count = count;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+int cdsm_forwarded_signal(void) { return last_forwarded; }
+
+pid_t cdsm_spawn(const char *path, char *const argv[], char *const envp[]) {
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attr, 0);
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    pid_t pid;
+    int r = posix_spawn(&pid, path, NULL, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    return r == 0 ? pid : -r;
+}
+
+#include <sys/mman.h>
+
+int cdsm_punch_hole(int fd, uint64_t offset, uint64_t length) {
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) != 0) return -errno;
+    return 0;
+}
+
+int cdsm_memfd(const char *name) {
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+const uint32_t CDSM_EPOLLIN = EPOLLIN, CDSM_EPOLLOUT = EPOLLOUT, CDSM_EPOLLHUP = EPOLLHUP, CDSM_EPOLLERR = EPOLLERR;
+
+int cdsm_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+static int epoll_change(int epoll, int op, int fd, uint32_t events, uint64_t tag) {
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = events;
+    e.data.u64 = tag;
+    return epoll_ctl(epoll, op, fd, &e) < 0 ? -errno : 0;
+}
+
+int cdsm_epoll_add(int epoll, int fd, uint32_t events, uint64_t tag) { return epoll_change(epoll, EPOLL_CTL_ADD, fd, events, tag); }
+int cdsm_epoll_modify(int epoll, int fd, uint32_t events, uint64_t tag) { return epoll_change(epoll, EPOLL_CTL_MOD, fd, events, tag); }
+int cdsm_epoll_remove(int epoll, int fd) { return epoll_change(epoll, EPOLL_CTL_DEL, fd, 0, 0); }
+
+int cdsm_epoll_wait(int epoll, uint64_t *tags, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event e[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epoll, e, max, timeout_ms);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) {
+        tags[i] = e[i].data.u64;
+        events[i] = e[i].events;
+    }
+    return n;
+}
+
+int cdsm_eventfd(void) {
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}

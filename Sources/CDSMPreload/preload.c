@@ -1,0 +1,245 @@
+// Start-up hook and System V interposers. Kept in C: the Swift runtime is
+// linked statically into this library, and an ELF constructor runs before it
+// is ready, so the runtime starts from an interposed __libc_start_main, just
+// before the program's main.
+#define _GNU_SOURCE
+#include "CDSMPreload.h"
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <time.h>
+#include <unistd.h>
+
+static int active;
+static __thread int runtime_thread;
+static int (*real_main)(int, char **, char **);
+static int exit_status_seen;
+
+int dsm_preload_active(void) { return active; }
+void dsm_preload_enter_runtime_thread(void) { runtime_thread = 1; }
+
+static int use_dsm(void) { return active && !runtime_thread; }
+
+#define REAL(name) \
+    static __typeof__(name) *real_##name; \
+    if (!real_##name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+
+static long as_result(long r) {
+    if (r < 0) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
+// --- start and exit -----------------------------------------------------
+
+static void leave_cluster(void) {
+    if (active) dsm_swift_exit(exit_status_seen);
+}
+
+static int main_under_dsm(int argc, char **argv, char **envp) {
+    if (dsm_swift_start()) {
+        active = 1;
+        atexit(leave_cluster);
+    }
+    int status = real_main(argc, argv, envp);
+    exit_status_seen = status;
+    return status;
+}
+
+typedef int (*libc_start_main_t)(int (*)(int, char **, char **), int, char **, void (*)(void), void (*)(void),
+                                 void (*)(void), void *);
+
+int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv, void (*init)(void),
+                      void (*fini)(void), void (*rtld_fini)(void), void *stack_end) {
+    libc_start_main_t real = (libc_start_main_t)dlsym(RTLD_NEXT, "__libc_start_main");
+    real_main = main;
+    return real(main_under_dsm, argc, argv, init, fini, rtld_fini, stack_end);
+}
+
+void exit(int status) {
+    REAL(exit);
+    exit_status_seen = status;
+    real_exit(status);
+    __builtin_unreachable();
+}
+
+// --- dsm.h entry points -----------------------------------------------------
+
+int dsm_rt_node_id(void) { return active ? dsm_swift_node_id() : 0; }
+int dsm_rt_nodes(void) { return active ? dsm_swift_nodes() : 1; }
+int dsm_rt_barrier(void) { return active ? (int)as_result(dsm_swift_barrier()) : 0; }
+
+// --- shared memory ---------------------------------------------------------
+
+int shmget(key_t key, size_t size, int flags) {
+    REAL(shmget);
+    if (!use_dsm()) return real_shmget(key, size, flags);
+    return (int)as_result(dsm_swift_shmget(key, size, flags));
+}
+
+void *shmat(int id, const void *address, int flags) {
+    REAL(shmat);
+    if (!use_dsm()) return real_shmat(id, address, flags);
+    long r = dsm_swift_shmat(id, (uint64_t)(uintptr_t)address, flags);
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return (void *)-1;
+    }
+    return (void *)(uintptr_t)r;
+}
+
+int shmdt(const void *address) {
+    REAL(shmdt);
+    if (!use_dsm()) return real_shmdt(address);
+    return (int)as_result(dsm_swift_shmdt((uint64_t)(uintptr_t)address));
+}
+
+static void perm_to_c(const dsm_ipc_perm *in, struct ipc_perm *out) {
+    out->__key = in->key;
+    out->uid = in->uid;
+    out->gid = in->gid;
+    out->cuid = in->cuid;
+    out->cgid = in->cgid;
+    out->mode = (unsigned short)in->mode;
+    out->__seq = (unsigned short)in->seq;
+}
+
+static void perm_from_c(const struct ipc_perm *in, dsm_ipc_perm *out) {
+    out->key = in->__key;
+    out->uid = in->uid;
+    out->gid = in->gid;
+    out->cuid = in->cuid;
+    out->cgid = in->cgid;
+    out->mode = in->mode;
+    out->seq = in->__seq;
+}
+
+int shmctl(int id, int command, struct shmid_ds *buffer) {
+    REAL(shmctl);
+    if (!use_dsm()) return real_shmctl(id, command, buffer);
+    dsm_shm_status status;
+    memset(&status, 0, sizeof status);
+    int needs_buffer = command == IPC_STAT || command == SHM_STAT || command == SHM_STAT_ANY || command == IPC_SET;
+    if (needs_buffer && buffer == NULL) {
+        errno = EFAULT;
+        return -1;
+    }
+    if (command == IPC_SET) perm_from_c(&buffer->shm_perm, &status.perm);
+    long r = dsm_swift_shmctl(id, command, &status);
+    if (r >= 0 && (command == IPC_STAT || command == SHM_STAT || command == SHM_STAT_ANY)) {
+        memset(buffer, 0, sizeof *buffer);
+        perm_to_c(&status.perm, &buffer->shm_perm);
+        buffer->shm_segsz = status.segsz;
+        buffer->shm_atime = status.atime;
+        buffer->shm_dtime = status.dtime;
+        buffer->shm_ctime = status.ctime;
+        buffer->shm_cpid = status.cpid;
+        buffer->shm_lpid = status.lpid;
+        buffer->shm_nattch = status.nattch;
+    }
+    return (int)as_result(r);
+}
+
+// --- semaphores ------------------------------------------------------------
+
+int semget(key_t key, int count, int flags) {
+    REAL(semget);
+    if (!use_dsm()) return real_semget(key, count, flags);
+    return (int)as_result(dsm_swift_semget(key, count, flags));
+}
+
+static int dsm_semop(int id, struct sembuf *operations, size_t count, const struct timespec *timeout) {
+    if (count > 4096) {
+        errno = E2BIG;
+        return -1;
+    }
+    if (count > 0 && operations == NULL) {
+        errno = EFAULT;
+        return -1;
+    }
+    int64_t timeout_ns = -1;
+    if (timeout) {
+        if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L) {
+            errno = EINVAL;
+            return -1;
+        }
+        timeout_ns = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec;
+    }
+    dsm_sem_operation ops[count ? count : 1];
+    for (size_t i = 0; i < count; i++) {
+        ops[i].num = operations[i].sem_num;
+        ops[i].op = operations[i].sem_op;
+        ops[i].flags = operations[i].sem_flg;
+    }
+    return (int)as_result(dsm_swift_semop(id, ops, count, timeout_ns));
+}
+
+int semop(int id, struct sembuf *operations, size_t count) {
+    REAL(semop);
+    if (!use_dsm()) return real_semop(id, operations, count);
+    return dsm_semop(id, operations, count, NULL);
+}
+
+int semtimedop(int id, struct sembuf *operations, size_t count, const struct timespec *timeout) {
+    REAL(semtimedop);
+    if (!use_dsm()) return real_semtimedop(id, operations, count, timeout);
+    return dsm_semop(id, operations, count, timeout);
+}
+
+union dsm_semun {
+    int val;
+    struct semid_ds *buf;
+    unsigned short *array;
+    struct seminfo *__buf;
+};
+
+int semctl(int id, int number, int command, ...) {
+    REAL(semctl);
+    union dsm_semun arg;
+    arg.buf = NULL;
+    switch (command) {
+    case SETVAL: case GETALL: case SETALL: case IPC_STAT: case IPC_SET: case IPC_INFO: case SEM_INFO:
+    case SEM_STAT: case SEM_STAT_ANY: {
+        va_list ap;
+        va_start(ap, command);
+        arg = va_arg(ap, union dsm_semun);
+        va_end(ap);
+        break;
+    }
+    default:
+        break;
+    }
+    if (!use_dsm()) return real_semctl(id, number, command, arg);
+
+    dsm_sem_status status;
+    memset(&status, 0, sizeof status);
+    if (command == IPC_STAT || command == IPC_SET || command == SEM_STAT || command == SEM_STAT_ANY) {
+        if (arg.buf == NULL) {
+            errno = EFAULT;
+            return -1;
+        }
+        if (command == IPC_SET) perm_from_c(&arg.buf->sem_perm, &status.perm);
+    }
+    if ((command == GETALL || command == SETALL) && arg.array == NULL) {
+        errno = EFAULT;
+        return -1;
+    }
+    long r = dsm_swift_semctl(id, number, command, command == SETVAL ? arg.val : 0,
+                              (command == GETALL || command == SETALL) ? arg.array : NULL, &status);
+    if (r >= 0 && (command == IPC_STAT || command == SEM_STAT || command == SEM_STAT_ANY)) {
+        memset(arg.buf, 0, sizeof *arg.buf);
+        perm_to_c(&status.perm, &arg.buf->sem_perm);
+        arg.buf->sem_otime = status.otime;
+        arg.buf->sem_ctime = status.ctime;
+        arg.buf->sem_nsems = status.nsems;
+    }
+    return (int)as_result(r);
+}

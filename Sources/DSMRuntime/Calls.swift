@@ -1,0 +1,162 @@
+import CDSMKernel
+import CDSMPreload
+import DSMCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who asks: the credentials a System V check needs, taken from the
+/// calling thread when the call is made.
+struct Caller {
+    var uid: UInt32
+    var gid: UInt32
+    var pid: Int32
+    var node: NodeID
+
+    static func current(node: NodeID) -> Caller {
+        Caller(uid: geteuid(), gid: getegid(), pid: getpid(), node: node)
+    }
+}
+
+/// A request a program thread hands to the runtime thread. Most go on to
+/// node 0 (the System V namespace, the barrier); map/unmap run locally.
+enum ServiceRequest {
+    case shmget(key: Int32, size: UInt64, flags: Int32)
+    case shmAttach(id: Int32, readOnly: Bool)
+    case shmDetach(id: Int32)
+    case shmctl(id: Int32, command: Int32, uid: UInt32, gid: UInt32, mode: UInt32)
+    case semget(key: Int32, count: Int32, flags: Int32)
+    case semop(id: Int32, operations: [dsm_sem_operation], timeoutNanoseconds: Int64)
+    case semctl(id: Int32, number: Int32, command: Int32, value: Int32, values: [UInt16], uid: UInt32, gid: UInt32, mode: UInt32)
+    case barrier
+    /// The node's program finished with status 0: apply its SEM_UNDO and
+    /// wait until every node has finished (its pages stay served until then).
+    case exitArrive
+    /// node 0 -> every node: a container exists (its directory must be ready
+    /// before anyone can fault on it); answered once ready.
+    case addContainer(container: ContainerID, pages: UInt32, address: UInt64)
+    /// node 0 -> every node: a container is gone; no answer.
+    case destroyContainer(container: ContainerID)
+    // Local only: run on the runtime thread of the calling node.
+    case mapAttachment(container: ContainerID, pages: UInt32, canonical: UInt64, address: UInt64, fixed: Bool, readOnly: Bool, shmid: Int32)
+    case unmapAttachment(address: UInt64)
+
+    var isLocal: Bool {
+        switch self {
+        case .mapAttachment, .unmapAttachment: return true
+        default: return false
+        }
+    }
+
+    func encode(caller: Caller) -> [UInt8] {
+        var w = WireWriter()
+        w.put(caller.uid)
+        w.put(caller.gid)
+        w.put(caller.pid)
+        switch self {
+        case .shmget(let key, let size, let flags):
+            w.put(UInt8(1)); w.put(key); w.put(size); w.put(flags)
+        case .shmAttach(let id, let readOnly):
+            w.put(UInt8(2)); w.put(id); w.put(readOnly)
+        case .shmDetach(let id):
+            w.put(UInt8(3)); w.put(id)
+        case .shmctl(let id, let command, let uid, let gid, let mode):
+            w.put(UInt8(4)); w.put(id); w.put(command); w.put(uid); w.put(gid); w.put(mode)
+        case .semget(let key, let count, let flags):
+            w.put(UInt8(5)); w.put(key); w.put(count); w.put(flags)
+        case .semop(let id, let operations, let timeout):
+            w.put(UInt8(6)); w.put(id); w.put(timeout)
+            w.put(UInt32(operations.count))
+            for o in operations { w.put(o.num); w.put(o.op); w.put(o.flags) }
+        case .semctl(let id, let number, let command, let value, let values, let uid, let gid, let mode):
+            w.put(UInt8(7)); w.put(id); w.put(number); w.put(command); w.put(value); w.put(array: values)
+            w.put(uid); w.put(gid); w.put(mode)
+        case .barrier:
+            w.put(UInt8(8))
+        case .exitArrive:
+            w.put(UInt8(9))
+        case .addContainer(let container, let pages, let address):
+            w.put(UInt8(10)); w.put(container); w.put(pages); w.put(address)
+        case .destroyContainer(let container):
+            w.put(UInt8(11)); w.put(container)
+        case .mapAttachment, .unmapAttachment:
+            preconditionFailure("local requests never travel")
+        }
+        return w.bytes
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer, node: NodeID) -> (ServiceRequest, Caller)? {
+        var r = WireReader(bytes)
+        let caller = Caller(uid: r.get(), gid: r.get(), pid: r.get(), node: node)
+        let request: ServiceRequest
+        switch r.get(UInt8.self) {
+        case 1: request = .shmget(key: r.get(), size: r.get(), flags: r.get())
+        case 2: request = .shmAttach(id: r.get(), readOnly: r.getBool())
+        case 3: request = .shmDetach(id: r.get())
+        case 4: request = .shmctl(id: r.get(), command: r.get(), uid: r.get(), gid: r.get(), mode: r.get())
+        case 5: request = .semget(key: r.get(), count: r.get(), flags: r.get())
+        case 6:
+            let id: Int32 = r.get()
+            let timeout: Int64 = r.get()
+            let count = Int(r.get(UInt32.self))
+            guard count <= bytes.count / 6 else { return nil }
+            var operations: [dsm_sem_operation] = []
+            for _ in 0..<count { operations.append(dsm_sem_operation(num: r.get(), op: r.get(), flags: r.get())) }
+            request = .semop(id: id, operations: operations, timeoutNanoseconds: timeout)
+        case 7:
+            request = .semctl(id: r.get(), number: r.get(), command: r.get(), value: r.get(), values: r.getArray(),
+                              uid: r.get(), gid: r.get(), mode: r.get())
+        case 8: request = .barrier
+        case 9: request = .exitArrive
+        case 10: request = .addContainer(container: r.get(), pages: r.get(), address: r.get())
+        case 11: request = .destroyContainer(container: r.get())
+        default: return nil
+        }
+        return r.failed ? nil : (request, caller)
+    }
+}
+
+/// The answer: a result (>= 0, or -errno) and, for some calls, data.
+struct ServiceReply {
+    var result: Int64
+    var data: [UInt8] = []
+
+    static func error(_ e: Errno) -> ServiceReply { ServiceReply(result: -Int64(e.rawValue)) }
+}
+
+/// A request in flight from a program thread. The thread sleeps on a futex
+/// word until the runtime thread stores the reply.
+final class LocalCall {
+    let request: ServiceRequest
+    let caller: Caller
+    var reply = ServiceReply(result: 0)
+    let doneWord: UnsafeMutablePointer<UInt32>
+
+    init(_ request: ServiceRequest, caller: Caller) {
+        self.request = request
+        self.caller = caller
+        doneWord = .allocate(capacity: 1)
+        doneWord.initialize(to: 0)
+    }
+
+    deinit { doneWord.deallocate() }
+
+    /// Runtime thread: publish the reply and wake the caller.
+    func complete(_ reply: ServiceReply) {
+        self.reply = reply
+        __atomic_store_word(doneWord, 1)
+        cdsm_futex_wake(doneWord)
+    }
+
+    /// Program thread: wait for the reply.
+    func wait() -> ServiceReply {
+        cdsm_futex_wait(doneWord, 0)
+        return reply
+    }
+}
+
+@inline(__always)
+private func __atomic_store_word(_ p: UnsafeMutablePointer<UInt32>, _ v: UInt32) {
+    // A release store through the C side keeps Swift from reordering it.
+    cdsm_store_release(p, v)
+}

@@ -1,0 +1,62 @@
+import CDSMKernel
+import DSMCore
+import DSMTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What dsmrun tells a node through its environment.
+struct Configuration {
+    var node: NodeID
+    var nodes: Int
+    var coordinator: Endpoint
+    var token: String
+    var verbose: Bool
+    /// Where segments are placed so that they sit at the same address on
+    /// every node (DSM_BASE, hex).
+    var base: UInt64
+
+    /// nil when the program runs without dsmrun.
+    static func fromEnvironment() -> Configuration? {
+        guard let nodesText = environment("DSM_NODES"), let coordText = environment("DSM_COORD") else { return nil }
+        guard let nodes = Int(nodesText), nodes >= 1, nodes <= maxNodes,
+              let node = Int(environment("DSM_NODE_ID") ?? ""), node >= 0, node < nodes,
+              let coordinator = Endpoint(parsing: coordText),
+              let token = environment("DSM_TOKEN"), !token.isEmpty else {
+            fatal("bad DSM_* environment (DSM_NODES=\(nodesText) DSM_NODE_ID=\(environment("DSM_NODE_ID") ?? "-") DSM_COORD=\(coordText))")
+        }
+        var base: UInt64 = 0x2000_0000_0000
+        if let text = environment("DSM_BASE") {
+            let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
+            guard let value = UInt64(digits, radix: 16), value % UInt64(dsmPageSize) == 0 else {
+                fatal("DSM_BASE must be a page-aligned hexadecimal address, got \(text)")
+            }
+            base = value
+        }
+        return Configuration(node: node, nodes: nodes, coordinator: coordinator, token: token,
+                             verbose: environment("DSM_VERBOSE") == "1", base: base)
+    }
+}
+
+func environment(_ name: String) -> String? {
+    guard let value = getenv(name) else { return nil }
+    return String(cString: value)
+}
+
+/// The node's name in messages, set once the configuration is known.
+nonisolated(unsafe) var logPrefix = "dsm"
+
+func log(_ message: String) {
+    let line = "\(logPrefix): \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
+
+/// Exit status of a node that stops because another node failed: dsmrun
+/// reports the node that failed first, not the ones that followed it.
+let abortedByPeerStatus: Int32 = 250
+
+/// Ends this node at once (no atexit handlers: the cluster is going down).
+func fatal(_ message: String, status: Int32 = 1) -> Never {
+    log(message)
+    cdsm_exit_now(status)
+}

@@ -1,0 +1,182 @@
+// The Swift side of the interposers (Sources/CDSMPreload/preload.c). Each
+// entry point runs on the calling program thread: it checks what it can
+// locally, then hands the request to the runtime thread and sleeps until
+// the answer comes back. Results are >= 0 or -errno.
+
+import CDSMKernel
+import CDSMPreload
+import DSMCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+nonisolated(unsafe) var runtimeNode: Node!
+
+/// x86-64's SHMLBA: attach addresses are rounded to it with SHM_RND.
+let shmLowBoundary: UInt64 = 4096
+
+@_cdecl("dsm_swift_start")
+public func dsmSwiftStart() -> Int32 {
+    guard let configuration = Configuration.fromEnvironment() else { return 0 }
+    runtimeNode = Node(configuration: configuration)
+    var thread = pthread_t()
+    let r = pthread_create(&thread, nil, { _ in runtimeNode.run() }, nil)
+    if r != 0 { fatal("cannot start the runtime thread: \(Errno(rawValue: r))") }
+    if configuration.verbose { log("joined a run of \(configuration.nodes) nodes") }
+    return 1
+}
+
+@_cdecl("dsm_swift_exit")
+public func dsmSwiftExit(_ status: Int32) {
+    guard let node = runtimeNode else { return }
+    // A failing node leaves at once; the launcher stops the others. A node
+    // that finished well keeps serving its pages until every node is done.
+    if status == 0 { _ = node.perform(.exitArrive) }
+}
+
+@_cdecl("dsm_swift_node_id")
+public func dsmSwiftNodeID() -> Int32 { Int32(runtimeNode.id) }
+
+@_cdecl("dsm_swift_nodes")
+public func dsmSwiftNodes() -> Int32 { Int32(runtimeNode.nodes) }
+
+@_cdecl("dsm_swift_barrier")
+public func dsmSwiftBarrier() -> Int32 { Int32(runtimeNode.perform(.barrier).result) }
+
+// MARK: shared memory
+
+@_cdecl("dsm_swift_shmget")
+public func dsmSwiftShmget(_ key: Int32, _ size: UInt64, _ flags: Int32) -> Int {
+    Int(runtimeNode.perform(.shmget(key: key, size: size, flags: flags)).result)
+}
+
+@_cdecl("dsm_swift_shmat")
+public func dsmSwiftShmat(_ id: Int32, _ address: UInt64, _ flags: Int32) -> Int {
+    var address = address
+    if address != 0 {
+        if flags & SHM_RND != 0 {
+            address &= ~(shmLowBoundary - 1)
+            if address == 0 { return -Int(EINVAL) }
+        } else if address % shmLowBoundary != 0 {
+            return -Int(EINVAL)
+        }
+    }
+    let readOnly = flags & SHM_RDONLY != 0
+    let node = runtimeNode!
+    let attached = node.perform(.shmAttach(id: id, readOnly: readOnly))
+    guard attached.result >= 0 else { return Int(attached.result) }
+    var r = WireReader(attached.data)
+    let container: UInt32 = r.get()
+    let pages: UInt32 = r.get()
+    let canonical: UInt64 = r.get()
+    let mapped = node.perform(.mapAttachment(container: container, pages: pages, canonical: canonical,
+                                             address: address, fixed: address != 0, readOnly: readOnly, shmid: id))
+    if mapped.result < 0 {
+        _ = node.perform(.shmDetach(id: id))
+        return Int(mapped.result)
+    }
+    return Int(mapped.result)
+}
+
+@_cdecl("dsm_swift_shmdt")
+public func dsmSwiftShmdt(_ address: UInt64) -> Int {
+    let node = runtimeNode!
+    let unmapped = node.perform(.unmapAttachment(address: address))
+    guard unmapped.result >= 0 else { return Int(unmapped.result) }
+    return Int(node.perform(.shmDetach(id: Int32(unmapped.result))).result)
+}
+
+@_cdecl("dsm_swift_shmctl")
+public func dsmSwiftShmctl(_ id: Int32, _ command: Int32, _ status: UnsafeMutablePointer<dsm_shm_status>) -> Int {
+    let p = status.pointee.perm
+    let reply = runtimeNode.perform(.shmctl(id: id, command: command, uid: p.uid, gid: p.gid, mode: p.mode))
+    if reply.result >= 0 && !reply.data.isEmpty {
+        var r = WireReader(reply.data)
+        status.pointee = ShmStatusWire.read(&r)
+    }
+    return Int(reply.result)
+}
+
+// MARK: semaphores
+
+@_cdecl("dsm_swift_semget")
+public func dsmSwiftSemget(_ key: Int32, _ count: Int32, _ flags: Int32) -> Int {
+    Int(runtimeNode.perform(.semget(key: key, count: count, flags: flags)).result)
+}
+
+@_cdecl("dsm_swift_semop")
+public func dsmSwiftSemop(_ id: Int32, _ operations: UnsafePointer<dsm_sem_operation>?, _ count: UInt64,
+                          _ timeout: Int64) -> Int {
+    let ops = Array(UnsafeBufferPointer(start: operations, count: Int(count)))
+    return Int(runtimeNode.perform(.semop(id: id, operations: ops, timeoutNanoseconds: timeout)).result)
+}
+
+@_cdecl("dsm_swift_semctl")
+public func dsmSwiftSemctl(_ id: Int32, _ number: Int32, _ command: Int32, _ value: Int32,
+                           _ values: UnsafeMutablePointer<UInt16>?, _ status: UnsafeMutablePointer<dsm_sem_status>) -> Int {
+    let node = runtimeNode!
+    var toSet: [UInt16] = []
+    if command == SETALL, let values {
+        // The set's size is needed to read the caller's array: ask first,
+        // as the kernel reads sem_nsems values.
+        let stat = node.perform(.semctl(id: id, number: 0, command: IPC_STAT, value: 0, values: [], uid: 0, gid: 0, mode: 0))
+        if stat.result < 0 { return Int(stat.result) }
+        var r = WireReader(stat.data)
+        let count = Int(SemStatusWire.read(&r).nsems)
+        toSet = Array(UnsafeBufferPointer(start: values, count: count))
+    }
+    let p = status.pointee.perm
+    let reply = node.perform(.semctl(id: id, number: number, command: command, value: value, values: toSet,
+                                     uid: p.uid, gid: p.gid, mode: p.mode))
+    guard reply.result >= 0 else { return Int(reply.result) }
+    var r = WireReader(reply.data)
+    if command == GETALL, let values {
+        let got: [UInt16] = r.getArray()
+        for (i, v) in got.enumerated() { values[i] = v }
+    } else if !reply.data.isEmpty {
+        status.pointee = SemStatusWire.read(&r)
+    }
+    return Int(reply.result)
+}
+
+// MARK: status records on the wire
+
+enum ShmStatusWire {
+    static func write(_ s: dsm_shm_status, into w: inout WireWriter) {
+        PermWire.write(s.perm, into: &w)
+        w.put(s.segsz); w.put(s.atime); w.put(s.dtime); w.put(s.ctime)
+        w.put(s.cpid); w.put(s.lpid); w.put(s.nattch)
+    }
+
+    static func read(_ r: inout WireReader) -> dsm_shm_status {
+        var s = dsm_shm_status()
+        s.perm = PermWire.read(&r)
+        s.segsz = r.get(); s.atime = r.get(); s.dtime = r.get(); s.ctime = r.get()
+        s.cpid = r.get(); s.lpid = r.get(); s.nattch = r.get()
+        return s
+    }
+}
+
+enum SemStatusWire {
+    static func write(_ s: dsm_sem_status, into w: inout WireWriter) {
+        PermWire.write(s.perm, into: &w)
+        w.put(s.otime); w.put(s.ctime); w.put(s.nsems)
+    }
+
+    static func read(_ r: inout WireReader) -> dsm_sem_status {
+        var s = dsm_sem_status()
+        s.perm = PermWire.read(&r)
+        s.otime = r.get(); s.ctime = r.get(); s.nsems = r.get()
+        return s
+    }
+}
+
+enum PermWire {
+    static func write(_ p: dsm_ipc_perm, into w: inout WireWriter) {
+        w.put(p.key); w.put(p.uid); w.put(p.gid); w.put(p.cuid); w.put(p.cgid); w.put(p.mode); w.put(p.seq)
+    }
+
+    static func read(_ r: inout WireReader) -> dsm_ipc_perm {
+        dsm_ipc_perm(key: r.get(), uid: r.get(), gid: r.get(), cuid: r.get(), cgid: r.get(), mode: r.get(), seq: r.get())
+    }
+}

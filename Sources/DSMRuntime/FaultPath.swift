@@ -1,0 +1,249 @@
+// What happens on a fault, in one place:
+//
+// 1. A program thread touches a page of an attachment: the kernel blocks it
+//    and queues a message on the userfaultfd (MISSING: page absent here;
+//    WP: page present read-only, the thread writes).
+// 2. The runtime thread reads faults in batches (`drainFaults`), maps each
+//    address to (container, index) and hands it to the MESI state machine
+//    (`CoherenceNode.fault`), which decides: wake at once (another thread
+//    already brought the page), coalesce with a request in flight, or send a
+//    read/write request to the page's home.
+// 3. Replies arrive as frames (`handleCoherenceFrame`) and come back to the
+//    state machine, whose effects are carried out by `RuntimeEffects`
+//    below: UFFDIO_COPY (with WP for a shared copy), UFFDIO_WRITEPROTECT to
+//    grant or withdraw write access, a punched hole to drop a page,
+//    UFFDIO_WAKE to resume the blocked threads.
+//
+// No heap allocation happens on this path in steady state: frames are
+// written into per-connection buffers, pages are copied from the runtime's
+// own view of the memfd, the fault batch lives in a preallocated buffer.
+
+import CDSMKernel
+import DSMCoherence
+import DSMCore
+import DSMTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ioctl errors of the fault path: which ones are part of normal life.
+enum UffdOutcome {
+    /// EEXIST: the page is already there (a racing install); ENOENT: the
+    /// attachment vanished under a shmdt. Both are harmless.
+    case benign
+    /// EAGAIN: the address space was changing; try again.
+    case retry
+    case fatal(Errno)
+
+    init(_ result: Int32) {
+        switch -result {
+        case EEXIST, ENOENT: self = .benign
+        case EAGAIN: self = .retry
+        default: self = .fatal(Errno(rawValue: -result))
+        }
+    }
+}
+
+extension Node {
+    /// Reads every queued fault and feeds it to the protocol.
+    func drainFaults() {
+        while true {
+            let n = cdsm_uffd_read(uffd, faultBatch, Int32(faultBatchCapacity))
+            if n <= 0 {
+                if n < 0 { fatal("reading userfaultfd failed: \(Errno(rawValue: -n))") }
+                return
+            }
+            for i in 0..<Int(n) {
+                let fault = faultBatch[i]
+                guard fault.event == CDSM_UFFD_EVENT_PAGEFAULT else { continue }
+                let address = fault.address & ~UInt64(dsmPageSize - 1)
+                guard let page = attachmentIndex.lookup(address) else {
+                    // Detached under the thread's feet: let it retry and fail as Linux would.
+                    _ = cdsm_uffd_wake(uffd, address, UInt64(dsmPageSize))
+                    continue
+                }
+                let write = fault.flags & (CDSM_UFFD_PAGEFAULT_FLAG_WRITE | CDSM_UFFD_PAGEFAULT_FLAG_WP) != 0
+                stats.faults &+= 1
+                var effects = RuntimeEffects(node: self)
+                coherence.fault(page, write ? .write : .read, &effects)
+            }
+            drainSelfMessages()
+        }
+    }
+
+    /// A coherence frame from a peer.
+    func handleCoherenceFrame(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) {
+        guard let message = ProtocolMessage(frame: header) else { return }
+        if case .data = message, payload.count != dsmPageSize {
+            fatal("node \(header.source) sent a page of \(payload.count) bytes")
+        }
+        var effects = RuntimeEffects(node: self, payload: payload)
+        coherence.receive(message, &effects)
+        drainSelfMessages()
+    }
+
+    /// Messages the state machine sent to this node itself, in order.
+    func drainSelfMessages() {
+        while selfQueueHead < selfQueue.count {
+            let message = selfQueue[selfQueueHead]
+            selfQueueHead += 1
+            var effects = RuntimeEffects(node: self)
+            coherence.receive(message, &effects)
+        }
+        selfQueue.removeAll(keepingCapacity: true)
+        selfQueueHead = 0
+    }
+}
+
+/// Carries out the state machine's decisions on this node.
+struct RuntimeEffects: CoherenceEffects {
+    unowned(unsafe) let node: Node
+    /// The contents that came with the `.data` message being handled.
+    var payload: UnsafeRawBufferPointer?
+
+    init(node: Node, payload: UnsafeRawBufferPointer? = nil) {
+        self.node = node
+        self.payload = payload
+    }
+
+    mutating func send(_ message: ProtocolMessage, to destination: NodeID) {
+        if destination == node.id {
+            precondition(message.carriesPage == false, "a page is never sent to its own node")
+            node.selfQueue.append(message)
+            return
+        }
+        let header = message.frame(source: node.id)
+        if message.carriesPage {
+            guard let container = node.containers[header.container] else {
+                fatal("asked to send page \(header.container):\(header.index) of an unknown container")
+            }
+            let page = UnsafeRawBufferPointer(start: container.pageInView(header.index), count: dsmPageSize)
+            node.sendFrame(header, payload: page, to: destination)
+            node.stats.pagesSent &+= 1
+        } else {
+            node.sendFrame(header, payload: nil, to: destination)
+        }
+    }
+
+    mutating func writeProtect(_ page: PageID) {
+        guard let container = node.containers[page.container] else { return }
+        for a in container.attachments where !a.readOnly {
+            node.uffdCall { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 1, 1) }
+        }
+    }
+
+    mutating func drop(_ page: PageID) {
+        guard let container = node.containers[page.container] else { return }
+        let r = cdsm_punch_hole(container.memfd, UInt64(page.index) << 12, UInt64(dsmPageSize))
+        if r != 0 { fatal("dropping page \(page) failed: \(Errno(rawValue: -r))") }
+        node.stats.invalidations &+= 1
+    }
+
+    mutating func install(_ page: PageID, writable: Bool) {
+        guard let payload else { fatal("page \(page) installed without contents") }
+        place(page, contents: payload.baseAddress!, writable: writable)
+    }
+
+    mutating func installZero(_ page: PageID) {
+        place(page, contents: UnsafeRawPointer(node.zeroPage), writable: true)
+    }
+
+    /// Puts a page into this node's copy: through the first attachment
+    /// (UFFDIO_COPY, atomic with respect to the waiting threads), or through
+    /// the runtime's view when the program has no attachment here.
+    private func place(_ page: PageID, contents: UnsafeRawPointer, writable: Bool) {
+        guard let container = node.containers[page.container] else { return }
+        let offset = UInt64(page.index) << 12
+        var placed = false
+        for a in container.attachments {
+            if !placed {
+                let protect: Int32 = (writable && !a.readOnly) ? 0 : 1
+                let r = node.uffdCall { cdsm_uffd_copy(node.uffd, a.start + offset, contents, UInt64(dsmPageSize), protect, 1) }
+                // An invalid page is absent from the memfd: finding one is a protocol bug.
+                if -r == EEXIST { fatal("page \(page) was already present when installed") }
+                placed = r == 0
+            } else if !writable && !a.readOnly {
+                node.uffdCall { cdsm_uffd_writeprotect(node.uffd, a.start + offset, UInt64(dsmPageSize), 1, 1) }
+            }
+        }
+        if !placed {
+            container.pageInView(page.index).copyMemory(from: contents, byteCount: dsmPageSize)
+        }
+        node.stats.pagesInstalled &+= 1
+    }
+
+    mutating func makeWritable(_ page: PageID) {
+        guard let container = node.containers[page.container] else { return }
+        for a in container.attachments where !a.readOnly {
+            node.uffdCall { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 0, 1) }
+        }
+        node.stats.upgrades &+= 1
+    }
+
+    mutating func wake(_ page: PageID) {
+        guard let container = node.containers[page.container] else { return }
+        for a in container.attachments {
+            node.uffdCall { cdsm_uffd_wake(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize)) }
+        }
+    }
+}
+
+extension Node {
+    /// Runs a uffd ioctl, retrying EAGAIN; benign errors are returned, the
+    /// rest end the node (the page state would no longer be trustworthy).
+    @discardableResult @inline(__always)
+    func uffdCall(_ call: () -> Int32) -> Int32 {
+        while true {
+            let r = call()
+            if r == 0 { return 0 }
+            switch UffdOutcome(r) {
+            case .benign: return r
+            case .retry: continue
+            case .fatal(let e): fatal("userfaultfd ioctl failed: \(e)")
+            }
+        }
+    }
+}
+
+// MARK: - Coherence messages on the wire
+
+extension ProtocolMessage {
+    var carriesPage: Bool {
+        if case .data = self { return true }
+        return false
+    }
+
+    func frame(source: NodeID) -> FrameHeader {
+        func header(_ kind: FrameKind, _ page: PageID, a: Int = 0, flags: UInt8 = 0) -> FrameHeader {
+            FrameHeader(kind: kind, flags: flags, source: source, container: page.container, index: page.index, a: UInt64(a))
+        }
+        switch self {
+        case .readRequest(let p, let from): return header(.readRequest, p, a: from)
+        case .writeRequest(let p, let from): return header(.writeRequest, p, a: from)
+        case .forwardRead(let p, let requester): return header(.forwardRead, p, a: requester)
+        case .forwardWrite(let p, let requester, let sendData): return header(.forwardWrite, p, a: requester, flags: sendData ? 1 : 0)
+        case .invalidate(let p): return header(.invalidate, p)
+        case .invalidateAck(let p, let from): return header(.invalidateAck, p, a: from)
+        case .data(let p, let writable): return header(.data, p, flags: writable ? 1 : 0)
+        case .grant(let p, let writable, let zeroFill): return header(.grant, p, flags: (writable ? 1 : 0) | (zeroFill ? 2 : 0))
+        case .done(let p, let from): return header(.done, p, a: from)
+        }
+    }
+
+    init?(frame h: FrameHeader) {
+        let p = PageID(container: h.container, index: h.index)
+        let a = Int(h.a)
+        switch h.kind {
+        case .readRequest: self = .readRequest(p, from: a)
+        case .writeRequest: self = .writeRequest(p, from: a)
+        case .forwardRead: self = .forwardRead(p, requester: a)
+        case .forwardWrite: self = .forwardWrite(p, requester: a, sendData: h.flags & 1 != 0)
+        case .invalidate: self = .invalidate(p)
+        case .invalidateAck: self = .invalidateAck(p, from: a)
+        case .data: self = .data(p, writable: h.flags & 1 != 0)
+        case .grant: self = .grant(p, writable: h.flags & 1 != 0, zeroFill: h.flags & 2 != 0)
+        case .done: self = .done(p, from: a)
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,342 @@
+import CDSMKernel
+import CDSMPreload
+import DSMCoherence
+import DSMCore
+import DSMTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Counters printed with --stats (later) and used by tests.
+struct NodeStats {
+    var faults: UInt64 = 0
+    var pagesSent: UInt64 = 0
+    var pagesInstalled: UInt64 = 0
+    var invalidations: UInt64 = 0
+    var upgrades: UInt64 = 0
+}
+
+/// One node of the run: the runtime thread's world. Everything here is
+/// touched by the runtime thread only, except `incomingCalls` (under
+/// `callLock`), which program threads fill.
+final class Node {
+    let configuration: Configuration
+    var id: NodeID { configuration.node }
+    var nodes: Int { configuration.nodes }
+    let mesh: Mesh
+    let uffd: Int32
+    let epoll: Int32
+    /// Program threads ring this when they queue a call.
+    let callBell: Int32
+
+    var coherence: CoherenceNode
+    var containers: [ContainerID: LocalContainer] = [:]
+    var attachmentIndex = AttachmentIndex()
+    var selfQueue: [ProtocolMessage] = []
+    var selfQueueHead = 0
+    let faultBatchCapacity = 32
+    let faultBatch: UnsafeMutablePointer<cdsm_uffd_fault>
+    let zeroPage: UnsafeMutableRawPointer
+    var stats = NodeStats()
+
+    private var callLock = pthread_mutex_t()
+    private var incomingCalls: [LocalCall] = []
+    private var takenCalls: [LocalCall] = []
+    var pendingRemote: [UInt64: LocalCall] = [:]
+    private var nextCallID: UInt64 = 1
+    /// Node 0 only: the System V namespace and the barriers.
+    var service: ClusterService?
+    /// Set once every node has finished: connections closing is then normal.
+    var finishing = false
+    private var wantsWritable: [Bool]
+
+    private static let uffdTag: UInt64 = 1 << 32
+    private static let bellTag: UInt64 = 2 << 32
+    private static let coordinatorTag: UInt64 = 3 << 32
+
+    init(configuration: Configuration) {
+        self.configuration = configuration
+        logPrefix = "dsm[node \(configuration.node)]"
+        let fd = cdsm_uffd_open()
+        if fd < 0 {
+            fatal("""
+                cannot open userfaultfd: \(Errno(rawValue: -fd)). dsm needs userfaultfd with kernel-mode faults: \
+                run as root, or give the user read-write access to /dev/userfaultfd, or set vm.unprivileged_userfaultfd=1
+                """)
+        }
+        uffd = fd
+        do {
+            mesh = try Mesh.establish(node: configuration.node, nodes: configuration.nodes,
+                                      coordinator: configuration.coordinator, token: configuration.token,
+                                      log: { log($0) })
+        } catch {
+            fatal("cannot join the run at \(configuration.coordinator): \(error)")
+        }
+        coherence = CoherenceNode(node: configuration.node, nodes: configuration.nodes)
+        epoll = cdsm_epoll_create()
+        callBell = cdsm_eventfd()
+        if epoll < 0 || callBell < 0 { fatal("cannot create the event loop: \(Errno(rawValue: -min(epoll, callBell)))") }
+        faultBatch = .allocate(capacity: 32)
+        zeroPage = UnsafeMutableRawPointer.allocate(byteCount: dsmPageSize, alignment: dsmPageSize)
+        zeroPage.initializeMemory(as: UInt8.self, repeating: 0, count: dsmPageSize)
+        wantsWritable = [Bool](repeating: false, count: configuration.nodes)
+        pthread_mutex_init(&callLock, nil)
+        incomingCalls.reserveCapacity(64)
+        takenCalls.reserveCapacity(64)
+        selfQueue.reserveCapacity(256)
+        if configuration.node == 0 { service = ClusterService(nodes: configuration.nodes, base: configuration.base) }
+
+        watch(uffd, tag: Node.uffdTag)
+        watch(callBell, tag: Node.bellTag)
+        watch(mesh.coordinator.fd, tag: Node.coordinatorTag)
+        for case let peer? in mesh.peers { watch(peer.fd, tag: UInt64(peer.peer)) }
+    }
+
+    private func watch(_ fd: Int32, tag: UInt64) {
+        let r = cdsm_epoll_add(epoll, fd, CDSM_EPOLLIN, tag)
+        if r != 0 { fatal("epoll_ctl: \(Errno(rawValue: -r))") }
+    }
+
+    private func setWritableInterest(_ peer: NodeID, _ on: Bool) {
+        guard wantsWritable[peer] != on, let connection = mesh.peers[peer] else { return }
+        wantsWritable[peer] = on
+        _ = cdsm_epoll_modify(epoll, connection.fd, CDSM_EPOLLIN | (on ? CDSM_EPOLLOUT : 0), UInt64(peer))
+    }
+
+    // MARK: sending
+
+    func sendFrame(_ header: FrameHeader, payload: UnsafeRawBufferPointer?, to peer: NodeID) {
+        guard let connection = mesh.peers[peer] else { fatal("no connection to node \(peer)") }
+        do {
+            try connection.send(header, payload: payload)
+        } catch {
+            peerLost(peer, why: "\(error)")
+        }
+        if connection.hasPendingOutput { setWritableInterest(peer, true) }
+    }
+
+    /// Sends a service request to `destination` (never this node).
+    func sendCall(_ request: ServiceRequest, caller: Caller, callID: UInt64, to destination: NodeID) {
+        let bytes = request.encode(caller: caller)
+        bytes.withUnsafeBytes {
+            sendFrame(FrameHeader(kind: .call, source: id, a: callID), payload: $0, to: destination)
+        }
+    }
+
+    func sendReply(_ reply: ServiceReply, callID: UInt64, to destination: NodeID) {
+        var w = WireWriter()
+        w.put(reply.result)
+        w.bytes.append(contentsOf: reply.data)
+        w.bytes.withUnsafeBytes {
+            sendFrame(FrameHeader(kind: .reply, source: id, a: callID), payload: $0, to: destination)
+        }
+    }
+
+    // MARK: program threads
+
+    /// Called on a program thread: hands the request to the runtime thread
+    /// and sleeps until it is answered.
+    func perform(_ request: ServiceRequest) -> ServiceReply {
+        let call = LocalCall(request, caller: Caller.current(node: id))
+        pthread_mutex_lock(&callLock)
+        incomingCalls.append(call)
+        pthread_mutex_unlock(&callLock)
+        var one: UInt64 = 1
+        _ = write(callBell, &one, 8)
+        return call.wait()
+    }
+
+    private func takeCalls() {
+        var count: UInt64 = 0
+        _ = read(callBell, &count, 8)
+        pthread_mutex_lock(&callLock)
+        swap(&incomingCalls, &takenCalls)
+        pthread_mutex_unlock(&callLock)
+        for call in takenCalls { start(call) }
+        takenCalls.removeAll(keepingCapacity: true)
+    }
+
+    private func start(_ call: LocalCall) {
+        if call.request.isLocal {
+            call.complete(runLocally(call.request))
+            return
+        }
+        if id == 0 {
+            service!.handle(call.request, caller: call.caller, reply: .local(call), node: self)
+        } else {
+            let callID = nextCallID
+            nextCallID &+= 1
+            pendingRemote[callID] = call
+            sendCall(call.request, caller: call.caller, callID: callID, to: 0)
+        }
+    }
+
+    /// Answers a request, locally or over the wire.
+    func answer(_ destination: ReplyDestination, _ reply: ServiceReply) {
+        switch destination {
+        case .local(let call): call.complete(reply)
+        case .remote(let node, let callID): sendReply(reply, callID: callID, to: node)
+        case .none: break
+        }
+    }
+
+    // MARK: the loop
+
+    func run() -> Never {
+        dsm_preload_enter_runtime_thread()
+        let tags = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
+        let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
+        while true {
+            let timeout = service?.millisecondsUntilNextDeadline() ?? -1
+            let n = cdsm_epoll_wait(epoll, tags, events, 64, timeout)
+            if n < 0 {
+                if -n == EINTR { continue }
+                fatal("epoll_wait: \(Errno(rawValue: -n))")
+            }
+            for i in 0..<Int(n) {
+                let tag = tags[i]
+                let flags = events[i]
+                switch tag {
+                case Node.uffdTag: drainFaults()
+                case Node.bellTag: takeCalls()
+                case Node.coordinatorTag: coordinatorReadable()
+                default: peerEvent(NodeID(tag), flags: flags)
+                }
+            }
+            service?.expireDeadlines(node: self)
+        }
+    }
+
+    private func coordinatorReadable() {
+        let result = try? mesh.coordinator.receive()
+        if result == .endOfStream || result == nil {
+            if finishing { return }
+            fatal("the launcher (dsmrun) is gone; stopping", status: abortedByPeerStatus)
+        }
+    }
+
+    private func peerEvent(_ peer: NodeID, flags: UInt32) {
+        guard let connection = mesh.peers[peer] else { return }
+        if flags & CDSM_EPOLLOUT != 0 {
+            do { try connection.flush() } catch { peerLost(peer, why: "\(error)") }
+            if !connection.hasPendingOutput { setWritableInterest(peer, false) }
+        }
+        guard flags & (CDSM_EPOLLIN | CDSM_EPOLLHUP | CDSM_EPOLLERR) != 0 else { return }
+        let result: Connection.ReadResult
+        do { result = try connection.receive() } catch {
+            peerLost(peer, why: "\(error)")
+            return
+        }
+        while true {
+            let frame: (FrameHeader, UnsafeRawBufferPointer)?
+            do { frame = try connection.nextFrame() } catch {
+                fatal("node \(peer) broke the protocol: \(error)")
+            }
+            guard let (header, payload) = frame else { break }
+            dispatch(header, payload, from: peer)
+        }
+        if result == .endOfStream { peerLost(peer, why: "connection closed") }
+    }
+
+    private func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, from peer: NodeID) {
+        switch header.kind {
+        case .call:
+            guard let (request, caller) = ServiceRequest.decode(payload, node: peer) else {
+                fatal("node \(peer) sent a malformed call")
+            }
+            let destination: ReplyDestination = header.a == 0 ? .none : .remote(node: peer, callID: header.a)
+            switch request {
+            case .addContainer, .destroyContainer:
+                answer(destination, runLocally(request))
+            default:
+                guard let service else { fatal("node \(peer) sent a service call to node \(id)") }
+                service.handle(request, caller: caller, reply: destination, node: self)
+            }
+        case .reply:
+            if let service, service.acknowledged(header.a, node: self) { return }
+            guard let call = pendingRemote.removeValue(forKey: header.a) else { return }
+            var r = WireReader(payload)
+            let result: Int64 = r.get()
+            if case .exitArrive = call.request { finishing = true }
+            call.complete(ServiceReply(result: result, data: r.rest()))
+        default:
+            handleCoherenceFrame(header, payload)
+        }
+    }
+
+    private func peerLost(_ peer: NodeID, why: String) {
+        if finishing {
+            if let connection = mesh.peers[peer] { _ = cdsm_epoll_remove(epoll, connection.fd) }
+            return
+        }
+        fatal("lost node \(peer) (\(why)); stopping", status: abortedByPeerStatus)
+    }
+
+    // MARK: local requests
+
+    func runLocally(_ request: ServiceRequest) -> ServiceReply {
+        switch request {
+        case .addContainer(let container, let pages, let address):
+            ensureContainer(container, pages: pages, canonical: address)
+            return ServiceReply(result: 0)
+        case .destroyContainer(let container):
+            if let c = containers.removeValue(forKey: container) {
+                _ = c
+                coherence.removeContainer(container)
+                attachmentIndex.rebuild(from: containers)
+            }
+            return ServiceReply(result: 0)
+        case .mapAttachment(let container, let pages, let canonical, let address, let fixed, let readOnly, let shmid):
+            guard let c = ensureContainer(container, pages: pages, canonical: canonical) else {
+                return .error(.noMemory)
+            }
+            do {
+                let at = try c.attach(at: address, fixed: fixed, readOnly: readOnly, shmid: shmid, uffd: uffd)
+                protectNewAttachment(c, at: at)
+                attachmentIndex.rebuild(from: containers)
+                return ServiceReply(result: Int64(at))
+            } catch {
+                return .error(error)
+            }
+        case .unmapAttachment(let address):
+            for (_, c) in containers {
+                if let a = c.detach(at: address) {
+                    attachmentIndex.rebuild(from: containers)
+                    return ServiceReply(result: Int64(a.shmid))
+                }
+            }
+            return .error(.invalidArgument)
+        default:
+            preconditionFailure("not a local request")
+        }
+    }
+
+    @discardableResult
+    func ensureContainer(_ container: ContainerID, pages: UInt32, canonical: UInt64) -> LocalContainer? {
+        if let c = containers[container] { return c }
+        do {
+            let c = try LocalContainer(id: container, pages: Int(pages), canonicalAddress: canonical)
+            containers[container] = c
+            coherence.addContainer(container, pages: Int(pages))
+            return c
+        } catch {
+            fatal("cannot back container \(container) (\(pages) pages): \(error)")
+        }
+    }
+
+    /// A new attachment sees whatever pages this node holds: those only
+    /// shared must be write-protected in it too.
+    private func protectNewAttachment(_ c: LocalContainer, at start: UInt64) {
+        guard let a = c.attachments.last, !a.readOnly else { return }
+        for index in 0..<UInt32(c.pages) where coherence.localState(PageID(container: c.id, index: index)) == .shared {
+            uffdCall { cdsm_uffd_writeprotect(uffd, start + UInt64(index) << 12, UInt64(dsmPageSize), 1, 1) }
+        }
+    }
+}
+
+enum ReplyDestination {
+    case local(LocalCall)
+    case remote(node: NodeID, callID: UInt64)
+    /// A notice: nobody waits for an answer.
+    case none
+}

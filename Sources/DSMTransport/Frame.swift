@@ -1,0 +1,80 @@
+import DSMCore
+
+/// What a frame carries. Coherence messages first, then services.
+public enum FrameKind: UInt8, Sendable {
+    // MESI protocol (DSMCoherence.ProtocolMessage), see CoherenceWire in the runtime.
+    case readRequest = 1, writeRequest, forwardRead, forwardWrite, invalidate, invalidateAck, data, grant, done
+    // Remote procedure calls to a service on another node (SysV namespace, barrier).
+    case call = 20, reply
+    // Cluster control.
+    case exiting = 30, abort
+    // Connection set-up.
+    case hello = 40, table, auth
+}
+
+/// The fixed 32-byte header in front of every message. Little-endian, as
+/// every node runs on the same kind of machine; the `magic` byte catches a
+/// stream that lost its framing.
+public struct FrameHeader: Equatable, Sendable {
+    public static let size = 32
+    public static let magic: UInt8 = 0xD5
+    /// Frames larger than this are a protocol error (a page is 4 KiB; the
+    /// largest call is a SETALL of a big semaphore set).
+    public static let maxPayload = 1 << 20
+
+    public var kind: FrameKind
+    public var flags: UInt8
+    public var source: UInt16
+    public var payloadLength: UInt32
+    public var container: UInt32
+    public var index: UInt32
+    /// A node id, a request id or an operation, depending on the kind.
+    public var a: UInt64
+
+    @inlinable
+    public init(kind: FrameKind, flags: UInt8 = 0, source: Int, payloadLength: Int = 0,
+                container: UInt32 = 0, index: UInt32 = 0, a: UInt64 = 0) {
+        self.kind = kind
+        self.flags = flags
+        self.source = UInt16(source)
+        self.payloadLength = UInt32(payloadLength)
+        self.container = container
+        self.index = index
+        self.a = a
+    }
+
+    @inlinable
+    public func encode(into p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: FrameHeader.magic, toByteOffset: 0, as: UInt8.self)
+        p.storeBytes(of: kind.rawValue, toByteOffset: 1, as: UInt8.self)
+        p.storeBytes(of: flags, toByteOffset: 2, as: UInt8.self)
+        p.storeBytes(of: 0, toByteOffset: 3, as: UInt8.self)
+        p.storeBytes(of: source.littleEndian, toByteOffset: 4, as: UInt16.self)
+        p.storeBytes(of: 0, toByteOffset: 6, as: UInt16.self)
+        p.storeBytes(of: payloadLength.littleEndian, toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: container.littleEndian, toByteOffset: 12, as: UInt32.self)
+        p.storeBytes(of: index.littleEndian, toByteOffset: 16, as: UInt32.self)
+        p.storeBytes(of: UInt32(0), toByteOffset: 20, as: UInt32.self)
+        p.storeBytes(of: a.littleEndian, toByteOffset: 24, as: UInt64.self)
+    }
+
+    public enum DecodeError: Error, Equatable { case badMagic(UInt8), badKind(UInt8), tooLarge(UInt32) }
+
+    @inlinable
+    public static func decode(_ p: UnsafeRawPointer) throws(DecodeError) -> FrameHeader {
+        let magic = p.load(fromByteOffset: 0, as: UInt8.self)
+        guard magic == FrameHeader.magic else { throw DecodeError.badMagic(magic) }
+        let rawKind = p.load(fromByteOffset: 1, as: UInt8.self)
+        guard let kind = FrameKind(rawValue: rawKind) else { throw DecodeError.badKind(rawKind) }
+        let length = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        guard length <= UInt32(FrameHeader.maxPayload) else { throw DecodeError.tooLarge(length) }
+        return FrameHeader(
+            kind: kind,
+            flags: p.load(fromByteOffset: 2, as: UInt8.self),
+            source: Int(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self))),
+            payloadLength: Int(length),
+            container: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
+            index: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),
+            a: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
+    }
+}

@@ -1,0 +1,125 @@
+import CDSMKernel
+import DSMCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IPv4 host and port, as `host:port` in DSM_COORD.
+public struct Endpoint: Equatable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port`.
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+        host = String(text[..<colon])
+        self.port = port
+        if host.isEmpty { return nil }
+    }
+
+    public var description: String { "\(host):\(port)" }
+
+    func socketAddress() throws -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        let host = self.host == "localhost" ? "127.0.0.1" : self.host
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+            throw TransportError.protocolViolation("not an IPv4 address: \(host)")
+        }
+        return address
+    }
+}
+
+private func lastErrno() -> Errno { Errno(rawValue: cdsm_errno()) }
+
+/// A listening TCP socket.
+public final class Listener {
+    public let fd: Int32
+    public let endpoint: Endpoint
+
+    /// Listens on `host`, port chosen by the kernel unless given.
+    public init(host: String, port: UInt16 = 0) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TransportError.system(lastErrno()) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = try Endpoint(host: host, port: port).socketAddress()
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 128) == 0 else {
+            let e = lastErrno()
+            close(fd)
+            throw TransportError.system(e)
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        self.endpoint = Endpoint(host: host, port: UInt16(bigEndian: actual.sin_port))
+    }
+
+    deinit { close(fd) }
+
+    /// Accepts one connection within the timeout. The connection is
+    /// non-blocking with TCP_NODELAY.
+    public func accept(timeoutMilliseconds: Int32) throws -> (Connection, String) {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let r = poll(&p, 1, timeoutMilliseconds)
+            if r == 0 { throw TransportError.timedOut }
+            if r < 0 {
+                if cdsm_errno() == EINTR { continue }
+                throw TransportError.system(lastErrno())
+            }
+            var peer = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let client = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    cdsm_accept(fd, $0, &length)
+                }
+            }
+            if client < 0 {
+                if cdsm_errno() == EINTR || cdsm_errno() == EAGAIN { continue }
+                throw TransportError.system(lastErrno())
+            }
+            _ = cdsm_tcp_nodelay(client)
+            var text = [CChar](repeating: 0, count: 32)
+            inet_ntop(AF_INET, &peer.sin_addr, &text, 32)
+            let name = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + ":\(UInt16(bigEndian: peer.sin_port))"
+            return (Connection(fd: client), name)
+        }
+    }
+}
+
+/// Connects to `endpoint`, retrying while it refuses, until the deadline.
+public func connect(to endpoint: Endpoint, timeoutMilliseconds: Int32) throws -> Connection {
+    let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
+    var address = try endpoint.socketAddress()
+    while true {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TransportError.system(lastErrno()) }
+        let r = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if r == 0 {
+            _ = cdsm_tcp_nodelay(fd)
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+            return Connection(fd: fd)
+        }
+        let e = lastErrno()
+        close(fd)
+        if e != .connectionRefused && e != .interrupted { throw TransportError.system(e) }
+        if monotonicMilliseconds() > deadline { throw TransportError.timedOut }
+        usleep(20_000)
+    }
+}

@@ -1,0 +1,110 @@
+import ArgumentParser
+import CDSMKernel
+import DSMCore
+import DSMTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct DSMRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dsmrun",
+        abstract: "Run a program on N nodes as one shared-memory machine.",
+        discussion: """
+            With --spmd, main runs on every node (DSM_NODE_ID = 0..N-1, DSM_NODES = N) and System V \
+            shared memory segments and semaphores are shared by key across the nodes.
+            """)
+
+    @Option(name: .customShort("n"), help: "Number of nodes (1...\(maxNodes)).")
+    var nodes: Int
+
+    @Flag(help: "Run main on every node (mpirun-like); System V segments and semaphores are shared.")
+    var spmd = false
+
+    @Flag(help: "Say what the launcher and the nodes do.")
+    var verbose = false
+
+    @Option(help: "The runtime library to preload (default: libDSMRuntime.so next to dsmrun, or $DSM_RUNTIME).")
+    var runtime: String?
+
+    @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
+    var command: [String] = []
+
+    func validate() throws {
+        guard nodes >= 1 && nodes <= maxNodes else {
+            throw ValidationError("-n must be between 1 and \(maxNodes), got \(nodes)")
+        }
+        guard !command.isEmpty, !(command.count == 1 && command[0] == "--") else {
+            throw ValidationError("no program to run")
+        }
+    }
+
+    func run() throws {
+        var arguments = command
+        if arguments.first == "--" { arguments.removeFirst() }
+        let program: String
+        switch resolveProgram(arguments[0]) {
+        case .success(let path): program = path
+        case .failure(let problem):
+            warn(problem.message)
+            throw ExitCode(problem.status)
+        }
+        guard spmd else {
+            warn("image mode (threads spread over nodes) is not available yet; run SPMD programs with --spmd")
+            throw ExitCode(2)
+        }
+        let library = runtime ?? environment("DSM_RUNTIME") ?? defaultRuntimePath()
+        guard access(library, R_OK) == 0 else {
+            warn("runtime library not found: \(library) (build it with `swift build -c release`, or pass --runtime)")
+            throw ExitCode(2)
+        }
+        let launcher = Launcher(nodes: nodes, program: program, arguments: arguments, runtime: library, verbose: verbose)
+        throw ExitCode(launcher.run())
+    }
+}
+
+struct LaunchProblem: Error {
+    var message: String
+    var status: Int32
+}
+
+/// Finds the program as a shell would: a path with a slash is taken as is,
+/// a bare name is looked up in PATH.
+func resolveProgram(_ name: String) -> Result<String, LaunchProblem> {
+    func check(_ path: String) -> LaunchProblem? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return LaunchProblem(message: "program not found: \(name)", status: 127) }
+        if st.st_mode & S_IFMT == S_IFDIR { return LaunchProblem(message: "\(name) is a directory, not a program", status: 126) }
+        guard access(path, X_OK) == 0 else { return LaunchProblem(message: "\(name) is not executable", status: 126) }
+        return nil
+    }
+    if name.contains("/") {
+        if let problem = check(name) { return .failure(problem) }
+        return .success(name)
+    }
+    for directory in (environment("PATH") ?? "/usr/bin:/bin").split(separator: ":") {
+        let candidate = "\(directory)/\(name)"
+        if access(candidate, X_OK) == 0 && check(candidate) == nil { return .success(candidate) }
+    }
+    return .failure(LaunchProblem(message: "program not found: \(name) (not a path, and not in PATH)", status: 127))
+}
+
+func defaultRuntimePath() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    guard n > 0 else { return "libDSMRuntime.so" }
+    let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+    return directory + "/libDSMRuntime.so"
+}
+
+func environment(_ name: String) -> String? {
+    guard let v = getenv(name) else { return nil }
+    return String(cString: v)
+}
+
+func warn(_ message: String) {
+    let line = "dsmrun: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}

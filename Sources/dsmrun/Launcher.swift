@@ -1,0 +1,232 @@
+import CDSMKernel
+import DSMCore
+import DSMTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts the nodes, runs the rendezvous, watches the nodes, and makes sure
+/// nothing of the run outlives it.
+final class Launcher {
+    let nodes: Int
+    let program: String
+    let arguments: [String]
+    let runtime: String
+    let verbose: Bool
+    /// Process group of each node (= its pid); read by the signal handler.
+    let groups: UnsafeMutablePointer<pid_t>
+
+    init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool) {
+        self.nodes = nodes
+        self.program = program
+        self.arguments = arguments
+        self.runtime = runtime
+        self.verbose = verbose
+        groups = .allocate(capacity: nodes)
+        groups.initialize(repeating: 0, count: nodes)
+    }
+
+    /// How long the other nodes get to stop after a failure before SIGKILL.
+    static let graceMilliseconds: Int64 = 2_000
+
+    func run() -> Int32 {
+        let token = makeToken()
+        let coordinator: Coordinator
+        do {
+            coordinator = try Coordinator(nodes: nodes, token: token)
+        } catch {
+            warn("cannot listen for the rendezvous: \(error)")
+            return 1
+        }
+        if cdsm_disable_aslr() != 0 { warn("cannot disable address-space randomisation; continuing") }
+        cdsm_forward_signals(groups, Int32(nodes))
+
+        var baseEnvironment: [String] = []
+        var preload = runtime
+        var index = 0
+        while let entry = environ[index] {
+            let s = String(cString: entry)
+            index += 1
+            if s.hasPrefix("LD_PRELOAD=") {
+                let existing = s.dropFirst("LD_PRELOAD=".count)
+                if !existing.isEmpty { preload += ":" + existing }
+                continue
+            }
+            if s.hasPrefix("DSM_NODE_ID=") || s.hasPrefix("DSM_NODES=") || s.hasPrefix("DSM_COORD=")
+                || s.hasPrefix("DSM_TOKEN=") || s.hasPrefix("DSM_VERBOSE=") { continue }
+            baseEnvironment.append(s)
+        }
+
+        for node in 0..<nodes {
+            let environment = baseEnvironment + [
+                "LD_PRELOAD=\(preload)", "DSM_NODE_ID=\(node)", "DSM_NODES=\(nodes)",
+                "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)",
+            ]
+            let pid = spawn(program, arguments, environment)
+            if pid < 0 {
+                warn("cannot start node \(node): \(Errno(rawValue: -pid))")
+                stopAll(signal: SIGKILL)
+                reapAll()
+                return 1
+            }
+            groups[node] = pid
+            if verbose { warn("node \(node) is pid \(pid)") }
+        }
+
+        // The rendezvous runs beside the watch loop: a node that dies before
+        // saying hello must not leave the launcher waiting.
+        let rendezvous = RendezvousThread(coordinator: coordinator)
+        rendezvous.start()
+
+        let status = watch(rendezvous: rendezvous)
+        rendezvous.join()
+        return status
+    }
+
+    private func spawn(_ path: String, _ argv: [String], _ envp: [String]) -> pid_t {
+        var cArgs = argv.map { strdup($0) } + [nil]
+        var cEnv = envp.map { strdup($0) } + [nil]
+        defer {
+            for p in cArgs { free(p) }
+            for p in cEnv { free(p) }
+        }
+        return cdsm_spawn(path, &cArgs, &cEnv)
+    }
+
+    struct Ending {
+        var node: NodeID
+        var status: Int32
+        var description: String
+        var secondary: Bool
+    }
+
+    /// Waits for every node. The first real failure stops the others.
+    private func watch(rendezvous: RendezvousThread) -> Int32 {
+        var alive = nodes
+        var firstFailure: Ending?
+        var secondaryFailure: Ending?
+        var stopDeadline: Int64?
+        var killed = false
+        while alive > 0 {
+            var raw: Int32 = 0
+            let pid = waitpid(-1, &raw, WNOHANG)
+            if pid > 0, let node = (0..<nodes).first(where: { groups[$0] == pid }) {
+                alive -= 1
+                let ending = describe(node: node, raw: raw)
+                if verbose { warn(ending.description) }
+                // Anything the node left in its process group goes with it.
+                kill(-pid, SIGKILL)
+                if ending.status != 0 {
+                    if ending.secondary {
+                        if secondaryFailure == nil { secondaryFailure = ending }
+                    } else if firstFailure == nil {
+                        firstFailure = ending
+                    }
+                    if stopDeadline == nil && alive > 0 {
+                        if !ending.secondary { warn(ending.description + "; stopping the other nodes") }
+                        stopAll(signal: SIGTERM)
+                        stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds
+                    }
+                }
+                continue
+            }
+            if pid < 0 && cdsm_errno() == ECHILD { break }
+            if let deadline = stopDeadline, !killed, monotonicMilliseconds() > deadline {
+                stopAll(signal: SIGKILL)
+                killed = true
+            }
+            if rendezvous.failed && stopDeadline == nil {
+                warn("the nodes could not meet: \(rendezvous.failure ?? "unknown error"); stopping")
+                stopAll(signal: SIGTERM)
+                stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds
+                if firstFailure == nil {
+                    firstFailure = Ending(node: -1, status: 1, description: "rendezvous failed", secondary: false)
+                }
+            }
+            usleep(5_000)
+        }
+        rendezvous.giveUp = true
+        if let f = firstFailure {
+            return f.status
+        }
+        if let s = secondaryFailure {
+            warn(s.description)
+            return s.status
+        }
+        let signal = cdsm_forwarded_signal()
+        return signal != 0 ? 128 + signal : 0
+    }
+
+    private func describe(node: NodeID, raw: Int32) -> Ending {
+        let exited = raw & 0x7f == 0
+        if exited {
+            let code = (raw >> 8) & 0xff
+            if code == 250 {
+                return Ending(node: node, status: code, description: "node \(node) stopped because another node failed", secondary: true)
+            }
+            return Ending(node: node, status: code, description: "node \(node) exited with status \(code)", secondary: false)
+        }
+        let signal = raw & 0x7f
+        let name = String(cString: strsignal(signal))
+        return Ending(node: node, status: 128 + signal,
+                      description: "node \(node) (pid \(groups[node])) was killed by signal \(signal) (\(name))",
+                      secondary: false)
+    }
+
+    private func stopAll(signal: Int32) {
+        for i in 0..<nodes where groups[i] > 0 { kill(-groups[i], signal) }
+    }
+
+    private func reapAll() {
+        var raw: Int32 = 0
+        while waitpid(-1, &raw, 0) > 0 {}
+    }
+
+    private func makeToken() -> String {
+        var bytes = [UInt8](repeating: 0, count: 24)
+        let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = read(fd, &bytes, bytes.count)
+            close(fd)
+        }
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in bytes {
+            out.append(hex[Int(b >> 4)])
+            out.append(hex[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// The rendezvous on its own thread.
+final class RendezvousThread {
+    let coordinator: Coordinator
+    private var thread = pthread_t()
+    nonisolated(unsafe) var giveUp = false
+    nonisolated(unsafe) var failed = false
+    nonisolated(unsafe) var failure: String?
+
+    init(coordinator: Coordinator) { self.coordinator = coordinator }
+
+    func start() {
+        let unmanaged = Unmanaged.passRetained(self)
+        pthread_create(&thread, nil, { context in
+            let me = Unmanaged<RendezvousThread>.fromOpaque(context!).takeRetainedValue()
+            do {
+                try me.coordinator.run(timeoutMilliseconds: 60_000, shouldGiveUp: { me.giveUp }, log: { warn($0) })
+            } catch {
+                if !me.giveUp {
+                    me.failure = "\(error)"
+                    me.failed = true
+                }
+            }
+            return nil
+        }, unmanaged.toOpaque())
+    }
+
+    func join() {
+        giveUp = true
+        pthread_join(thread, nil)
+    }
+}
