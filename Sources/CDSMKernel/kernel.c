@@ -39,7 +39,8 @@ int cdsm_uffd_open(void) {
     struct uffdio_api api;
     memset(&api, 0, sizeof api);
     api.api = UFFD_API;
-    api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID;
+    // Pages live in memfds (shmem): write protection there needs WP_HUGETLBFS_SHMEM (Linux 5.19+).
+    api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_THREAD_ID;
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
         int saved = errno;
         close(fd);
@@ -105,7 +106,8 @@ int cdsm_uffd_writeprotect(int uffd, uint64_t start, uint64_t len, int wp, int d
     memset(&w, 0, sizeof w);
     w.range.start = start;
     w.range.len = len;
-    w.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) | (dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
+    // The kernel refuses WP together with DONTWAKE (protecting wakes nobody anyway).
+    w.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : (dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0);
     if (ioctl(uffd, UFFDIO_WRITEPROTECT, &w) < 0) return -errno;
     return 0;
 }

@@ -1,7 +1,7 @@
 import CDSMKernel
 import CDSMPreload
 import DSMCore
-// import DSMSysV
+import DSMSysV
 import DSMTransport
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +13,9 @@ final class ClusterService {
     let nodes: Int
     /// Where the next segment is placed (same address on every node).
     var nextAddress: UInt64
-    // var namespace = SysVNamespace()
+    var namespace = SysVNamespace()
+    /// Containers every node knows, with their canonical address.
+    var announced: [ContainerID: UInt64] = [:]
 
     private var barrierWaiters: [ReplyDestination] = []
     private var exitWaiters: [ReplyDestination] = []
@@ -50,9 +52,8 @@ final class ClusterService {
             processExited(caller, node: node)
             exitWaiters.append(reply)
             if exitWaiters.count == nodes {
-                node.finishing = true
                 for w in exitWaiters where !w.isLocal { node.answer(w, ServiceReply(result: 0)) }
-                node.flushEverything()
+                node.announceDeparture()
                 for w in exitWaiters where w.isLocal { node.answer(w, ServiceReply(result: 0)) }
                 exitWaiters.removeAll()
             }

@@ -74,6 +74,9 @@ extension Node {
     /// A coherence frame from a peer.
     func handleCoherenceFrame(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) {
         guard let message = ProtocolMessage(frame: header) else { return }
+        // A late message about a destroyed container (a `.done` still in
+        // flight when the last detach destroyed it) concerns nobody now.
+        guard containers[header.container] != nil else { return }
         if case .data = message, payload.count != dsmPageSize {
             fatal("node \(header.source) sent a page of \(payload.count) bytes")
         }
@@ -128,7 +131,7 @@ struct RuntimeEffects: CoherenceEffects {
     mutating func writeProtect(_ page: PageID) {
         guard let container = node.containers[page.container] else { return }
         for a in container.attachments where !a.readOnly {
-            node.uffdCall { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 1, 1) }
+            node.uffdCall("write-protect") { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 1, 1) }
         }
     }
 
@@ -158,12 +161,12 @@ struct RuntimeEffects: CoherenceEffects {
         for a in container.attachments {
             if !placed {
                 let protect: Int32 = (writable && !a.readOnly) ? 0 : 1
-                let r = node.uffdCall { cdsm_uffd_copy(node.uffd, a.start + offset, contents, UInt64(dsmPageSize), protect, 1) }
+                let r = node.uffdCall("copy") { cdsm_uffd_copy(node.uffd, a.start + offset, contents, UInt64(dsmPageSize), protect, 1) }
                 // An invalid page is absent from the memfd: finding one is a protocol bug.
                 if -r == EEXIST { fatal("page \(page) was already present when installed") }
                 placed = r == 0
             } else if !writable && !a.readOnly {
-                node.uffdCall { cdsm_uffd_writeprotect(node.uffd, a.start + offset, UInt64(dsmPageSize), 1, 1) }
+                node.uffdCall("write-protect") { cdsm_uffd_writeprotect(node.uffd, a.start + offset, UInt64(dsmPageSize), 1, 1) }
             }
         }
         if !placed {
@@ -175,15 +178,19 @@ struct RuntimeEffects: CoherenceEffects {
     mutating func makeWritable(_ page: PageID) {
         guard let container = node.containers[page.container] else { return }
         for a in container.attachments where !a.readOnly {
-            node.uffdCall { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 0, 1) }
+            node.uffdCall("unprotect") { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 0, 1) }
         }
         node.stats.upgrades &+= 1
+    }
+
+    func protocolViolation(_ reason: StaticString, page: PageID) {
+        fatal("coherence protocol violation on page \(page): \(reason)")
     }
 
     mutating func wake(_ page: PageID) {
         guard let container = node.containers[page.container] else { return }
         for a in container.attachments {
-            node.uffdCall { cdsm_uffd_wake(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize)) }
+            node.uffdCall("wake") { cdsm_uffd_wake(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize)) }
         }
     }
 }
@@ -192,14 +199,14 @@ extension Node {
     /// Runs a uffd ioctl, retrying EAGAIN; benign errors are returned, the
     /// rest end the node (the page state would no longer be trustworthy).
     @discardableResult @inline(__always)
-    func uffdCall(_ call: () -> Int32) -> Int32 {
+    func uffdCall(_ what: StaticString = "ioctl", _ call: () -> Int32) -> Int32 {
         while true {
             let r = call()
             if r == 0 { return 0 }
             switch UffdOutcome(r) {
             case .benign: return r
             case .retry: continue
-            case .fatal(let e): fatal("userfaultfd ioctl failed: \(e)")
+            case .fatal(let e): fatal("userfaultfd \(what) failed: \(e)")
             }
         }
     }

@@ -257,11 +257,25 @@ final class Node {
             guard let call = pendingRemote.removeValue(forKey: header.a) else { return }
             var r = WireReader(payload)
             let result: Int64 = r.get()
-            if case .exitArrive = call.request { finishing = true }
+            if case .exitArrive = call.request { announceDeparture() }
             call.complete(ServiceReply(result: result, data: r.rest()))
+        case .exiting:
+            // Sent only after the exit rendezvous: the run is ending well.
+            finishing = true
         default:
             handleCoherenceFrame(header, payload)
         }
+    }
+
+    /// Every node has finished: tell each peer before the connection closes,
+    /// so that the close (which follows on the same stream) reads as a
+    /// departure, not a crash.
+    func announceDeparture() {
+        finishing = true
+        for peer in 0..<nodes where peer != id {
+            sendFrame(FrameHeader(kind: .exiting, source: id), payload: nil, to: peer)
+        }
+        flushEverything()
     }
 
     private func peerLost(_ peer: NodeID, why: String) {

@@ -121,9 +121,10 @@ final class Launcher {
                         if secondaryFailure == nil { secondaryFailure = ending }
                     } else if firstFailure == nil {
                         firstFailure = ending
+                        // Named even when a node that noticed the loss ended first.
+                        warn(ending.description + (alive > 0 ? "; stopping the other nodes" : ""))
                     }
                     if stopDeadline == nil && alive > 0 {
-                        if !ending.secondary { warn(ending.description + "; stopping the other nodes") }
                         stopAll(signal: SIGTERM)
                         stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds
                     }

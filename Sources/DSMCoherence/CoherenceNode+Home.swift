@@ -1,0 +1,167 @@
+import DSMCore
+
+extension CoherenceNode {
+    /// A protocol message arrived for this node (possibly sent by itself).
+    @inlinable
+    public mutating func receive<E: CoherenceEffects>(_ message: ProtocolMessage, _ effects: inout E) {
+        let page = message.page
+        guard localPage(page) != nil else {
+            return violation("message about a page of an unknown container", page, &effects)
+        }
+        switch message {
+        case .readRequest(_, let requester):
+            request(page, .read, from: requester, &effects)
+        case .writeRequest(_, let requester):
+            request(page, .write, from: requester, &effects)
+        case .invalidateAck(_, let sharer):
+            invalidateAck(page, from: sharer, &effects)
+        case .done(_, let requester):
+            done(page, from: requester, &effects)
+        case .forwardRead(_, let requester):
+            forwardRead(page, requester: requester, &effects)
+        case .forwardWrite(_, let requester, let sendData):
+            forwardWrite(page, requester: requester, sendData: sendData, &effects)
+        case .invalidate:
+            invalidate(page, &effects)
+        case .data(_, let writable):
+            receiveData(page, writable: writable, &effects)
+        case .grant(_, let writable, let zeroFill):
+            receiveGrant(page, writable: writable, zeroFill: zeroFill, &effects)
+        }
+    }
+}
+
+// The home role: the directory entry of each page homed on this node.
+extension CoherenceNode {
+    @inlinable
+    mutating func request<E: CoherenceEffects>(
+        _ page: PageID, _ access: Access, from requester: NodeID, _ effects: inout E
+    ) {
+        guard var entry = homeEntry(page) else {
+            return violation("request sent to a node that is not the page's home", page, &effects)
+        }
+        guard requester >= 0, requester < nodes,
+              !entry.waitingReaders.contains(requester), !entry.waitingWriters.contains(requester),
+              !(entry.isBusy && Int(entry.requester) == requester) else {
+            return violation("second outstanding request from one node", page, &effects)
+        }
+        if entry.isBusy {
+            counters.requestsQueued += 1
+            switch access {
+            case .read: entry.waitingReaders.insert(requester)
+            case .write: entry.waitingWriters.insert(requester)
+            }
+        } else {
+            serve(page, &entry, access, from: requester, &effects)
+        }
+        setHomeEntry(page, entry)
+    }
+
+    /// Starts the transaction of `requester`, deciding on the directory as it
+    /// is now (a queued request may have lost or gained a copy since it was sent).
+    @inlinable
+    mutating func serve<E: CoherenceEffects>(
+        _ page: PageID, _ entry: inout HomeEntry, _ access: Access, from requester: NodeID, _ effects: inout E
+    ) {
+        entry.lastServed = Int8(requester)
+        entry.requester = Int8(requester)
+        switch access {
+        case .read:
+            if entry.copyset.contains(requester) {
+                // The requester holds a copy already: it cannot have faulted
+                // for a read. Nothing to do but close the transaction.
+                entry.phase = .idle
+                violation("read request from a node holding a copy", page, &effects)
+                return serveNext(page, &entry, &effects)
+            }
+            if entry.owner == HomeEntry.noNode {
+                grantFirstTouch(page, &entry, to: requester, &effects)
+            } else {
+                effects.send(.forwardRead(page, requester: requester), to: NodeID(entry.owner))
+                entry.copyset.insert(requester)
+            }
+            entry.phase = .awaitingDone
+        case .write:
+            var sharers = entry.copyset.removing(requester)
+            if entry.owner != HomeEntry.noNode { sharers.remove(NodeID(entry.owner)) }
+            if sharers.isEmpty {
+                finishWrite(page, &entry, &effects)
+            } else {
+                // Nobody may keep reading the old contents once the writer has
+                // write access, so the write waits for every acknowledgement.
+                for sharer in sharers {
+                    counters.invalidationsSent += 1
+                    effects.send(.invalidate(page), to: sharer)
+                }
+                entry.copyset.bits &= ~sharers.bits
+                entry.awaitingAcks = sharers
+                entry.phase = .collectingAcks
+            }
+        }
+    }
+
+    /// The write of `entry.requester`, once no sharer but the owner and the
+    /// requester remain.
+    @inlinable
+    mutating func finishWrite<E: CoherenceEffects>(_ page: PageID, _ entry: inout HomeEntry, _ effects: inout E) {
+        let requester = NodeID(entry.requester)
+        if entry.owner == HomeEntry.noNode {
+            grantFirstTouch(page, &entry, to: requester, &effects)
+        } else if NodeID(entry.owner) == requester {
+            effects.send(.grant(page, writable: true, zeroFill: false), to: requester)
+        } else {
+            // The owner rather than the home answers: it is the one that must
+            // drop its copy before the requester may write.
+            let sendData = !entry.copyset.contains(requester)
+            effects.send(.forwardWrite(page, requester: requester, sendData: sendData), to: NodeID(entry.owner))
+        }
+        entry.owner = Int8(requester)
+        entry.copyset = NodeSet(bits: 1 << UInt64(requester))
+        entry.phase = .awaitingDone
+    }
+
+    /// Nobody ever touched the page: no contents exist, the requester makes a
+    /// zero page and owns it read-write.
+    @inlinable
+    mutating func grantFirstTouch<E: CoherenceEffects>(
+        _ page: PageID, _ entry: inout HomeEntry, to requester: NodeID, _ effects: inout E
+    ) {
+        effects.send(.grant(page, writable: true, zeroFill: true), to: requester)
+        entry.owner = Int8(requester)
+        entry.copyset = NodeSet(bits: 1 << UInt64(requester))
+    }
+
+    @inlinable
+    mutating func invalidateAck<E: CoherenceEffects>(_ page: PageID, from sharer: NodeID, _ effects: inout E) {
+        guard var entry = homeEntry(page) else {
+            return violation("invalidateAck sent to a node that is not the page's home", page, &effects)
+        }
+        guard entry.phase == .collectingAcks, entry.awaitingAcks.contains(sharer) else {
+            return violation("unexpected invalidateAck", page, &effects)
+        }
+        entry.awaitingAcks.remove(sharer)
+        if entry.awaitingAcks.isEmpty { finishWrite(page, &entry, &effects) }
+        setHomeEntry(page, entry)
+    }
+
+    @inlinable
+    mutating func done<E: CoherenceEffects>(_ page: PageID, from requester: NodeID, _ effects: inout E) {
+        guard var entry = homeEntry(page) else {
+            return violation("done sent to a node that is not the page's home", page, &effects)
+        }
+        guard entry.phase == .awaitingDone, Int(entry.requester) == requester else {
+            return violation("done for a transaction that is not in progress", page, &effects)
+        }
+        entry.phase = .idle
+        entry.requester = HomeEntry.noNode
+        serveNext(page, &entry, &effects)
+        setHomeEntry(page, entry)
+    }
+
+    @inlinable
+    mutating func serveNext<E: CoherenceEffects>(_ page: PageID, _ entry: inout HomeEntry, _ effects: inout E) {
+        if let next = entry.dequeueNext() {
+            serve(page, &entry, next.access, from: next.node, &effects)
+        }
+    }
+}

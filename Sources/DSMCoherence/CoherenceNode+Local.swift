@@ -1,0 +1,156 @@
+import DSMCore
+
+// The local role: this node's own mapping of each page.
+extension CoherenceNode {
+    /// A local thread faulted on `page`. The thread stays blocked until a
+    /// `wake` for the page; it then retries and may fault again.
+    @inlinable
+    public mutating func fault<E: CoherenceEffects>(_ page: PageID, _ access: Access, _ effects: inout E) {
+        guard var local = localPage(page) else {
+            return violation("fault on a page of an unknown container", page, &effects)
+        }
+        switch access {
+        case .read: counters.readFaults += 1
+        case .write: counters.writeFaults += 1
+        }
+        if local.state.permits(access) {
+            // The mapping arrived between the fault and its handling.
+            counters.spuriousFaults += 1
+            effects.wake(page)
+            return
+        }
+        switch local.outstanding {
+        case .write:
+            counters.coalescedFaults += 1
+        case .read:
+            counters.coalescedFaults += 1
+            if access == .write { local.wantWrite = true }
+        case .none:
+            local.outstanding = access == .read ? .read : .write
+            sendRequest(page, access, from: local.state, &effects)
+        }
+        setLocalPage(page, local)
+    }
+
+    @inlinable
+    mutating func sendRequest<E: CoherenceEffects>(
+        _ page: PageID, _ access: Access, from state: LocalState, _ effects: inout E
+    ) {
+        let home = page.home(nodes: nodes)
+        switch access {
+        case .read:
+            counters.readRequestsSent += 1
+            effects.send(.readRequest(page, from: node), to: home)
+        case .write:
+            counters.writeRequestsSent += 1
+            if state == .shared { counters.upgradesSent += 1 }
+            effects.send(.writeRequest(page, from: node), to: home)
+        }
+    }
+
+    /// As owner: give a read-only copy to `requester`, keeping ours read-only.
+    @inlinable
+    mutating func forwardRead<E: CoherenceEffects>(_ page: PageID, requester: NodeID, _ effects: inout E) {
+        var local = localPage(page)!
+        guard local.state != .invalid else {
+            return violation("forwardRead to a node without a copy", page, &effects)
+        }
+        if local.state == .exclusive { effects.writeProtect(page) }
+        local.state = .shared
+        setLocalPage(page, local)
+        counters.dataSent += 1
+        effects.send(.data(page, writable: false), to: requester)
+    }
+
+    /// As owner: hand the page over to `requester` and drop ours. An
+    /// outstanding request of this node stays outstanding: the home serves it
+    /// later against the directory as it then is.
+    @inlinable
+    mutating func forwardWrite<E: CoherenceEffects>(
+        _ page: PageID, requester: NodeID, sendData: Bool, _ effects: inout E
+    ) {
+        var local = localPage(page)!
+        guard local.state != .invalid else {
+            return violation("forwardWrite to a node without a copy", page, &effects)
+        }
+        if sendData {
+            // Freeze the contents while the runtime copies them out.
+            if local.state == .exclusive { effects.writeProtect(page) }
+            counters.dataSent += 1
+            effects.send(.data(page, writable: true), to: requester)
+        } else {
+            effects.send(.grant(page, writable: true, zeroFill: false), to: requester)
+        }
+        effects.drop(page)
+        local.state = .invalid
+        setLocalPage(page, local)
+    }
+
+    /// As sharer: drop the copy and acknowledge to home.
+    @inlinable
+    mutating func invalidate<E: CoherenceEffects>(_ page: PageID, _ effects: inout E) {
+        var local = localPage(page)!
+        guard local.state == .shared else {
+            return violation("invalidate to a node that is not a sharer", page, &effects)
+        }
+        counters.invalidationsReceived += 1
+        effects.drop(page)
+        local.state = .invalid
+        setLocalPage(page, local)
+        effects.send(.invalidateAck(page, from: node), to: page.home(nodes: nodes))
+    }
+
+    /// As requester: the answer to our outstanding request, with contents.
+    @inlinable
+    mutating func receiveData<E: CoherenceEffects>(_ page: PageID, writable: Bool, _ effects: inout E) {
+        var local = localPage(page)!
+        let expected: OutstandingRequest = writable ? .write : .read
+        guard local.outstanding == expected, local.state == .invalid else {
+            return violation("data that answers no outstanding request", page, &effects)
+        }
+        effects.install(page, writable: writable)
+        local.state = writable ? .exclusive : .shared
+        local.outstanding = .none
+        effects.wake(page)
+        let home = page.home(nodes: nodes)
+        // `.done` first: the home must close this transaction before it sees
+        // the follow-up request, which travels on the same FIFO channel.
+        effects.send(.done(page, from: node), to: home)
+        if local.wantWrite {
+            local.wantWrite = false
+            if !writable {
+                local.outstanding = .write
+                sendRequest(page, .write, from: local.state, &effects)
+            }
+        }
+        setLocalPage(page, local)
+    }
+
+    /// As requester: write permission without contents.
+    @inlinable
+    mutating func receiveGrant<E: CoherenceEffects>(
+        _ page: PageID, writable: Bool, zeroFill: Bool, _ effects: inout E
+    ) {
+        var local = localPage(page)!
+        guard writable, local.outstanding != .none else {
+            return violation("grant that answers no outstanding request", page, &effects)
+        }
+        if zeroFill {
+            guard local.state == .invalid else {
+                return violation("zero-fill grant to a node holding a copy", page, &effects)
+            }
+            effects.installZero(page)
+        } else {
+            guard local.state == .shared, local.outstanding == .write else {
+                return violation("upgrade grant to a node without a read-only copy", page, &effects)
+            }
+            effects.makeWritable(page)
+        }
+        local.state = .exclusive
+        local.outstanding = .none
+        local.wantWrite = false
+        setLocalPage(page, local)
+        effects.wake(page)
+        effects.send(.done(page, from: node), to: page.home(nodes: nodes))
+    }
+}

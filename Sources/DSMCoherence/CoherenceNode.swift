@@ -1,0 +1,104 @@
+import DSMCore
+
+/// The MESI home-directory protocol of one node, as a pure state machine.
+///
+/// The node plays two roles for every page: the *local* role (its own mapping
+/// of the page and the request it has outstanding) and, for the pages whose
+/// `home(nodes:)` is this node, the *home* role (the directory entry that
+/// serialises requests). Events go in through `fault` and `receive`; effects
+/// come out through the caller's `CoherenceEffects` sink, in order. Nothing
+/// here allocates after `addContainer`.
+///
+/// The home serves one request per page at a time, from arrival to the
+/// requester's `.done`; requests meeting a busy page wait in a round-robin
+/// queue. Because the requester installs the page before sending `.done`, the
+/// directory the home consults when it serves a request is exact: every node
+/// in the copyset holds a valid mapping, and the owner holds the current
+/// contents. That is what makes single-writer / multiple-readers and
+/// sequential consistency hold with only pairwise FIFO channels.
+public struct CoherenceNode: Sendable {
+    public let node: NodeID
+    public let nodes: Int
+    @usableFromInline var counters = CoherenceStats()
+    @usableFromInline var containers: [ContainerID: ContainerPages] = [:]
+
+    public init(node: NodeID, nodes: Int) {
+        precondition(nodes > 0 && nodes <= maxNodes, "1 ... \(maxNodes) nodes")
+        precondition(node >= 0 && node < nodes, "node \(node) out of 0..<\(nodes)")
+        self.node = node
+        self.nodes = nodes
+    }
+
+    public var stats: CoherenceStats { counters }
+
+    public mutating func resetStats() { counters = CoherenceStats() }
+
+    /// Registers a container on this node. All of its page state is allocated
+    /// here, once, so the fault path never allocates.
+    public mutating func addContainer(_ id: ContainerID, pages: Int) {
+        precondition(pages >= 0 && pages <= Int(UInt32.max), "page count \(pages)")
+        precondition(containers[id] == nil, "container \(id) added twice")
+        assert(homesRotateWithIndex(id, pages: pages), "home(nodes:) must be (base + index) % nodes")
+        containers[id] = ContainerPages(pages: pages, nodes: nodes)
+    }
+
+    /// Forgets a container. The runtime must have quiesced it cluster-wide
+    /// first: a later message about its pages is reported as a violation.
+    public mutating func removeContainer(_ id: ContainerID) {
+        containers[id] = nil
+    }
+
+    public func localState(_ page: PageID) -> LocalState {
+        localPage(page)?.state ?? .invalid
+    }
+
+    /// Whether this node is the home of `page`.
+    @inlinable
+    public func isHome(of page: PageID) -> Bool {
+        page.home(nodes: nodes) == node
+    }
+
+    // The dense home numbering relies on homes cycling through all nodes as
+    // the index grows; checked once per container in debug builds.
+    private func homesRotateWithIndex(_ id: ContainerID, pages: Int) -> Bool {
+        guard pages > 0 else { return true }
+        let base = PageID(container: id, index: 0).home(nodes: nodes)
+        for index in 0..<pages
+        where PageID(container: id, index: UInt32(index)).home(nodes: nodes) != (base + index) % nodes {
+            return false
+        }
+        return true
+    }
+
+    // MARK: Page table access
+
+    @inlinable
+    func localPage(_ page: PageID) -> LocalPage? {
+        guard let pages = containers[page.container], Int(page.index) < pages.local.count else { return nil }
+        return pages.local[Int(page.index)]
+    }
+
+    @inlinable
+    mutating func setLocalPage(_ page: PageID, _ value: LocalPage) {
+        containers[page.container]!.local[Int(page.index)] = value
+    }
+
+    /// Nil when the page is unknown or not homed here.
+    @inlinable
+    func homeEntry(_ page: PageID) -> HomeEntry? {
+        guard isHome(of: page), let pages = containers[page.container],
+              Int(page.index) < pages.local.count else { return nil }
+        return pages.home[Int(page.index) / nodes]
+    }
+
+    @inlinable
+    mutating func setHomeEntry(_ page: PageID, _ value: HomeEntry) {
+        containers[page.container]!.home[Int(page.index) / nodes] = value
+    }
+
+    @inlinable
+    mutating func violation<E: CoherenceEffects>(_ reason: StaticString, _ page: PageID, _ effects: inout E) {
+        counters.protocolViolations += 1
+        effects.protocolViolation(reason, page: page)
+    }
+}

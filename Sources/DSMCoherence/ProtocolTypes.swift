@@ -1,0 +1,123 @@
+import DSMCore
+
+/// What a faulting thread tried to do to a page.
+public enum Access: UInt8, Sendable {
+    case read, write
+}
+
+/// A node's own mapping of a page. `exclusive` covers both MESI E and M: the
+/// page is mapped read-write and no other node has it mapped.
+public enum LocalState: UInt8, Sendable {
+    case invalid, shared, exclusive
+
+    /// Whether a thread can perform `access` on a page mapped this way without faulting.
+    @inlinable
+    public func permits(_ access: Access) -> Bool {
+        switch self {
+        case .invalid: false
+        case .shared: access == .read
+        case .exclusive: true
+        }
+    }
+}
+
+/// Everything nodes say to each other about pages. Page contents travel with
+/// `.data` only, attached by the runtime.
+public enum ProtocolMessage: Equatable, Sendable {
+    /// requester -> home
+    case readRequest(PageID, from: NodeID)
+    /// requester -> home (also the S->M upgrade)
+    case writeRequest(PageID, from: NodeID)
+    /// home -> owner: downgrade to S and send `.data(writable: false)` to requester.
+    case forwardRead(PageID, requester: NodeID)
+    /// home -> owner: send `.data(writable: true)` (or `.grant` when the
+    /// requester already holds a copy) to requester, then drop the page.
+    case forwardWrite(PageID, requester: NodeID, sendData: Bool)
+    /// home -> sharer: drop the page and acknowledge to home.
+    case invalidate(PageID)
+    /// sharer -> home
+    case invalidateAck(PageID, from: NodeID)
+    /// owner -> requester; the runtime attaches the page contents.
+    case data(PageID, writable: Bool)
+    /// Permission without contents. `zeroFill`: first touch of the page
+    /// anywhere, install a zero page read-write. Otherwise the requester
+    /// already holds the current contents and only gains write access.
+    case grant(PageID, writable: Bool, zeroFill: Bool)
+    /// requester -> home: the requester has installed the page; home may serve
+    /// the next request for it.
+    case done(PageID, from: NodeID)
+
+    /// The page the message is about.
+    @inlinable
+    public var page: PageID {
+        switch self {
+        case .readRequest(let page, _), .writeRequest(let page, _),
+             .forwardRead(let page, _), .forwardWrite(let page, _, _),
+             .invalidate(let page), .invalidateAck(let page, _),
+             .data(let page, _), .grant(let page, _, _), .done(let page, _):
+            page
+        }
+    }
+}
+
+/// What the state machine asks the runtime to do. Effects are reported in the
+/// order they must happen (e.g. `writeProtect` before the `.data` send that
+/// copies the page, `drop` after it).
+public protocol CoherenceEffects {
+    /// Queue a message. It may be addressed to this node itself: the runtime
+    /// delivers self-messages later, in FIFO order, never re-entrantly.
+    mutating func send(_ message: ProtocolMessage, to node: NodeID)
+    /// Read-write mapping -> read-only, keeping the contents.
+    mutating func writeProtect(_ page: PageID)
+    /// Unmap (MADV_DONTNEED); the page becomes invalid here.
+    mutating func drop(_ page: PageID)
+    /// Map the contents carried by the `.data` message being handled.
+    mutating func install(_ page: PageID, writable: Bool)
+    /// Map a zero page read-write (first touch cluster-wide).
+    mutating func installZero(_ page: PageID)
+    /// Read-only -> read-write, keeping the contents (upgrade).
+    mutating func makeWritable(_ page: PageID)
+    /// Resume the local threads blocked on this page; they retry the access
+    /// and fault again if it is still not permitted.
+    mutating func wake(_ page: PageID)
+    /// An event that cannot happen in a correct run (a bug in the runtime or
+    /// in this protocol). The event has been ignored. Defaults to
+    /// `assertionFailure`.
+    mutating func protocolViolation(_ reason: StaticString, page: PageID)
+}
+
+extension CoherenceEffects {
+    @inlinable
+    public mutating func protocolViolation(_ reason: StaticString, page: PageID) {
+        assertionFailure("DSM coherence protocol violation on page \(page): \(reason)")
+    }
+}
+
+/// Counters for observing the protocol; they never influence it.
+public struct CoherenceStats: Hashable, Sendable {
+    /// Faults reported by local threads, by access.
+    public var readFaults = 0
+    public var writeFaults = 0
+    /// Faults on a page whose mapping already permitted the access (raced with
+    /// an install): answered with `wake` only.
+    public var spuriousFaults = 0
+    /// Faults absorbed by a request already outstanding for the page.
+    public var coalescedFaults = 0
+    /// Requests this node sent as requester.
+    public var readRequestsSent = 0
+    public var writeRequestsSent = 0
+    /// Write requests for a page held shared (S -> M, no data needed unless
+    /// the copy is lost meanwhile).
+    public var upgradesSent = 0
+    /// As home: invalidations sent; as sharer: invalidations received.
+    public var invalidationsSent = 0
+    public var invalidationsReceived = 0
+    /// As home: requests that found their page busy and waited in the queue.
+    public var requestsQueued = 0
+    /// As owner: pages sent with contents.
+    public var dataSent = 0
+    /// Events reported through `protocolViolation`.
+    public var protocolViolations = 0
+
+    public init() {}
+}

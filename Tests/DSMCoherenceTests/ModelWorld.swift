@@ -1,0 +1,552 @@
+@testable import DSMCoherence
+import DSMCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A closed world for exhaustive exploration: N `CoherenceNode`s, one FIFO
+/// channel per ordered pair of nodes (self included), each node's mapping of
+/// each page with the contents it holds, and threads running bounded
+/// nondeterministic programs. Page contents are modelled by a version number:
+/// every write stores `lastWritten + 1`.
+///
+/// Pages are `PageID(container: 0, index: i)`, homed on node `i % nodes`.
+struct ModelConfiguration: CustomStringConvertible {
+    var nodes: Int
+    var pages: Int
+    /// The node each thread runs on.
+    var threadNodes: [NodeID]
+    /// How many accesses each thread makes; each is a read or a write of any page.
+    var threadAccesses: [Int]
+    var checks: ModelChecks = .all
+    var mutation: ModelMutation = .none
+
+    /// One thread per node, each making `accessesPerThread` accesses.
+    init(nodes: Int, pages: Int, accessesPerThread: Int) {
+        self.init(nodes: nodes, pages: pages,
+                  threads: (0..<nodes).map { (node: $0, accesses: accessesPerThread) })
+    }
+
+    init(nodes: Int, pages: Int, threads: [(node: NodeID, accesses: Int)]) {
+        self.nodes = nodes
+        self.pages = pages
+        threadNodes = threads.map(\.node)
+        threadAccesses = threads.map(\.accesses)
+    }
+
+    var description: String {
+        let threads = zip(threadNodes, threadAccesses).map { "n\($0.0):\($0.1)" }.joined(separator: " ")
+        return "\(nodes) nodes, \(pages) page\(pages == 1 ? "" : "s"), threads [\(threads)]"
+    }
+}
+
+struct ModelChecks: OptionSet {
+    let rawValue: Int
+    // Plain flags: OptionSet.contains is generic and slow in debug builds,
+    // and the checks run on every state.
+    var singleWriterOn: Bool { rawValue & Self.singleWriter.rawValue != 0 }
+    var freshReadsOn: Bool { rawValue & Self.freshReads.rawValue != 0 }
+    var freshCopiesOn: Bool { rawValue & Self.freshCopies.rawValue != 0 }
+    var noDeadlockOn: Bool { rawValue & Self.noDeadlock.rawValue != 0 }
+    var mappingsMatchStatesOn: Bool { rawValue & Self.mappingsMatchStates.rawValue != 0 }
+    /// At most one node maps a page read-write, and then nobody else maps it.
+    static let singleWriter = ModelChecks(rawValue: 1 << 0)
+    /// Every read returns the last value written.
+    static let freshReads = ModelChecks(rawValue: 1 << 1)
+    /// Every mapping holds the last value written.
+    static let freshCopies = ModelChecks(rawValue: 1 << 2)
+    /// A state with nothing left to do has no blocked thread and no message in flight.
+    static let noDeadlock = ModelChecks(rawValue: 1 << 3)
+    /// Every node's `localState` agrees with what it has mapped, and effects
+    /// only act on mappings that exist (writeProtect a RW page, ...).
+    static let mappingsMatchStates = ModelChecks(rawValue: 1 << 4)
+    static let all: ModelChecks = [.singleWriter, .freshReads, .freshCopies, .noDeadlock, .mappingsMatchStates]
+}
+
+/// Deliberately broken runtimes, to show the checker catches real bugs.
+enum ModelMutation {
+    case none
+    /// A sharer acknowledges an invalidation but keeps its mapping.
+    case sharerKeepsCopyOnInvalidate
+    /// An owner answering a read keeps its read-write mapping.
+    case ownerSkipsWriteProtect
+    /// The runtime loses every `.done` message.
+    case doneIsLost
+}
+
+enum ViolationKind: Equatable {
+    case twoWriters, staleRead, staleCopy, deadlock, mappingMismatch, protocolViolation
+}
+
+struct ModelViolation: Error {
+    var kind: ViolationKind
+    var detail: String
+}
+
+/// Where a mapped page stands in the model's "MMU".
+enum Mapping: UInt8, Hashable {
+    case none, readOnly, readWrite
+
+    func permits(_ access: Access) -> Bool {
+        switch self {
+        case .none: false
+        case .readOnly: access == .read
+        case .readWrite: true
+        }
+    }
+}
+
+struct MappedCopy: Hashable {
+    var mapping: Mapping = .none
+    var version: UInt8 = 0
+}
+
+struct InFlightMessage: Equatable {
+    var message: ProtocolMessage
+    /// For `.data`: the version of the sender's copy when it was sent.
+    var version: UInt8
+}
+
+enum ThreadPhase: UInt8, Hashable {
+    /// Between accesses (or finished when `remaining == 0`).
+    case idle
+    /// Faulted; the node's fault handler has not seen it yet.
+    case faultPending
+    /// The node handled the fault; waiting for `wake`.
+    case blocked
+    /// Woken: will retry the access.
+    case ready
+}
+
+struct ModelThread: Hashable {
+    var remaining: UInt8
+    var phase: ThreadPhase = .idle
+    var page: UInt8 = 0
+    var access: Access = .read
+}
+
+enum ModelStep: CustomStringConvertible {
+    /// An idle thread starts its next access.
+    case begin(thread: Int, page: Int, access: Access)
+    /// A woken thread retries its access.
+    case retry(thread: Int)
+    /// The node's fault handler takes the thread's fault.
+    case handleFault(thread: Int)
+    /// The oldest message from `from` to `to` is delivered.
+    case deliver(from: NodeID, to: NodeID)
+
+    var description: String {
+        switch self {
+        case .begin(let thread, let page, let access): "thread \(thread) \(access)s page \(page)"
+        case .retry(let thread): "thread \(thread) retries"
+        case .handleFault(let thread): "thread \(thread)'s fault is handled"
+        case .deliver(let from, let to): "deliver \(from) -> \(to)"
+        }
+    }
+}
+
+struct ModelWorld {
+    var nodes: [CoherenceNode]
+    /// Channel from `a` to `b` is `channels[a * nodeCount + b]`.
+    var channels: [[InFlightMessage]]
+    /// Copy of page `p` on node `n` is `copies[n * pageCount + p]`.
+    var copies: [MappedCopy]
+    var threads: [ModelThread]
+    var lastWritten: [UInt8]
+
+    init(_ config: ModelConfiguration) {
+        nodes = (0..<config.nodes).map { CoherenceNode(node: $0, nodes: config.nodes) }
+        for index in nodes.indices { nodes[index].addContainer(0, pages: config.pages) }
+        channels = Array(repeating: [], count: config.nodes * config.nodes)
+        copies = Array(repeating: MappedCopy(), count: config.nodes * config.pages)
+        threads = config.threadAccesses.map { ModelThread(remaining: UInt8($0)) }
+        lastWritten = Array(repeating: 0, count: config.pages)
+    }
+
+    static func page(_ index: Int) -> PageID { PageID(container: 0, index: UInt32(index)) }
+
+    // MARK: Steps
+
+    func enabledSteps(_ config: ModelConfiguration) -> [ModelStep] {
+        var steps: [ModelStep] = []
+        for (index, thread) in threads.enumerated() {
+            switch thread.phase {
+            case .idle where thread.remaining > 0:
+                for page in 0..<config.pages {
+                    steps.append(.begin(thread: index, page: page, access: .read))
+                    steps.append(.begin(thread: index, page: page, access: .write))
+                }
+            case .ready: steps.append(.retry(thread: index))
+            case .faultPending: steps.append(.handleFault(thread: index))
+            case .idle, .blocked: break
+            }
+        }
+        for from in 0..<config.nodes {
+            for to in 0..<config.nodes where !channels[from * config.nodes + to].isEmpty {
+                steps.append(.deliver(from: from, to: to))
+            }
+        }
+        return steps
+    }
+
+    mutating func apply(_ step: ModelStep, _ config: ModelConfiguration) throws(ModelViolation) {
+        switch step {
+        case .begin(let index, let page, let access):
+            threads[index].page = UInt8(page)
+            threads[index].access = access
+            try attempt(index, config)
+        case .retry(let index):
+            try attempt(index, config)
+        case .handleFault(let index):
+            let node = config.threadNodes[index]
+            let thread = threads[index]
+            threads[index].phase = .blocked  // before effects: a spurious fault wakes it at once
+            var sink = RecordingEffects()
+            nodes[node].fault(Self.page(Int(thread.page)), thread.access, &sink)
+            try perform(sink.effects, on: node, handling: nil, config)
+        case .deliver(let from, let to):
+            let delivered = channels[from * config.nodes + to].removeFirst()
+            var sink = RecordingEffects()
+            nodes[to].receive(delivered.message, &sink)
+            try perform(sink.effects, on: to, handling: delivered, config)
+        }
+    }
+
+    /// The thread touches its page: the access happens if the mapping allows
+    /// it, otherwise the thread faults (as under userfaultfd / write protection).
+    private mutating func attempt(_ index: Int, _ config: ModelConfiguration) throws(ModelViolation) {
+        let thread = threads[index]
+        let page = Int(thread.page)
+        let copyIndex = config.threadNodes[index] * config.pages + page
+        guard copies[copyIndex].mapping.permits(thread.access) else {
+            threads[index].phase = .faultPending
+            return
+        }
+        switch thread.access {
+        case .read:
+            if config.checks.freshReadsOn, copies[copyIndex].version != lastWritten[page] {
+                throw ModelViolation(kind: .staleRead, detail:
+                    "thread \(index) read version \(copies[copyIndex].version) of page \(page), last written \(lastWritten[page])")
+            }
+        case .write:
+            lastWritten[page] += 1
+            copies[copyIndex].version = lastWritten[page]
+        }
+        threads[index].phase = .idle
+        threads[index].remaining -= 1
+    }
+
+    /// Carries out a node's effects, in order, as the runtime would.
+    private mutating func perform(
+        _ effects: [Effect], on node: NodeID, handling delivered: InFlightMessage?, _ config: ModelConfiguration
+    ) throws(ModelViolation) {
+        let strict = config.checks.mappingsMatchStatesOn
+        func mismatch(_ detail: String) -> ModelViolation {
+            ModelViolation(kind: .mappingMismatch, detail: "node \(node): \(detail)")
+        }
+        for effect in effects {
+            switch effect {
+            case .send(let message, let to):
+                if config.mutation == .doneIsLost, case .done = message { continue }
+                var version: UInt8 = 0
+                if case .data(let page, _) = message {
+                    let copy = copies[node * config.pages + Int(page.index)]
+                    if strict, copy.mapping == .none { throw mismatch("sends data of unmapped page \(page)") }
+                    version = copy.version
+                }
+                channels[node * config.nodes + to].append(InFlightMessage(message: message, version: version))
+            case .writeProtect(let page):
+                if config.mutation == .ownerSkipsWriteProtect { continue }
+                let index = node * config.pages + Int(page.index)
+                if strict, copies[index].mapping != .readWrite { throw mismatch("writeProtect of non-RW page \(page)") }
+                copies[index].mapping = .readOnly
+            case .drop(let page):
+                if config.mutation == .sharerKeepsCopyOnInvalidate, case .invalidate = delivered?.message { continue }
+                let index = node * config.pages + Int(page.index)
+                if strict, copies[index].mapping == .none { throw mismatch("drop of unmapped page \(page)") }
+                copies[index] = MappedCopy()
+            case .install(let page, let writable):
+                let index = node * config.pages + Int(page.index)
+                guard let delivered, case .data = delivered.message else {
+                    throw mismatch("install without a .data message")
+                }
+                if strict, copies[index].mapping != .none { throw mismatch("install over a mapped page \(page)") }
+                copies[index] = MappedCopy(mapping: writable ? .readWrite : .readOnly, version: delivered.version)
+            case .installZero(let page):
+                let index = node * config.pages + Int(page.index)
+                if strict, copies[index].mapping != .none { throw mismatch("installZero over a mapped page \(page)") }
+                copies[index] = MappedCopy(mapping: .readWrite, version: 0)
+            case .makeWritable(let page):
+                let index = node * config.pages + Int(page.index)
+                if strict, copies[index].mapping != .readOnly { throw mismatch("makeWritable of non-RO page \(page)") }
+                copies[index].mapping = .readWrite
+            case .wake(let page):
+                for thread in threads.indices
+                where config.threadNodes[thread] == node && threads[thread].phase == .blocked
+                    && Int(threads[thread].page) == Int(page.index) {
+                    threads[thread].phase = .ready
+                }
+            case .violation(let reason, let page):
+                throw ModelViolation(kind: .protocolViolation, detail: "node \(node), page \(page): \(reason)")
+            }
+        }
+    }
+
+    // MARK: Invariants
+
+    func checkInvariants(_ config: ModelConfiguration, terminal: Bool) throws(ModelViolation) {
+        for page in 0..<config.pages {
+            var writers = 0, mapped = 0
+            for node in 0..<config.nodes {
+                let copy = copies[node * config.pages + page]
+                if copy.mapping != .none { mapped += 1 }
+                if copy.mapping == .readWrite { writers += 1 }
+                if config.checks.freshCopiesOn, copy.mapping != .none, copy.version != lastWritten[page] {
+                    throw ModelViolation(kind: .staleCopy, detail:
+                        "node \(node) maps version \(copy.version) of page \(page), last written \(lastWritten[page])")
+                }
+                if config.checks.mappingsMatchStatesOn {
+                    let state = nodes[node].localState(Self.page(page))
+                    let expected: Mapping = switch state {
+                    case .invalid: .none
+                    case .shared: .readOnly
+                    case .exclusive: .readWrite
+                    }
+                    if copy.mapping != expected {
+                        throw ModelViolation(kind: .mappingMismatch, detail:
+                            "node \(node) page \(page): state \(state) but mapping \(copy.mapping)")
+                    }
+                }
+            }
+            if config.checks.singleWriterOn, writers > 1 || (writers == 1 && mapped > 1) {
+                throw ModelViolation(kind: .twoWriters, detail:
+                    "page \(page): \(writers) read-write and \(mapped) mappings in all")
+            }
+        }
+        if terminal, config.checks.noDeadlockOn {
+            let stuck = threads.indices.filter { threads[$0].phase != .idle || threads[$0].remaining != 0 }
+            let inFlight = channels.reduce(0) { $0 + $1.count }
+            if !stuck.isEmpty || inFlight != 0 {
+                throw ModelViolation(kind: .deadlock, detail:
+                    "no step enabled; threads \(stuck) unfinished, \(inFlight) messages in flight")
+            }
+        }
+    }
+
+    // MARK: State key
+
+    /// Everything that determines the future, packed into bytes (statistics
+    /// counters are left out, they never influence the protocol).
+    // Written with while loops and no tuples: in a debug build, ranges,
+    // `indices` and tuples cost generic metadata lookups on every state.
+    func key(_ config: ModelConfiguration) -> StateKey {
+        var key = StateKey()
+        var writer = StateKey.Writer()
+        withUnsafeMutableBytes(of: &key.words) { raw in
+            writer.raw = raw
+            var n = 0
+            while n < config.nodes {
+                let pages = nodes[n].containers[0]!
+                var page = 0
+                while page < config.pages {
+                    let local = pages.local[page]
+                    writer.put(local.state.rawValue | local.outstanding.rawValue << 2 | (local.wantWrite ? 16 : 0))
+                    if page % config.nodes == n {
+                        let entry = pages.home[page / config.nodes]
+                        writer.put(UInt8(bitPattern: entry.owner &+ 1) | entry.phase.rawValue << 4)
+                        writer.put(UInt8(bitPattern: entry.requester &+ 1) | UInt8(bitPattern: entry.lastServed &+ 1) << 4)
+                        writer.put(UInt8(entry.copyset.bits))
+                        writer.put(UInt8(entry.awaitingAcks.bits))
+                        writer.put(UInt8(entry.waitingReaders.bits))
+                        writer.put(UInt8(entry.waitingWriters.bits))
+                    }
+                    page += 1
+                }
+                n += 1
+            }
+            var index = 0
+            while index < copies.count {
+                writer.put(copies[index].mapping.rawValue | copies[index].version << 2)
+                index += 1
+            }
+            index = 0
+            while index < threads.count {
+                let thread = threads[index]
+                writer.put(thread.remaining | thread.phase.rawValue << 4)
+                writer.put(thread.page | thread.access.rawValue << 4)
+                index += 1
+            }
+            index = 0
+            while index < lastWritten.count {
+                writer.put(lastWritten[index])
+                index += 1
+            }
+            index = 0
+            while index < channels.count {
+                let channel = channels[index]
+                writer.put(UInt8(channel.count))
+                var position = 0
+                while position < channel.count {
+                    Self.encode(channel[position], &writer)
+                    position += 1
+                }
+                index += 1
+            }
+        }
+        return key
+    }
+
+    private static func encode(_ inFlight: InFlightMessage, _ writer: inout StateKey.Writer) {
+        var kind: UInt8 = 0, other = 0, flags: UInt8 = 0
+        let page = inFlight.message.page
+        switch inFlight.message {
+        case .readRequest(_, let from): kind = 0; other = from
+        case .writeRequest(_, let from): kind = 1; other = from
+        case .forwardRead(_, let requester): kind = 2; other = requester
+        case .forwardWrite(_, let requester, let sendData): kind = 3; other = requester; flags = sendData ? 1 : 0
+        case .invalidate: kind = 4
+        case .invalidateAck(_, let from): kind = 5; other = from
+        case .data(_, let writable): kind = 6; flags = writable ? 1 : 0
+        case .grant(_, let writable, let zeroFill): kind = 7; flags = (writable ? 1 : 0) | (zeroFill ? 2 : 0)
+        case .done(_, let from): kind = 8; other = from
+        }
+        writer.put(kind | UInt8(page.index) << 4)
+        writer.put(UInt8(other) | flags << 4)
+        writer.put(inFlight.version)
+    }
+}
+
+/// A world state as a fixed 128-byte string: cheap to hash and compare,
+/// which matters with millions of states in a debug build.
+struct StateKey: Hashable {
+    static let capacity = 128
+    var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+                UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+        = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+    struct Writer {
+        var count = 0
+        var raw = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        mutating func put(_ byte: UInt8) {
+            precondition(count < StateKey.capacity, "world state exceeds StateKey.capacity bytes")
+            raw[count] = byte
+            count += 1
+        }
+    }
+
+    static func == (a: StateKey, b: StateKey) -> Bool {
+        withUnsafeBytes(of: a.words) { x in withUnsafeBytes(of: b.words) { y in memcmp(x.baseAddress!, y.baseAddress!, capacity) == 0 } }
+    }
+
+    func hash(into hasher: inout Hasher) {
+        withUnsafeBytes(of: words) { hasher.combine(bytes: $0) }
+    }
+}
+
+/// Depth-first search over every interleaving, with a visited set of full
+/// state keys.
+struct ModelExplorer {
+    struct Result {
+        var states = 0
+        var transitions = 0
+        var terminalStates = 0
+        var maxDepth = 0
+        /// Totals over all explored transitions: which protocol paths were exercised.
+        var stats = CoherenceStats()
+        var messagesDelivered: [String: Int] = [:]
+        var violation: ModelViolation?
+        /// The steps from the initial state to the violation.
+        var trace: [String] = []
+    }
+
+    let config: ModelConfiguration
+
+    func run() -> Result {
+        var result = Result()
+        var visited = Set<StateKey>()
+        struct Frame {
+            var world: ModelWorld
+            var steps: [ModelStep]
+            var next = 0
+        }
+        let initial = ModelWorld(config)
+        visited.insert(initial.key(config))
+        result.states = 1
+        var stack = [Frame(world: initial, steps: initial.enabledSteps(config))]
+
+        // Each frame's last taken step leads to the next frame; the top
+        // frame's leads to the violation.
+        func fail(_ violation: ModelViolation, _ stack: [Frame]) -> Result {
+            var failed = result
+            failed.violation = violation
+            failed.trace = stack.map { "\($0.steps[$0.next - 1])" }
+            return failed
+        }
+
+        while !stack.isEmpty {
+            let top = stack.count - 1
+            guard stack[top].next < stack[top].steps.count else {
+                stack.removeLast()
+                continue
+            }
+            let step = stack[top].steps[stack[top].next]
+            stack[top].next += 1
+            var world = stack[top].world
+            for node in world.nodes.indices { world.nodes[node].resetStats() }
+            if case .deliver(let from, let to) = step {
+                let message = world.channels[from * config.nodes + to][0].message
+                result.messagesDelivered[Self.label(message), default: 0] += 1
+            }
+            do throws(ModelViolation) {
+                try world.apply(step, config)
+            } catch {
+                return fail(error, stack)
+            }
+            result.transitions += 1
+            for node in world.nodes { result.stats.accumulate(node.stats) }
+            guard visited.insert(world.key(config)).inserted else { continue }
+            result.states += 1
+            let steps = world.enabledSteps(config)
+            do throws(ModelViolation) {
+                try world.checkInvariants(config, terminal: steps.isEmpty)
+            } catch {
+                return fail(error, stack)
+            }
+            if steps.isEmpty { result.terminalStates += 1 }
+            stack.append(Frame(world: world, steps: steps))
+            result.maxDepth = max(result.maxDepth, stack.count - 1)
+        }
+        return result
+    }
+
+    static func label(_ message: ProtocolMessage) -> String {
+        switch message {
+        case .readRequest: "readRequest"
+        case .writeRequest: "writeRequest"
+        case .forwardRead: "forwardRead"
+        case .forwardWrite(_, _, let sendData): sendData ? "forwardWrite(data)" : "forwardWrite(grant)"
+        case .invalidate: "invalidate"
+        case .invalidateAck: "invalidateAck"
+        case .data: "data"
+        case .grant(_, _, let zeroFill): zeroFill ? "grant(zeroFill)" : "grant(upgrade)"
+        case .done: "done"
+        }
+    }
+}
+
+extension CoherenceStats {
+    mutating func accumulate(_ other: CoherenceStats) {
+        readFaults += other.readFaults
+        writeFaults += other.writeFaults
+        spuriousFaults += other.spuriousFaults
+        coalescedFaults += other.coalescedFaults
+        readRequestsSent += other.readRequestsSent
+        writeRequestsSent += other.writeRequestsSent
+        upgradesSent += other.upgradesSent
+        invalidationsSent += other.invalidationsSent
+        invalidationsReceived += other.invalidationsReceived
+        requestsQueued += other.requestsQueued
+        dataSent += other.dataSent
+        protocolViolations += other.protocolViolations
+    }
+}

@@ -1,0 +1,298 @@
+@testable import DSMCoherence
+import DSMCore
+import XCTest
+
+/// One transition at a time, checked against the exact effects it must emit.
+/// In container 0, page i is homed on node i % nodes.
+final class TransitionTests: XCTestCase {
+    let page0 = PageID(container: 0, index: 0)  // homed on node 0
+    let page1 = PageID(container: 0, index: 1)  // homed on node 1
+
+    func testHomesRotateWithIndexInContainerZero() {
+        XCTAssertEqual(page0.home(nodes: 3), 0)
+        XCTAssertEqual(page1.home(nodes: 3), 1)
+        XCTAssertEqual(PageID(container: 0, index: 2).home(nodes: 3), 2)
+    }
+
+    func testFirstTouchReadIsAZeroGrantWithoutData() {
+        var cluster = TestCluster(nodes: 2)
+        XCTAssertEqual(cluster.fault(1, page0, .read), [.send(.readRequest(page0, from: 1), to: 0)])
+
+        let (_, homeEffects) = cluster.deliverNext()
+        XCTAssertEqual(homeEffects, [.send(.grant(page0, writable: true, zeroFill: true), to: 1)])
+
+        let (_, requesterEffects) = cluster.deliverNext()
+        XCTAssertEqual(requesterEffects, [
+            .installZero(page0), .wake(page0), .send(.done(page0, from: 1), to: 0),
+        ])
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusive)
+
+        XCTAssertEqual(cluster.deliverNext().1, [])
+        XCTAssertTrue(cluster.inFlight.isEmpty)
+    }
+
+    func testFirstTouchWriteOnTheHomeGoesThroughSelfMessages() {
+        var cluster = TestCluster(nodes: 2)
+        let messages = cluster.access(0, page0, .write)
+        XCTAssertEqual(messages.map(\.message), [
+            .writeRequest(page0, from: 0),
+            .grant(page0, writable: true, zeroFill: true),
+            .done(page0, from: 0),
+        ])
+        XCTAssertTrue(messages.allSatisfy { $0.from == 0 && $0.to == 0 })
+        XCTAssertEqual(cluster.nodes[0].localState(page0), .exclusive)
+    }
+
+    func testRemoteReadMissTakesThreeHopsAndDowngradesTheOwner() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(1, page0, .write)  // node 1 owns page0 exclusively
+
+        XCTAssertEqual(cluster.fault(2, page0, .read), [.send(.readRequest(page0, from: 2), to: 0)])
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardRead(page0, requester: 2), to: 1)])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .writeProtect(page0), .send(.data(page0, writable: false), to: 2),
+        ])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .install(page0, writable: false), .wake(page0), .send(.done(page0, from: 2), to: 0),
+        ])
+        cluster.settle()
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .shared)
+        XCTAssertEqual(cluster.nodes[2].localState(page0), .shared)
+    }
+
+    func testReadFromASharedOwnerNeedsNoWriteProtect() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(1, page0, .write)
+        cluster.access(2, page0, .read)  // owner 1 now shared
+        cluster.fault(0, page0, .read)
+        cluster.deliverNext()
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.data(page0, writable: false), to: 0)])
+    }
+
+    func testWriteWithSharersInvalidatesEachAndWaitsForAllAcks() {
+        var cluster = TestCluster(nodes: 5)
+        cluster.access(1, page0, .write)  // owner 1
+        for reader in [2, 3, 4] { cluster.access(reader, page0, .read) }
+
+        cluster.fault(0, page0, .write)
+        let (_, homeEffects) = cluster.deliverNext()
+        XCTAssertEqual(homeEffects, [
+            .send(.invalidate(page0), to: 2), .send(.invalidate(page0), to: 3), .send(.invalidate(page0), to: 4),
+        ])
+        XCTAssertEqual(cluster.nodes[0].stats.invalidationsSent, 3)
+
+        // Each sharer drops and acknowledges; the home waits for the last ack.
+        for sharer in [2, 3, 4] {
+            XCTAssertEqual(cluster.deliverNext().1, [.drop(page0), .send(.invalidateAck(page0, from: sharer), to: 0)])
+        }
+        XCTAssertEqual(cluster.deliverNext().1, [])
+        XCTAssertEqual(cluster.deliverNext().1, [])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .send(.forwardWrite(page0, requester: 0, sendData: true), to: 1),
+        ])
+        // The owner is shared (it served the readers), so no writeProtect.
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.data(page0, writable: true), to: 0), .drop(page0)])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .install(page0, writable: true), .wake(page0), .send(.done(page0, from: 0), to: 0),
+        ])
+        cluster.settle()
+        XCTAssertEqual((0..<5).map { cluster.nodes[$0].localState(page0) },
+                       [.exclusive, .invalid, .invalid, .invalid, .invalid])
+    }
+
+    func testWriteMissOnAnExclusiveOwnerWriteProtectsBeforeSendingThenDrops() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(1, page0, .write)
+        cluster.fault(2, page0, .write)
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardWrite(page0, requester: 2, sendData: true), to: 1)])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .writeProtect(page0), .send(.data(page0, writable: true), to: 2), .drop(page0),
+        ])
+    }
+
+    func testOwnerUpgradeIsAGrantWithoutData() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(1, page0, .write)
+        cluster.access(2, page0, .read)  // owner 1 and sharer 2, both shared
+
+        XCTAssertEqual(cluster.fault(1, page0, .write), [.send(.writeRequest(page0, from: 1), to: 0)])
+        XCTAssertEqual(cluster.nodes[1].stats.upgradesSent, 1)
+        let messages = cluster.settle().map(\.message)
+        XCTAssertEqual(messages, [
+            .writeRequest(page0, from: 1),
+            .invalidate(page0),
+            .invalidateAck(page0, from: 2),
+            .grant(page0, writable: true, zeroFill: false),
+            .done(page0, from: 1),
+        ])
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusive)
+        XCTAssertEqual(cluster.nodes[2].localState(page0), .invalid)
+    }
+
+    func testSharerUpgradeIsGrantedByTheOwnerWithoutData() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(1, page0, .write)
+        cluster.access(2, page0, .read)
+
+        cluster.fault(2, page0, .write)
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardWrite(page0, requester: 2, sendData: false), to: 1)])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .send(.grant(page0, writable: true, zeroFill: false), to: 2), .drop(page0),
+        ])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .makeWritable(page0), .wake(page0), .send(.done(page0, from: 2), to: 0),
+        ])
+        XCTAssertFalse(cluster.settle().contains { if case .data = $0.message { true } else { false } })
+    }
+
+    func testTwoLocalReadFaultsSendOneRequest() {
+        var cluster = TestCluster(nodes: 2)
+        XCTAssertEqual(cluster.fault(1, page0, .read).count, 1)
+        XCTAssertEqual(cluster.fault(1, page0, .read), [])
+        XCTAssertEqual(cluster.fault(1, page0, .write), [])  // waiting for a read: remembered, not sent
+        XCTAssertEqual(cluster.nodes[1].stats.coalescedFaults, 2)
+        XCTAssertEqual(cluster.inFlight.count, 1)
+    }
+
+    func testWriteFaultDuringAReadIsSentAfterTheReadCompletes() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(2, page0, .write)  // owner elsewhere, so the read answer is read-only data
+        cluster.fault(1, page0, .read)
+        cluster.fault(1, page0, .write)
+        cluster.deliverNext()  // readRequest at home
+        cluster.deliverNext()  // forwardRead at owner
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .install(page0, writable: false), .wake(page0),
+            .send(.done(page0, from: 1), to: 0), .send(.writeRequest(page0, from: 1), to: 0),
+        ])
+        cluster.settle()
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusive)
+        XCTAssertEqual(cluster.nodes[2].localState(page0), .invalid)
+    }
+
+    func testWriteFaultDuringAFirstTouchReadNeedsNoSecondRequest() {
+        var cluster = TestCluster(nodes: 2)
+        cluster.fault(1, page0, .read)
+        cluster.fault(1, page0, .write)
+        let messages = cluster.settle().map(\.message)
+        XCTAssertEqual(messages.count, 3)  // request, zero grant, done
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusive)
+    }
+
+    func testFaultOnAnAlreadyPermittedPageOnlyWakes() {
+        var cluster = TestCluster(nodes: 2)
+        cluster.access(1, page0, .write)
+        XCTAssertEqual(cluster.fault(1, page0, .read), [.wake(page0)])
+        XCTAssertEqual(cluster.fault(1, page0, .write), [.wake(page0)])
+        XCTAssertEqual(cluster.nodes[1].stats.spuriousFaults, 2)
+    }
+
+    func testRequestsMeetingABusyPageAreQueuedAndServedInTurn() {
+        var cluster = TestCluster(nodes: 4)
+        cluster.access(1, page0, .write)
+        cluster.fault(2, page0, .write)
+        cluster.fault(3, page0, .read)
+        cluster.fault(0, page0, .read)
+        cluster.deliverNext()  // 2's write served: forwardWrite to 1
+        XCTAssertEqual(cluster.deliverNext().1, [])  // 3 queued
+        XCTAssertEqual(cluster.deliverNext().1, [])  // 0 queued
+        XCTAssertEqual(cluster.nodes[0].stats.requestsQueued, 2)
+
+        let messages = cluster.settle().map(\.message)
+        // After 2 is done, round-robin from 2 serves 3 before 0.
+        XCTAssertEqual(messages, [
+            .forwardWrite(page0, requester: 2, sendData: true),
+            .data(page0, writable: true),
+            .done(page0, from: 2),
+            .forwardRead(page0, requester: 3),
+            .data(page0, writable: false),
+            .done(page0, from: 3),
+            .forwardRead(page0, requester: 0),
+            .data(page0, writable: false),
+            .done(page0, from: 0),
+        ])
+        XCTAssertEqual((0..<4).map { cluster.nodes[$0].localState(page0) }, [.shared, .invalid, .shared, .shared])
+    }
+
+    func testSharerInvalidatedWhileUpgradingGetsDataWhenServed() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(1, page0, .write)
+        cluster.access(2, page0, .read)  // 1 owner, 2 sharer
+
+        cluster.fault(1, page0, .write)  // 1's upgrade is served first...
+        cluster.fault(2, page0, .write)  // ...and 2's upgrade waits
+        cluster.deliverNext()
+        cluster.deliverNext()
+        XCTAssertEqual(cluster.nodes[0].stats.requestsQueued, 1)
+        let messages = cluster.settle().map(\.message)
+        // 2 lost its copy to 1's invalidation, so the home now asks for data.
+        XCTAssertTrue(messages.contains(.invalidate(page0)))
+        XCTAssertTrue(messages.contains(.forwardWrite(page0, requester: 2, sendData: true)))
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .invalid)
+        XCTAssertEqual(cluster.nodes[2].localState(page0), .exclusive)
+    }
+
+    func testRoundRobinQueueStartsAfterTheLastServedNode() {
+        var entry = HomeEntryProbe()
+        entry.wait(readers: [0, 1, 5], writers: [3])
+        entry.lastServed = 3
+        XCTAssertEqual(entry.drain(), [5, 0, 1, 3])
+        entry.wait(readers: [2], writers: [0, 4])
+        entry.lastServed = 63
+        XCTAssertEqual(entry.drain(), [0, 2, 4])
+    }
+
+    func testUnexpectedMessagesAreReportedNotObeyed() {
+        var node = CoherenceNode(node: 0, nodes: 2)
+        node.addContainer(0, pages: 2)
+        var sink = RecordingEffects()
+        node.receive(.done(page0, from: 1), &sink)
+        node.receive(.readRequest(page1, from: 1), &sink)  // page1's home is node 1
+        node.receive(.data(page0, writable: true), &sink)
+        node.receive(.invalidate(page0), &sink)
+        XCTAssertEqual(sink.effects.count, 4)
+        XCTAssertTrue(sink.effects.allSatisfy { if case .violation = $0 { true } else { false } })
+        XCTAssertEqual(node.stats.protocolViolations, 4)
+    }
+
+    func testRemovedContainerForgetsItsPages() {
+        var node = CoherenceNode(node: 0, nodes: 1)
+        node.addContainer(7, pages: 1)
+        let page = PageID(container: 7, index: 0)
+        var sink = RecordingEffects()
+        node.fault(page, .write, &sink)
+        node.receive(.writeRequest(page, from: 0), &sink)
+        node.receive(.grant(page, writable: true, zeroFill: true), &sink)
+        XCTAssertEqual(node.localState(page), .exclusive)
+        node.removeContainer(7)
+        XCTAssertEqual(node.localState(page), .invalid)
+        sink.effects = []
+        node.receive(.done(page, from: 0), &sink)
+        XCTAssertEqual(sink.effects, [.violation("message about a page of an unknown container", page)])
+    }
+}
+
+/// Drives the home's waiting queue directly.
+struct HomeEntryProbe {
+    var entry = HomeEntry()
+
+    var lastServed: Int {
+        get { Int(entry.lastServed) }
+        set { entry.lastServed = Int8(newValue) }
+    }
+
+    mutating func wait(readers: [NodeID], writers: [NodeID]) {
+        for node in readers { entry.waitingReaders.insert(node) }
+        for node in writers { entry.waitingWriters.insert(node) }
+    }
+
+    /// Dequeues everything, as if each request finished at once.
+    mutating func drain() -> [NodeID] {
+        var order: [NodeID] = []
+        while let next = entry.dequeueNext() {
+            order.append(next.node)
+            entry.lastServed = Int8(next.node)
+        }
+        return order
+    }
+}

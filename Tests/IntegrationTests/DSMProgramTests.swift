@@ -1,0 +1,106 @@
+// The C programs of Tests/Programs under `dsmrun -n N --spmd`, compared with
+// (or checked like) the native run as N plain processes on the real kernel.
+// Each dsmrun run must also leave no kernel System V object and no process
+// behind (Runner.dsm checks both).
+//
+// These tests need `.build/release/dsmrun` (`swift build -c release`); without
+// it they fail at once with that message.
+
+import Foundation
+import XCTest
+
+final class DSMProgramTests: XCTestCase {
+    // MARK: MGS and matmul: bit-identical to the native run
+
+    func testMGSNodes1() throws { try checkSameHash("mgs", nodes: 1) }
+    func testMGSNodes2() throws { try checkSameHash("mgs", nodes: 2) }
+    func testMGSNodes4() throws { try checkSameHash("mgs", nodes: 4) }
+    func testMatmulNodes1() throws { try checkSameHash("matmul", nodes: 1) }
+    func testMatmulNodes2() throws { try checkSameHash("matmul", nodes: 2) }
+    func testMatmulNodes4() throws { try checkSameHash("matmul", nodes: 4) }
+
+    /// The `hash=` line of `program n` under dsmrun equals the native
+    /// N-process run's.
+    private func checkSameHash(_ program: String, nodes n: Int) throws {
+        _ = try Paths.requireDSMRun()
+        let size = Config.size
+        let timeout = Config.computeTimeout(n: size)
+        let args = [String(size)]
+        let native = try Runner.native(program, nodes: n, args: args, timeout: timeout)
+        XCTAssertTrue(native.allSucceeded, "native reference run failed:\n\(native.summary)")
+        let want = try XCTUnwrap(
+            Output.hash(in: native.output, line: "\(program) n="),
+            "no `\(program) n=... hash=` line in the native output:\n\(native.summary)")
+
+        let dsm = try Runner.dsm(program, nodes: n, args: args, timeout: timeout)
+        guard dsm.result.termination == .exited(0) else {
+            return XCTFail("`dsmrun -n \(n) --spmd \(program) \(size)` failed:\n\(dsm.summary)")
+        }
+        let got = try XCTUnwrap(
+            Output.hash(in: dsm.output, line: "\(program) n="),
+            "no `\(program) n=... hash=` line in dsmrun's output:\n\(dsm.summary)")
+        XCTAssertEqual(
+            got, want, "\(program) n=\(size) with \(n) nodes: dsmrun hash differs from the native run\n\(dsm.summary)")
+        XCTAssertEqual(Output.field("nodes", in: dsm.output, line: "\(program) n="), String(n), dsm.summary)
+        let nativeTime = Output.field("time", in: native.output, line: "time=") ?? "?"
+        let dsmTime = Output.field("time", in: dsm.output, line: "time=") ?? "?"
+        print("\(program) n=\(size) nodes=\(n) hash=\(got) native time=\(nativeTime) dsm time=\(dsmTime)")
+    }
+
+    // MARK: Memory model and synchronisation
+
+    func testLitmusNodes2() throws { try checkFailuresZero("litmus", nodes: 2, line: "litmus failures=") }
+    func testLitmusNodes4() throws { try checkFailuresZero("litmus", nodes: 4, line: "litmus failures=") }
+    func testSemBarrierNodes2() throws { try checkFailuresZero("sem_barrier", nodes: 2, line: "sem_barrier ") }
+    func testSemBarrierNodes4() throws { try checkFailuresZero("sem_barrier", nodes: 4, line: "sem_barrier ") }
+
+    // MARK: System V semantics
+
+    func testShmErrorsNodes1() throws { try checkFailuresZero("shm_errors", nodes: 1, line: "shm_errors ") }
+    func testShmErrorsNodes2() throws { try checkFailuresZero("shm_errors", nodes: 2, line: "shm_errors ") }
+    func testSemErrorsNodes1() throws { try checkFailuresZero("sem_errors", nodes: 1, line: "sem_errors ") }
+    func testSemErrorsNodes2() throws { try checkFailuresZero("sem_errors", nodes: 2, line: "sem_errors ") }
+
+    // MARK: Kernel-mode and libc accesses to segment pages
+
+    func testSyscallFaultNodes1() throws { try checkFailuresZero("syscall_fault", nodes: 1, line: "syscall_fault ") }
+    func testSyscallFaultNodes2() throws { try checkFailuresZero("syscall_fault", nodes: 2, line: "syscall_fault ") }
+
+    /// Runs `program` under dsmrun; it must exit 0 and node 0 must report
+    /// `failures=0` on its summary line.
+    private func checkFailuresZero(_ program: String, nodes n: Int, line: String, args: [String] = []) throws {
+        let dsm = try Runner.dsm(program, nodes: n, args: args, timeout: Config.timeout(default: 120))
+        guard dsm.result.termination == .exited(0) else {
+            return XCTFail("\(program) under dsmrun -n \(n) failed:\n\(dsm.summary)")
+        }
+        XCTAssertEqual(
+            Output.field("failures", in: dsm.output, line: line), "0",
+            "\(program) under dsmrun -n \(n): no `failures=0` on the `\(line)` line:\n\(dsm.summary)")
+    }
+
+    // MARK: <dsm/dsm.h>
+
+    func testDSMAPINodes1() throws { try checkDSMAPI(nodes: 1) }
+    func testDSMAPINodes2() throws { try checkDSMAPI(nodes: 2) }
+
+    private func checkDSMAPI(nodes n: Int) throws {
+        let dsm = try Runner.dsm("dsm_api", nodes: n, timeout: Config.timeout(default: 60))
+        guard dsm.result.termination == .exited(0) else {
+            return XCTFail("dsm_api under dsmrun -n \(n) failed:\n\(dsm.summary)")
+        }
+        XCTAssertEqual(Output.field("node", in: dsm.output, line: "dsm_api "), "0", dsm.summary)
+        XCTAssertEqual(Output.field("nodes", in: dsm.output, line: "dsm_api "), String(n), dsm.summary)
+        XCTAssertEqual(
+            Output.field("runtime", in: dsm.output, line: "dsm_api "), "yes",
+            "dsm_rt_barrier not found with dlsym(RTLD_DEFAULT) under dsmrun:\n\(dsm.summary)")
+    }
+
+    /// A plain run (no runtime, no environment): node 0 of 1, barriers
+    /// return 0.
+    func testDSMAPIPlainRun() throws {
+        let exe = try Programs.path("dsm_api")
+        let r = try runCommand(exe, [], environment: childEnvironment([:]), timeout: 30, label: "dsm_api-plain")
+        XCTAssertEqual(r.termination, .exited(0), r.summary)
+        XCTAssertTrue(r.stdout.contains("dsm_api node=0 nodes=1 runtime=no"), r.summary)
+    }
+}

@@ -1,0 +1,140 @@
+// The launcher: bad input is rejected quickly with a clear message, and a
+// node that dies stops the whole run.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Foundation
+import XCTest
+
+final class LauncherTests: XCTestCase {
+    // MARK: Bad input: non-zero exit, a message on stderr, within 1 s
+
+    func testRejectsZeroNodes() throws {
+        try checkRejected(["-n", "0", "--spmd", try Programs.path("sleeper"), "1"], mentions: ["-n", "node"])
+    }
+
+    func testRejectsNonNumericNodeCount() throws {
+        try checkRejected(["-n", "x", "--spmd", try Programs.path("sleeper"), "1"], mentions: ["-n", "node", "'x'", "\"x\""])
+    }
+
+    func testRejectsNegativeNodeCount() throws {
+        try checkRejected(["-n", "-1", "--spmd", try Programs.path("sleeper"), "1"], mentions: ["-n", "node", "-1"])
+    }
+
+    func testRejectsMissingProgram() throws {
+        let missing = Paths.scratch.appendingPathComponent("no-such-program-\(UUID().uuidString)").path
+        try checkRejected(
+            ["-n", "2", "--spmd", missing], mentions: [URL(fileURLWithPath: missing).lastPathComponent, "no such file", "not found"])
+    }
+
+    func testRejectsNonExecutableFile() throws {
+        let dir = Paths.newRunDir("nonexec")
+        let file = dir.appendingPathComponent("not-executable-\(UUID().uuidString)")
+        try "#!/bin/sh\nexit 0\n".write(to: file, atomically: true, encoding: .utf8)
+        chmod(file.path, 0o644)
+        try checkRejected(
+            ["-n", "2", "--spmd", file.path],
+            mentions: [file.lastPathComponent, "not executable", "permission", "executable"])
+    }
+
+    /// dsmrun `args` must exit non-zero within 1 s with an error message on
+    /// stderr (usage / help lines aside) that mentions one of `mentions`
+    /// (case-insensitive); and leave nothing behind.
+    private func checkRejected(_ args: [String], mentions: [String]) throws {
+        let dsmrun = try Paths.requireDSMRun()
+        let run = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: args, label: "launcher", timeout: 10)
+        let r = run.result
+        let cmd = "dsmrun \(args.joined(separator: " "))"
+        XCTAssertNotEqual(r.termination, .exited(0), "`\(cmd)` was accepted:\n\(r.summary)")
+        XCTAssertLessThan(r.elapsed, 1.0, "`\(cmd)` took \(r.elapsed) s to fail (limit 1 s)")
+        // The message itself, not the usage text that may follow it.
+        let err = r.stderr.lowercased().split(separator: "\n").filter {
+            let t = $0.trimmingCharacters(in: .whitespaces)
+            return !t.isEmpty && !t.hasPrefix("usage:") && !t.hasPrefix("help:") && !t.hasPrefix("see ")
+        }.joined(separator: "\n")
+        XCTAssertFalse(err.isEmpty, "`\(cmd)`: no error message on stderr:\n\(r.stderr)")
+        XCTAssertTrue(
+            mentions.contains { err.contains($0.lowercased()) },
+            "`\(cmd)`: stderr does not mention the problem (expected one of \(mentions)):\n\(r.stderr)")
+    }
+
+    // MARK: Kill a node
+
+    /// `dsmrun -n 2 --spmd sleeper`: once both nodes run, SIGKILL node 1.
+    /// dsmrun must exit within 5 s with 128+9, name the node and the signal on
+    /// stderr, and leave no process and no System V object behind.
+    func testKillingANodeStopsTheRun() throws {
+        let dsmrun = try Paths.requireDSMRun()
+        let sleeper = try Programs.path("sleeper")
+        let base = IPC.freshKeyBase()
+        let before = IPC.snapshot()
+        let token = UUID().uuidString
+        let marker = "DSM_TEST_RUN=\(token)"
+        let env = childEnvironment(["DSM_TEST_KEY": "0x" + String(base, radix: 16), "DSM_TEST_RUN": token])
+        let child = try Child(
+            executable: dsmrun.path, arguments: ["-n", "2", "--spmd", sleeper, "60"], environment: env,
+            dir: Paths.newRunDir("kill"), label: "dsmrun")
+        defer {
+            if child.termination == nil { child.killGroup() }
+            ProcessScan.killAll(marker: marker)
+        }
+
+        // Wait until both nodes run the program and have printed `ready`.
+        var nodes: [Int: pid_t] = [:]
+        let startDeadline = Monotonic.now + 20
+        while true {
+            if child.poll() {
+                throw HarnessError("dsmrun exited before both nodes were up: \(child.termination!)\n\(child.stderr)")
+            }
+            nodes = [:]
+            for pid in ProcessScan.descendants(of: child.pid) {
+                guard let id = ProcessScan.environment(pid, "DSM_NODE_ID").flatMap(Int.init) else { continue }
+                let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+                let argv0 = ProcessScan.commandLine(pid).first ?? ""
+                if exe.hasSuffix("/sleeper") || argv0.hasSuffix("sleeper") { nodes[id] = pid }
+            }
+            let ready = child.stdout.components(separatedBy: "\n").filter { $0.contains("ready") }.count
+            if nodes.count == 2 && ready >= 2 { break }
+            if Monotonic.now > startDeadline {
+                throw HarnessError(
+                    "the 2 sleeper nodes did not come up within 20 s (found \(nodes), \(ready) ready lines; descendants of dsmrun: \(ProcessScan.descendants(of: child.pid)))\n--- stdout ---\n\(child.stdout)\n--- stderr ---\n\(child.stderr)"
+                )
+            }
+            usleep(20000)
+        }
+        XCTAssertEqual(Set(nodes.keys), [0, 1], "node ids seen: \(nodes)")
+        let victim = try XCTUnwrap(nodes[1])
+
+        XCTAssertEqual(kill(victim, SIGKILL), 0)
+        let killedAt = Monotonic.now
+        let exitedInTime = child.wait(until: killedAt + 5.5)
+        let took = Monotonic.now - killedAt
+        if !exitedInTime {
+            child.killGroup()
+            XCTFail("dsmrun did not exit within 5 s after node 1 (pid \(victim)) was SIGKILLed\n\(child.stderr)")
+            return
+        }
+        let status = child.termination!
+        let err = child.stderr
+        XCTAssertNotEqual(status, .exited(0), "dsmrun exited 0 after a node was killed")
+        XCTAssertEqual(status, .exited(128 + SIGKILL), "dsmrun should exit with the failing node's 128+signal")
+        print("dsmrun exited \(took) s after the kill: \(status)")
+        let lower = err.lowercased()
+        let namesNode = lower.range(of: #"node\W{0,3}1\b"#, options: .regularExpression) != nil
+        let namesSignal = ["sigkill", "signal 9", "killed"].contains { lower.contains($0) }
+        XCTAssertTrue(namesNode, "dsmrun's stderr does not name node 1:\n\(err)")
+        XCTAssertTrue(namesSignal, "dsmrun's stderr does not name the signal (SIGKILL / signal 9):\n\(err)")
+
+        // Every node process is gone, as is everything else of the run.
+        for (id, pid) in nodes where ProcessScan.isAlive(pid) {
+            XCTFail("node \(id) (pid \(pid)) is still alive after dsmrun exited")
+            kill(pid, SIGKILL)
+        }
+        try Runner.checkClean(
+            marker: marker, pgid: child.pid, before: before, base: base,
+            context: "--- stderr ---\n\(err)")
+    }
+}
