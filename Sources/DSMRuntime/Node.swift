@@ -49,6 +49,8 @@ final class Node {
     /// Set once every node has finished: connections closing is then normal.
     var finishing = false
     private var wantsWritable: [Bool]
+    /// How long the runtime thread polls before sleeping (DSM_SPIN_US).
+    let spinNanoseconds: UInt64 = UInt64(environment("DSM_SPIN_US").flatMap { UInt64($0) } ?? 0) * 1000
 
     private static let uffdTag: UInt64 = 1 << 32
     private static let bellTag: UInt64 = 2 << 32
@@ -188,7 +190,16 @@ final class Node {
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
         while true {
             let timeout = service?.millisecondsUntilNextDeadline() ?? -1
-            let n = cdsm_epoll_wait(epoll, tags, events, 64, timeout)
+            var n = cdsm_epoll_wait(epoll, tags, events, 64, 0)
+            if n == 0 && spinNanoseconds > 0 {
+                // An answer usually follows a request within tens of
+                // microseconds: polling a little is cheaper than a wake-up.
+                let until = monotonicNanoseconds() + spinNanoseconds
+                while n == 0 && monotonicNanoseconds() < until {
+                    n = cdsm_epoll_wait(epoll, tags, events, 64, 0)
+                }
+            }
+            if n == 0 { n = cdsm_epoll_wait(epoll, tags, events, 64, timeout) }
             if n < 0 {
                 if -n == EINTR { continue }
                 fatal("epoll_wait: \(Errno(rawValue: -n))")
