@@ -6,7 +6,7 @@ extension CoherenceNode {
     public mutating func receive<E: CoherenceEffects>(_ message: ProtocolMessage, _ effects: inout E) {
         let page = message.page
         guard localPage(page) != nil else {
-            return violation("message about a page of an unknown container", page, &effects)
+            return violation("message about a page no container here has", page, &effects)
         }
         switch message {
         case .readRequest(_, let requester):
@@ -71,6 +71,7 @@ extension CoherenceNode {
                 // The requester holds a copy already: it cannot have faulted
                 // for a read. Nothing to do but close the transaction.
                 entry.phase = .idle
+                entry.requester = HomeEntry.noNode
                 violation("read request from a node holding a copy", page, &effects)
                 return serveNext(page, &entry, &effects)
             }

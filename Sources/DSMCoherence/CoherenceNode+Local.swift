@@ -7,7 +7,7 @@ extension CoherenceNode {
     @inlinable
     public mutating func fault<E: CoherenceEffects>(_ page: PageID, _ access: Access, _ effects: inout E) {
         guard var local = localPage(page) else {
-            return violation("fault on a page of an unknown container", page, &effects)
+            return violation("fault on a page no container here has", page, &effects)
         }
         switch access {
         case .read: counters.readFaults += 1

@@ -256,10 +256,15 @@ struct SemaphoreSet: IPCObject, Sendable {
     mutating func wakeZeroWaiters(after operations: [SemOperation]?, _ wakeups: inout [SemaphoreWakeup]) -> Bool {
         var completed = false
         var gotZero = false
-        let numbers = operations.map { $0.map { Int($0.number) } } ?? Array(semaphores.indices)
-        for number in numbers where semaphores[number].value == 0 {
+        func wakeIfZero(_ number: Int) {
+            guard semaphores[number].value == 0 else { return }
             gotZero = true
             if wakeConstOperations(number, &wakeups) { completed = true }
+        }
+        if let operations {
+            for operation in operations { wakeIfZero(Int(operation.number)) }
+        } else {
+            for number in semaphores.indices { wakeIfZero(number) }
         }
         if gotZero && wakeConstOperations(nil, &wakeups) { completed = true }
         return completed
@@ -511,7 +516,7 @@ extension SysVNamespace {
             let count = semaphoreSets[slot].semaphores.count
             switch command {
             case .getAll:
-                return .success(.values(semaphoreSets[slot].semaphores.map { UInt16($0.value) }))
+                return .success(.values(semaphoreSets[slot].semaphores.map { UInt16(truncatingIfNeeded: $0.value) }))
             case .setAll(let values):
                 // The kernel reads sem_nsems values from the caller.
                 guard values.count == count else { return .failure(.badAddress) }

@@ -49,6 +49,7 @@ struct ModelChecks: OptionSet {
     var freshCopiesOn: Bool { rawValue & Self.freshCopies.rawValue != 0 }
     var noDeadlockOn: Bool { rawValue & Self.noDeadlock.rawValue != 0 }
     var mappingsMatchStatesOn: Bool { rawValue & Self.mappingsMatchStates.rawValue != 0 }
+    var canAlwaysFinishOn: Bool { rawValue & Self.canAlwaysFinish.rawValue != 0 }
     /// At most one node maps a page read-write, and then nobody else maps it.
     static let singleWriter = ModelChecks(rawValue: 1 << 0)
     /// Every read returns the last value written.
@@ -60,7 +61,12 @@ struct ModelChecks: OptionSet {
     /// Every node's `localState` agrees with what it has mapped, and effects
     /// only act on mappings that exist (writeProtect a RW page, ...).
     static let mappingsMatchStates = ModelChecks(rawValue: 1 << 4)
-    static let all: ModelChecks = [.singleWriter, .freshReads, .freshCopies, .noDeadlock, .mappingsMatchStates]
+    /// From every reachable state some run still finishes every thread (no
+    /// livelock trap; programs are bounded, so this is checkable).
+    static let canAlwaysFinish = ModelChecks(rawValue: 1 << 5)
+    static let all: ModelChecks = [
+        .singleWriter, .freshReads, .freshCopies, .noDeadlock, .mappingsMatchStates, .canAlwaysFinish,
+    ]
 }
 
 /// Deliberately broken runtimes, to show the checker catches real bugs.
@@ -72,10 +78,12 @@ enum ModelMutation {
     case ownerSkipsWriteProtect
     /// The runtime loses every `.done` message.
     case doneIsLost
+    /// Channels deliver their messages in any order, not FIFO.
+    case channelsReorder
 }
 
 enum ViolationKind: Equatable {
-    case twoWriters, staleRead, staleCopy, deadlock, mappingMismatch, protocolViolation
+    case twoWriters, staleRead, staleCopy, deadlock, cannotFinish, mappingMismatch, protocolViolation
 }
 
 struct ModelViolation: Error {
@@ -110,7 +118,9 @@ struct InFlightMessage: Equatable {
 enum ThreadPhase: UInt8, Hashable {
     /// Between accesses (or finished when `remaining == 0`).
     case idle
-    /// Faulted; the node's fault handler has not seen it yet.
+    /// Faulted; the node's fault handler has not seen it yet. A separate
+    /// step so the page can arrive in between (for another thread of the
+    /// node): the handler then finds the access permitted and only wakes.
     case faultPending
     /// The node handled the fault; waiting for `wake`.
     case blocked
@@ -132,15 +142,16 @@ enum ModelStep: CustomStringConvertible {
     case retry(thread: Int)
     /// The node's fault handler takes the thread's fault.
     case handleFault(thread: Int)
-    /// The oldest message from `from` to `to` is delivered.
-    case deliver(from: NodeID, to: NodeID)
+    /// The message at `position` (0: the oldest) from `from` to `to` is delivered.
+    case deliver(from: NodeID, to: NodeID, position: Int)
 
     var description: String {
         switch self {
         case .begin(let thread, let page, let access): "thread \(thread) \(access)s page \(page)"
         case .retry(let thread): "thread \(thread) retries"
         case .handleFault(let thread): "thread \(thread)'s fault is handled"
-        case .deliver(let from, let to): "deliver \(from) -> \(to)"
+        case .deliver(let from, let to, let position):
+            "deliver \(from) -> \(to)" + (position == 0 ? "" : " (message \(position) in the channel)")
         }
     }
 }
@@ -182,8 +193,10 @@ struct ModelWorld {
             }
         }
         for from in 0..<config.nodes {
-            for to in 0..<config.nodes where !channels[from * config.nodes + to].isEmpty {
-                steps.append(.deliver(from: from, to: to))
+            for to in 0..<config.nodes {
+                let waiting = channels[from * config.nodes + to].count
+                let deliverable = config.mutation == .channelsReorder ? waiting : min(waiting, 1)
+                for position in 0..<deliverable { steps.append(.deliver(from: from, to: to, position: position)) }
             }
         }
         return steps
@@ -204,8 +217,8 @@ struct ModelWorld {
             var sink = RecordingEffects()
             nodes[node].fault(Self.page(Int(thread.page)), thread.access, &sink)
             try perform(sink.effects, on: node, handling: nil, config)
-        case .deliver(let from, let to):
-            let delivered = channels[from * config.nodes + to].removeFirst()
+        case .deliver(let from, let to, let position):
+            let delivered = channels[from * config.nodes + to].remove(at: position)
             var sink = RecordingEffects()
             nodes[to].receive(delivered.message, &sink)
             try perform(sink.effects, on: to, handling: delivered, config)
@@ -294,6 +307,11 @@ struct ModelWorld {
 
     // MARK: Invariants
 
+    /// Every thread has made all its accesses and no message is in flight.
+    var isFinished: Bool {
+        threads.allSatisfy { $0.phase == .idle && $0.remaining == 0 } && channels.allSatisfy(\.isEmpty)
+    }
+
     func checkInvariants(_ config: ModelConfiguration, terminal: Bool) throws(ModelViolation) {
         for page in 0..<config.pages {
             var writers = 0, mapped = 0
@@ -323,13 +341,11 @@ struct ModelWorld {
                     "page \(page): \(writers) read-write and \(mapped) mappings in all")
             }
         }
-        if terminal, config.checks.noDeadlockOn {
+        if terminal, config.checks.noDeadlockOn, !isFinished {
             let stuck = threads.indices.filter { threads[$0].phase != .idle || threads[$0].remaining != 0 }
             let inFlight = channels.reduce(0) { $0 + $1.count }
-            if !stuck.isEmpty || inFlight != 0 {
-                throw ModelViolation(kind: .deadlock, detail:
-                    "no step enabled; threads \(stuck) unfinished, \(inFlight) messages in flight")
-            }
+            throw ModelViolation(kind: .deadlock, detail:
+                "no step enabled; threads \(stuck) unfinished, \(inFlight) messages in flight")
         }
     }
 
@@ -444,7 +460,7 @@ struct StateKey: Hashable {
 }
 
 /// Depth-first search over every interleaving, with a visited set of full
-/// state keys.
+/// state keys, then a backward search from the finished states for liveness.
 struct ModelExplorer {
     struct Result {
         var states = 0
@@ -453,33 +469,50 @@ struct ModelExplorer {
         var maxDepth = 0
         /// Totals over all explored transitions: which protocol paths were exercised.
         var stats = CoherenceStats()
-        var messagesDelivered: [String: Int] = [:]
+        /// Deliveries per message kind (indexed by `MessageKind`).
+        var delivered = Array(repeating: 0, count: MessageKind.allCases.count)
         var violation: ModelViolation?
         /// The steps from the initial state to the violation.
         var trace: [String] = []
+
+        func deliveries(_ kind: MessageKind) -> Int { delivered[kind.rawValue] }
+
+        var summary: String {
+            "\(states) states, \(transitions) transitions, \(terminalStates) terminal states, depth \(maxDepth)"
+        }
     }
 
     let config: ModelConfiguration
 
     func run() -> Result {
         var result = Result()
-        var visited = Set<StateKey>()
+        // State ids, and every transition as (from << 32 | to), for the liveness pass.
+        var ids: [StateKey: UInt32] = [:]
+        var edges: [UInt64] = []
+        var finished: [UInt32] = []
+        let recordEdges = config.checks.canAlwaysFinishOn
         struct Frame {
             var world: ModelWorld
+            var id: UInt32
             var steps: [ModelStep]
             var next = 0
         }
         let initial = ModelWorld(config)
-        visited.insert(initial.key(config))
+        ids[initial.key(config)] = 0
         result.states = 1
-        var stack = [Frame(world: initial, steps: initial.enabledSteps(config))]
+        var stack = [Frame(world: initial, id: 0, steps: initial.enabledSteps(config))]
 
         // Each frame's last taken step leads to the next frame; the top
         // frame's leads to the violation.
         func fail(_ violation: ModelViolation, _ stack: [Frame]) -> Result {
             var failed = result
             failed.violation = violation
-            failed.trace = stack.map { "\($0.steps[$0.next - 1])" }
+            failed.trace = stack.map { frame in
+                let step = frame.steps[frame.next - 1]
+                guard case .deliver(let from, let to, let position) = step else { return "\(step)" }
+                let message = frame.world.channels[from * config.nodes + to][position].message
+                return "\(step): \(message)"
+            }
             return failed
         }
 
@@ -492,10 +525,10 @@ struct ModelExplorer {
             let step = stack[top].steps[stack[top].next]
             stack[top].next += 1
             var world = stack[top].world
-            for node in world.nodes.indices { world.nodes[node].resetStats() }
-            if case .deliver(let from, let to) = step {
-                let message = world.channels[from * config.nodes + to][0].message
-                result.messagesDelivered[Self.label(message), default: 0] += 1
+            for node in 0..<config.nodes { world.nodes[node].resetStats() }
+            if case .deliver(let from, let to, let position) = step {
+                let message = world.channels[from * config.nodes + to][position].message
+                result.delivered[MessageKind(message).rawValue] += 1
             }
             do throws(ModelViolation) {
                 try world.apply(step, config)
@@ -503,8 +536,15 @@ struct ModelExplorer {
                 return fail(error, stack)
             }
             result.transitions += 1
-            for node in world.nodes { result.stats.accumulate(node.stats) }
-            guard visited.insert(world.key(config)).inserted else { continue }
+            for node in 0..<config.nodes { result.stats.accumulate(world.nodes[node].stats) }
+            let key = world.key(config)
+            if let known = ids[key] {
+                if recordEdges { edges.append(UInt64(stack[top].id) << 32 | UInt64(known)) }
+                continue
+            }
+            let id = UInt32(result.states)
+            ids[key] = id
+            if recordEdges { edges.append(UInt64(stack[top].id) << 32 | UInt64(id)) }
             result.states += 1
             let steps = world.enabledSteps(config)
             do throws(ModelViolation) {
@@ -512,24 +552,70 @@ struct ModelExplorer {
             } catch {
                 return fail(error, stack)
             }
-            if steps.isEmpty { result.terminalStates += 1 }
-            stack.append(Frame(world: world, steps: steps))
+            if steps.isEmpty {
+                result.terminalStates += 1
+                if world.isFinished { finished.append(id) }
+            }
+            stack.append(Frame(world: world, id: id, steps: steps))
             result.maxDepth = max(result.maxDepth, stack.count - 1)
+        }
+        if recordEdges {
+            let trapped = Self.statesThatCannotFinish(states: result.states, edges: edges, finished: finished)
+            if trapped > 0 {
+                result.violation = ModelViolation(kind: .cannotFinish, detail:
+                    "\(trapped) reachable states from which no run finishes")
+            }
         }
         return result
     }
 
-    static func label(_ message: ProtocolMessage) -> String {
+    /// Counts states with no path to a finished state: a backward search
+    /// from the finished states over the reversed transitions.
+    static func statesThatCannotFinish(states: Int, edges: [UInt64], finished: [UInt32]) -> Int {
+        // Reversed adjacency in compressed rows: predecessors of state s are
+        // sources[firstSource[s] ..< firstSource[s + 1]].
+        var firstSource = Array(repeating: 0, count: states + 1)
+        for edge in edges { firstSource[Int(edge & 0xFFFF_FFFF) + 1] += 1 }
+        for state in 0..<states { firstSource[state + 1] += firstSource[state] }
+        var fill = firstSource
+        var sources = Array(repeating: UInt32(0), count: edges.count)
+        for edge in edges {
+            let target = Int(edge & 0xFFFF_FFFF)
+            sources[fill[target]] = UInt32(edge >> 32)
+            fill[target] += 1
+        }
+        var canFinish = Array(repeating: false, count: states)
+        var work = finished
+        for state in finished { canFinish[Int(state)] = true }
+        while let state = work.popLast() {
+            for index in firstSource[Int(state)]..<firstSource[Int(state) + 1] {
+                let source = Int(sources[index])
+                if !canFinish[source] {
+                    canFinish[source] = true
+                    work.append(UInt32(source))
+                }
+            }
+        }
+        return canFinish.reduce(0) { $1 ? $0 : $0 + 1 }
+    }
+}
+
+/// Message kinds as the coverage counters name them.
+enum MessageKind: Int, CaseIterable {
+    case readRequest, writeRequest, forwardRead, forwardWriteWithData, forwardWriteWithGrant
+    case invalidate, invalidateAck, data, zeroFillGrant, upgradeGrant, done
+
+    init(_ message: ProtocolMessage) {
         switch message {
-        case .readRequest: "readRequest"
-        case .writeRequest: "writeRequest"
-        case .forwardRead: "forwardRead"
-        case .forwardWrite(_, _, let sendData): sendData ? "forwardWrite(data)" : "forwardWrite(grant)"
-        case .invalidate: "invalidate"
-        case .invalidateAck: "invalidateAck"
-        case .data: "data"
-        case .grant(_, _, let zeroFill): zeroFill ? "grant(zeroFill)" : "grant(upgrade)"
-        case .done: "done"
+        case .readRequest: self = .readRequest
+        case .writeRequest: self = .writeRequest
+        case .forwardRead: self = .forwardRead
+        case .forwardWrite(_, _, let sendData): self = sendData ? .forwardWriteWithData : .forwardWriteWithGrant
+        case .invalidate: self = .invalidate
+        case .invalidateAck: self = .invalidateAck
+        case .data: self = .data
+        case .grant(_, _, let zeroFill): self = zeroFill ? .zeroFillGrant : .upgradeGrant
+        case .done: self = .done
         }
     }
 }

@@ -268,7 +268,7 @@ final class TransitionTests: XCTestCase {
         XCTAssertEqual(node.localState(page), .invalid)
         sink.effects = []
         node.receive(.done(page, from: 0), &sink)
-        XCTAssertEqual(sink.effects, [.violation("message about a page of an unknown container", page)])
+        XCTAssertEqual(sink.effects, [.violation("message about a page no container here has", page)])
     }
 }
 

@@ -101,7 +101,7 @@ enum Kernel {
         var buffer = semid_ds()
         buffer.sem_perm.uid = ownership.uid
         buffer.sem_perm.gid = ownership.gid
-        buffer.sem_perm.mode = UInt16(truncatingIfNeeded: ownership.mode)
+        buffer.sem_perm.mode = .init(truncatingIfNeeded: ownership.mode)
         return withUnsafeMutableBytes(of: &buffer) { semctl(id, 0, SysV.IPC_SET, buffer: $0.baseAddress!) }
     }
 
@@ -138,12 +138,15 @@ enum IPCSandbox {
         try body(isolated)
     }
 
-    /// Runs `body` with the effective uid/gid changed (root's real ids stay,
-    /// so root comes back whatever happens).
+    /// Runs `body` with the effective uid/gid changed and no supplementary
+    /// groups (root's real ids stay, so root comes back whatever happens).
     static func asUser<T>(uid: UInt32, gid: UInt32, _ body: () throws -> T) rethrows -> T {
-        precondition(setegid(gid) == 0 && seteuid(uid) == 0, "cannot switch to \(uid):\(gid)")
+        let groups = Kernel.groups()
+        precondition(setgroups(0, nil) == 0 && setegid(gid) == 0 && seteuid(uid) == 0,
+                     "cannot switch to \(uid):\(gid)")
         defer {
-            precondition(seteuid(0) == 0 && setegid(0) == 0, "cannot get root back")
+            precondition(seteuid(0) == 0 && setegid(0) == 0 && setgroups(groups.count, groups) == 0,
+                         "cannot get root back")
         }
         return try body()
     }
@@ -237,7 +240,7 @@ final class Twin {
         }
     }
 
-    func compare<A: Equatable, B: Equatable>(_ kernel: Result<A, Errno>, _ model: Result<B, Errno>, _ what: String,
+    func compare<A, B>(_ kernel: Result<A, Errno>, _ model: Result<B, Errno>, _ what: String,
                                              file: StaticString, line: UInt) {
         switch (kernel, model) {
         case (.failure(let k), .failure(let m)):
@@ -292,7 +295,6 @@ final class Twin {
         compare(kernel, model.map { _ in 0 }, "shmdt(\(id))", file: file, line: line)
     }
 
-    /// Forgets an attachment a forked child inherited and took away.
     func shmctl(_ id: Int32, _ command: ShmCommand, file: StaticString = #filePath, line: UInt = #line) {
         let linux: Int32
         var buffer = shmid_ds()
@@ -304,7 +306,7 @@ final class Twin {
             linux = SysV.IPC_SET
             buffer.shm_perm.uid = o.uid
             buffer.shm_perm.gid = o.gid
-            buffer.shm_perm.mode = UInt16(truncatingIfNeeded: o.mode)
+            buffer.shm_perm.mode = .init(truncatingIfNeeded: o.mode)
         case .remove: linux = SysV.IPC_RMID
         case .lock: linux = SysV.SHM_LOCK
         case .unlock: linux = SysV.SHM_UNLOCK
@@ -378,7 +380,8 @@ final class Twin {
             _ = self.model.cancelWait(WaiterID(UInt64.max))
             return XCTFail("semop(\(id), \(operations)) would block in the model", file: file, line: line)
         }
-        let kernel = Kernel.semop(id, operations)
+        // A timeout keeps a wrong model from hanging the test on the kernel.
+        let kernel = Kernel.semop(id, operations, timeout: timespec(tv_sec: 2, tv_nsec: 0))
         let modelResult: Result<Int32, Errno> = model == .completed ? .success(0) : .failure({
             if case .failed(let e) = model { return e } else { return .invalidArgument }
         }())
@@ -486,6 +489,7 @@ final class Twin {
     /// The kernel's blocked threads and the model's answered waiters agree,
     /// and so do the semaphores' values and wait counts.
     func compareWaiters(_ id: Int32, file: StaticString = #filePath, line: UInt = #line) {
+        recordModelCompletions()
         let expected = modelFinished
         let settled = KernelWaiters.eventually { self.waiters.finished.count >= expected.count }
         XCTAssertTrue(settled, "kernel finished \(waiters.finished), model \(expected)", file: file, line: line)

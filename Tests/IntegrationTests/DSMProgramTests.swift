@@ -54,6 +54,10 @@ final class DSMProgramTests: XCTestCase {
     func testSemBarrierNodes2() throws { try checkFailuresZero("sem_barrier", nodes: 2, line: "sem_barrier ") }
     func testSemBarrierNodes4() throws { try checkFailuresZero("sem_barrier", nodes: 4, line: "sem_barrier ") }
 
+    /// Several threads per node fault on the same pages at once.
+    func testThreadsNodes2() throws { try checkFailuresZero("threads", nodes: 2, line: "threads ") }
+    func testThreadsNodes4() throws { try checkFailuresZero("threads", nodes: 4, line: "threads ") }
+
     // MARK: System V semantics
 
     func testShmErrorsNodes1() throws { try checkFailuresZero("shm_errors", nodes: 1, line: "shm_errors ") }

@@ -280,6 +280,7 @@ func runCommand(
 enum Programs {
     static let all = [
         "mgs", "matmul", "litmus", "sem_barrier", "shm_errors", "sem_errors", "dsm_api", "syscall_fault", "sleeper",
+        "threads",
     ]
 
     private static let lock = NSLock()
@@ -307,7 +308,7 @@ enum Programs {
         for name in all {
             let src = Paths.programsDir.appendingPathComponent("\(name).c").path
             let args = [
-                "-std=c11", "-O2", "-Wall", "-Werror", "-I", Paths.includeDir.path, "-I", Paths.programsDir.path,
+                "-std=c11", "-O2", "-Wall", "-Werror", "-pthread", "-I", Paths.includeDir.path, "-I", Paths.programsDir.path,
                 src, "-o", out.appendingPathComponent(name).path, "-lm",
             ]
             do {

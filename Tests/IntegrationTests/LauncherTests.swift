@@ -66,7 +66,16 @@ final class LauncherTests: XCTestCase {
     /// `dsmrun -n 2 --spmd sleeper`: once both nodes run, SIGKILL node 1.
     /// dsmrun must exit within 5 s with 128+9, name the node and the signal on
     /// stderr, and leave no process and no System V object behind.
-    func testKillingANodeStopsTheRun() throws {
+    /// A run of 2 sleeper nodes, up and ready.
+    private struct SleeperRun {
+        var child: Child
+        var nodes: [Int: pid_t]
+        var marker: String
+        var before: Set<IPCObject>
+        var base: UInt32
+    }
+
+    private func startSleepers() throws -> SleeperRun {
         let dsmrun = try Paths.requireDSMRun()
         let sleeper = try Programs.path("sleeper")
         let base = IPC.freshKeyBase()
@@ -77,10 +86,6 @@ final class LauncherTests: XCTestCase {
         let child = try Child(
             executable: dsmrun.path, arguments: ["-n", "2", "--spmd", sleeper, "60"], environment: env,
             dir: Paths.newRunDir("kill"), label: "dsmrun")
-        defer {
-            if child.termination == nil { child.killGroup() }
-            ProcessScan.killAll(marker: marker)
-        }
 
         // Wait until both nodes run the program and have printed `ready`.
         var nodes: [Int: pid_t] = [:]
@@ -106,6 +111,16 @@ final class LauncherTests: XCTestCase {
             usleep(20000)
         }
         XCTAssertEqual(Set(nodes.keys), [0, 1], "node ids seen: \(nodes)")
+        return SleeperRun(child: child, nodes: nodes, marker: marker, before: before, base: base)
+    }
+
+    func testKillingANodeStopsTheRun() throws {
+        let run = try startSleepers()
+        let (child, nodes, marker, before, base) = (run.child, run.nodes, run.marker, run.before, run.base)
+        defer {
+            if child.termination == nil { child.killGroup() }
+            ProcessScan.killAll(marker: marker)
+        }
         let victim = try XCTUnwrap(nodes[1])
 
         XCTAssertEqual(kill(victim, SIGKILL), 0)
@@ -136,5 +151,28 @@ final class LauncherTests: XCTestCase {
         try Runner.checkClean(
             marker: marker, pgid: child.pid, before: before, base: base,
             context: "--- stderr ---\n\(err)")
+    }
+
+    /// SIGTERM to dsmrun reaches every node; dsmrun reports 128+SIGTERM and
+    /// leaves nothing behind.
+    func testTerminatingTheLauncherStopsEveryNode() throws {
+        let run = try startSleepers()
+        defer {
+            if run.child.termination == nil { run.child.killGroup() }
+            ProcessScan.killAll(marker: run.marker)
+        }
+        XCTAssertEqual(kill(run.child.pid, SIGTERM), 0)
+        let sentAt = Monotonic.now
+        guard run.child.wait(until: sentAt + 5.5) else {
+            run.child.killGroup()
+            return XCTFail("dsmrun did not exit within 5 s of SIGTERM\n\(run.child.stderr)")
+        }
+        XCTAssertEqual(run.child.termination, .exited(128 + SIGTERM), run.child.stderr)
+        for (id, pid) in run.nodes where ProcessScan.isAlive(pid) {
+            XCTFail("node \(id) (pid \(pid)) is still alive after dsmrun exited")
+            kill(pid, SIGKILL)
+        }
+        try Runner.checkClean(marker: run.marker, pgid: run.child.pid, before: run.before, base: run.base,
+                              context: "--- stderr ---\n\(run.child.stderr)")
     }
 }

@@ -22,6 +22,8 @@
  */
 #include "common.h"
 
+#include <sys/mman.h>
+
 #include <setjmp.h>
 #include <signal.h>
 
@@ -313,12 +315,50 @@ static void cross_node(void)
     }
 }
 
+/* shmat at a given address: page-aligned works and returns it; a misaligned
+ * address is EINVAL without SHM_RND and rounded down with it; an address
+ * overlapping an existing mapping is EINVAL. */
+static void given_address(void)
+{
+    size_t pg = t_page_size();
+    size_t size = 3 * pg;
+    int id = shmget(IPC_PRIVATE, size, IPC_CREAT | 0600);
+    if (id < 0)
+        t_die(errno, "shmget(IPC_PRIVATE)");
+    /* Find a free range, then give it back so the segment can go there. */
+    char *hole = mmap(NULL, 8 * pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (hole == MAP_FAILED)
+        t_die(errno, "mmap");
+    munmap(hole, 8 * pg);
+    char *want = hole + 2 * pg;
+    char *p = shmat(id, want, 0);
+    CHECK(p == want, "shmat(given %p) returned %p", (void *)want, (void *)p);
+    if (p != (void *)-1) {
+        p[0] = 'g';
+        p[size - 1] = 'h';
+        CHECK(p[0] == 'g' && p[size - 1] == 'h', "a segment attached at a given address does not keep writes");
+        /* The same segment again over the first attachment: the range is taken. */
+        EXPECT_ERR(shmat(id, want, 0), (void *)-1, EINVAL);
+        CHECK(shmdt(p) == 0, "shmdt(given): %s", strerror(errno));
+    }
+    EXPECT_ERR(shmat(id, want + 1, 0), (void *)-1, EINVAL);
+    char *r = shmat(id, want + 1, SHM_RND);
+    CHECK(r == want, "shmat(%p, SHM_RND) returned %p, expected %p", (void *)(want + 1), (void *)r, (void *)want);
+    if (r != (void *)-1) {
+        CHECK(r[0] == 'g' && r[size - 1] == 'h', "a second attachment does not see the first one's writes");
+        CHECK(shmdt(r) == 0, "shmdt(rounded): %s", strerror(errno));
+    }
+    CHECK(shmctl(id, IPC_RMID, NULL) == 0, "IPC_RMID(private): %s", strerror(errno));
+}
+
 int main(void)
 {
     t_init_env("shm_errors");
     t_barrier_init();
-    if (t_me == 0)
+    if (t_me == 0) {
         single_node();
+        given_address();
+    }
     t_barrier();
     if (t_n >= 2)
         cross_node();
