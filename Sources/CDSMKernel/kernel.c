@@ -251,3 +251,14 @@ int cdsm_eventfd(void) {
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     return fd < 0 ? -errno : fd;
 }
+
+#include <sched.h>
+
+int cdsm_pin_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : -errno;
+}
+
+int cdsm_online_cpus(void) { return (int)sysconf(_SC_NPROCESSORS_ONLN); }

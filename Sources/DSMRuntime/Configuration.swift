@@ -12,6 +12,8 @@ struct Configuration {
     var coordinator: Endpoint
     var token: String
     var verbose: Bool
+    /// dsmrun --stats: report counters to the launcher at exit.
+    var stats: Bool
     /// Where segments are placed so that they sit at the same address on
     /// every node (DSM_BASE, hex).
     var base: UInt64
@@ -34,7 +36,8 @@ struct Configuration {
             base = value
         }
         return Configuration(node: node, nodes: nodes, coordinator: coordinator, token: token,
-                             verbose: environment("DSM_VERBOSE") == "1", base: base)
+                             verbose: environment("DSM_VERBOSE") == "1",
+                             stats: environment("DSM_STATS") == "1", base: base)
     }
 }
 

@@ -18,6 +18,9 @@ let shmLowBoundary: UInt64 = 4096
 @_cdecl("dsm_swift_start")
 public func dsmSwiftStart() -> Int32 {
     guard let configuration = Configuration.fromEnvironment() else { return 0 }
+    if environment("DSM_PIN") == "1" {
+        _ = cdsm_pin_to_cpu(Int32(configuration.node) % cdsm_online_cpus())
+    }
     runtimeNode = Node(configuration: configuration)
     var thread = pthread_t()
     let r = pthread_create(&thread, nil, { _ in runtimeNode.run() }, nil)

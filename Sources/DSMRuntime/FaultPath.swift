@@ -63,7 +63,15 @@ extension Node {
                     continue
                 }
                 let write = fault.flags & (CDSM_UFFD_PAGEFAULT_FLAG_WRITE | CDSM_UFFD_PAGEFAULT_FLAG_WP) != 0
-                stats.faults &+= 1
+                if let container = containers[page.container] {
+                    let i = Int(page.index)
+                    container.counters.faults[i] &+= 1
+                    if write { container.counters.writeFaults[i] &+= 1 }
+                    if container.counters.waitingSince[i] == 0 {
+                        container.counters.waitingSince[i] = monotonicNanoseconds()
+                        faultsWaiting += 1
+                    }
+                }
                 var effects = RuntimeEffects(node: self)
                 coherence.fault(page, write ? .write : .read, &effects)
             }
@@ -139,7 +147,8 @@ struct RuntimeEffects: CoherenceEffects {
         guard let container = node.containers[page.container] else { return }
         let r = cdsm_punch_hole(container.memfd, UInt64(page.index) << 12, UInt64(dsmPageSize))
         if r != 0 { fatal("dropping page \(page) failed: \(Errno(rawValue: -r))") }
-        node.stats.invalidations &+= 1
+        node.stats.drops &+= 1
+        container.counters.losses[Int(page.index)] &+= 1
     }
 
     mutating func install(_ page: PageID, writable: Bool) {
@@ -189,6 +198,12 @@ struct RuntimeEffects: CoherenceEffects {
 
     mutating func wake(_ page: PageID) {
         guard let container = node.containers[page.container] else { return }
+        let since = container.counters.waitingSince[Int(page.index)]
+        if since != 0 {
+            node.stats.wait.record(monotonicNanoseconds() &- since)
+            container.counters.waitingSince[Int(page.index)] = 0
+            node.faultsWaiting -= 1
+        }
         for a in container.attachments {
             node.uffdCall("wake") { cdsm_uffd_wake(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize)) }
         }

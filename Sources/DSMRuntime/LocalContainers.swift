@@ -22,6 +22,7 @@ final class LocalContainer {
     /// Where node 0 placed the container so it sits at one address everywhere.
     var canonicalAddress: UInt64
     var attachments: [Attachment] = []
+    var counters: PageCounters
 
     struct Attachment {
         var start: UInt64
@@ -35,6 +36,7 @@ final class LocalContainer {
         self.pages = pages
         self.size = pages * dsmPageSize
         self.canonicalAddress = canonicalAddress
+        self.counters = PageCounters(pages: pages)
         let fd = cdsm_memfd("dsm-container-\(id)")
         guard fd >= 0 else { throw Errno(rawValue: -fd) }
         guard ftruncate(fd, off_t(size)) == 0 else {

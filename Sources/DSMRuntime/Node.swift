@@ -7,15 +7,6 @@ import DSMTransport
 import Glibc
 #endif
 
-/// Counters printed with --stats (later) and used by tests.
-struct NodeStats {
-    var faults: UInt64 = 0
-    var pagesSent: UInt64 = 0
-    var pagesInstalled: UInt64 = 0
-    var invalidations: UInt64 = 0
-    var upgrades: UInt64 = 0
-}
-
 /// One node of the run: the runtime thread's world. Everything here is
 /// touched by the runtime thread only, except `incomingCalls` (under
 /// `callLock`), which program threads fill.
@@ -38,6 +29,10 @@ final class Node {
     let faultBatch: UnsafeMutablePointer<cdsm_uffd_fault>
     let zeroPage: UnsafeMutableRawPointer
     var stats = NodeStats()
+    /// Page counters of destroyed containers, for --stats.
+    var retiredPages: [PageRecord] = []
+    /// Pages with a fault not yet answered (program threads blocked on them).
+    var faultsWaiting = 0
 
     private var callLock = pthread_mutex_t()
     private var incomingCalls: [LocalCall] = []
@@ -109,6 +104,8 @@ final class Node {
 
     func sendFrame(_ header: FrameHeader, payload: UnsafeRawBufferPointer?, to peer: NodeID) {
         guard let connection = mesh.peers[peer] else { fatal("no connection to node \(peer)") }
+        stats.messagesSent &+= 1
+        stats.bytesSent &+= UInt64(FrameHeader.size + (payload?.count ?? 0))
         do {
             try connection.send(header, payload: payload)
         } catch {
@@ -191,9 +188,10 @@ final class Node {
         while true {
             let timeout = service?.millisecondsUntilNextDeadline() ?? -1
             var n = cdsm_epoll_wait(epoll, tags, events, 64, 0)
-            if n == 0 && spinNanoseconds > 0 {
-                // An answer usually follows a request within tens of
-                // microseconds: polling a little is cheaper than a wake-up.
+            if n == 0 && spinNanoseconds > 0 && (faultsWaiting > 0 || !pendingRemote.isEmpty) {
+                // A program thread of this node is blocked on an answer,
+                // which usually comes within tens of microseconds: polling
+                // a little is cheaper than two wake-ups.
                 let until = monotonicNanoseconds() + spinNanoseconds
                 while n == 0 && monotonicNanoseconds() < until {
                     n = cdsm_epoll_wait(epoll, tags, events, 64, 0)
@@ -244,6 +242,8 @@ final class Node {
                 fatal("node \(peer) broke the protocol: \(error)")
             }
             guard let (header, payload) = frame else { break }
+            stats.messagesReceived &+= 1
+            stats.bytesReceived &+= UInt64(FrameHeader.size + payload.count)
             dispatch(header, payload, from: peer)
         }
         if result == .endOfStream { peerLost(peer, why: "connection closed") }
@@ -283,6 +283,7 @@ final class Node {
     /// departure, not a crash.
     func announceDeparture() {
         finishing = true
+        reportStatistics()
         for peer in 0..<nodes where peer != id {
             sendFrame(FrameHeader(kind: .exiting, source: id), payload: nil, to: peer)
         }
@@ -306,7 +307,7 @@ final class Node {
             return ServiceReply(result: 0)
         case .destroyContainer(let container):
             if let c = containers.removeValue(forKey: container) {
-                _ = c
+                if configuration.stats { retiredPages += c.busiestPages() }
                 coherence.removeContainer(container)
                 attachmentIndex.rebuild(from: containers)
             }

@@ -8,6 +8,8 @@ public enum FrameKind: UInt8, Sendable {
     case call = 20, reply
     // Cluster control.
     case exiting = 30, abort
+    /// Node -> launcher at exit: the node's counters, as JSON (dsmrun --stats).
+    case stats = 35
     // Connection set-up.
     case hello = 40, table, auth
 }

@@ -28,6 +28,26 @@ struct DSMRun: ParsableCommand {
     @Option(help: "The runtime library to preload (default: libDSMRuntime.so next to dsmrun, or $DSM_RUNTIME).")
     var runtime: String?
 
+    @Option(name: .customLong("stats"),
+            help: ArgumentHelp("Print per-node counters at exit: --stats (a table) or --stats=json (one JSON line), on stderr.",
+                               valueName: "table|json"))
+    var statsFormat: StatsFormat?
+
+    /// `--stats` alone means `--stats=table`: rewritten before parsing, up to
+    /// the program's name (its own arguments are never touched).
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a == "--" || !a.hasPrefix("-") { break }
+            if a == "--stats" { arguments[i] = "--stats=table" }
+            if a == "-n" || a == "--runtime" { i += 1 }
+            i += 1
+        }
+        main(arguments)
+    }
+
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
     var command: [String] = []
 
@@ -59,9 +79,14 @@ struct DSMRun: ParsableCommand {
             warn("runtime library not found: \(library) (build it with `swift build -c release`, or pass --runtime)")
             throw ExitCode(2)
         }
-        let launcher = Launcher(nodes: nodes, program: program, arguments: arguments, runtime: library, verbose: verbose)
+        let launcher = Launcher(nodes: nodes, program: program, arguments: arguments, runtime: library, verbose: verbose,
+                                stats: statsFormat)
         throw ExitCode(launcher.run())
     }
+}
+
+enum StatsFormat: String, ExpressibleByArgument {
+    case table, json
 }
 
 struct LaunchProblem: Error {

@@ -13,10 +13,12 @@ final class Launcher {
     let arguments: [String]
     let runtime: String
     let verbose: Bool
+    let stats: StatsFormat?
     /// Process group of each node (= its pid); read by the signal handler.
     let groups: UnsafeMutablePointer<pid_t>
 
-    init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool) {
+    init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool, stats: StatsFormat?) {
+        self.stats = stats
         self.nodes = nodes
         self.program = program
         self.arguments = arguments
@@ -53,14 +55,14 @@ final class Launcher {
                 continue
             }
             if s.hasPrefix("DSM_NODE_ID=") || s.hasPrefix("DSM_NODES=") || s.hasPrefix("DSM_COORD=")
-                || s.hasPrefix("DSM_TOKEN=") || s.hasPrefix("DSM_VERBOSE=") { continue }
+                || s.hasPrefix("DSM_TOKEN=") || s.hasPrefix("DSM_VERBOSE=") || s.hasPrefix("DSM_STATS=") { continue }
             baseEnvironment.append(s)
         }
 
         for node in 0..<nodes {
             let environment = baseEnvironment + [
                 "LD_PRELOAD=\(preload)", "DSM_NODE_ID=\(node)", "DSM_NODES=\(nodes)",
-                "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)",
+                "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)",
             ]
             let pid = spawn(program, arguments, environment)
             if pid < 0 {
@@ -80,6 +82,14 @@ final class Launcher {
 
         let status = watch(rendezvous: rendezvous)
         rendezvous.join()
+        if let stats {
+            let reports = coordinator.connections.compactMap { connection -> String? in
+                guard let (header, payload) = try? connection.receiveFrameBlocking(timeoutMilliseconds: 200),
+                      header.kind == .stats else { return nil }
+                return String(decoding: payload, as: UTF8.self)
+            }
+            printStatistics(reports, format: stats)
+        }
         return status
     }
 

@@ -135,3 +135,14 @@ int cdsm_eventfd(void);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Pins the calling process (all its future threads) to one CPU. 0 or -errno.
+int cdsm_pin_to_cpu(int cpu);
+/// Online CPUs.
+int cdsm_online_cpus(void);
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,134 @@
+import DSMCoherence
+import DSMCore
+import DSMTransport
+
+/// A latency histogram with fixed buckets: 8 per power of two of
+/// nanoseconds, so recording never allocates and a percentile is within
+/// 1/8 of an octave.
+struct LatencyHistogram {
+    static let subBuckets = 8
+    private(set) var buckets = [UInt64](repeating: 0, count: 64 * LatencyHistogram.subBuckets)
+    private(set) var count: UInt64 = 0
+    private(set) var maximum: UInt64 = 0
+
+    @inline(__always)
+    static func bucket(_ value: UInt64) -> Int {
+        if value < UInt64(subBuckets) { return Int(value) }
+        let octave = 63 - value.leadingZeroBitCount          // value in [2^octave, 2^(octave+1))
+        let fraction = Int((value >> UInt64(octave - 3)) & 7)  // next 3 bits
+        return octave * subBuckets + fraction
+    }
+
+    /// The smallest value that falls in `bucket`.
+    static func lowerBound(_ bucket: Int) -> UInt64 {
+        if bucket < subBuckets { return UInt64(bucket) }
+        let octave = bucket / subBuckets
+        let fraction = UInt64(bucket % subBuckets)
+        return (1 << UInt64(octave)) + fraction << UInt64(octave - 3)
+    }
+
+    @inline(__always)
+    mutating func record(_ value: UInt64) {
+        buckets[LatencyHistogram.bucket(value)] &+= 1
+        count &+= 1
+        if value > maximum { maximum = value }
+    }
+
+    func percentile(_ p: Double) -> UInt64 {
+        guard count > 0 else { return 0 }
+        let rank = UInt64((Double(count) * p).rounded(.up))
+        var seen: UInt64 = 0
+        for (i, n) in buckets.enumerated() {
+            seen += n
+            if seen >= rank { return LatencyHistogram.lowerBound(i) }
+        }
+        return maximum
+    }
+}
+
+/// What one node counts for `dsmrun --stats`.
+struct NodeStats {
+    var pagesSent: UInt64 = 0
+    var pagesInstalled: UInt64 = 0
+    var drops: UInt64 = 0
+    var upgrades: UInt64 = 0
+    var messagesSent: UInt64 = 0
+    var messagesReceived: UInt64 = 0
+    var bytesSent: UInt64 = 0
+    var bytesReceived: UInt64 = 0
+    /// From a fault's arrival to the wake that resumed its page.
+    var wait = LatencyHistogram()
+}
+
+/// Per-page counters of one container on one node (allocated with the
+/// container, so counting on the fault path never allocates).
+struct PageCounters {
+    var faults: [UInt32]
+    var writeFaults: [UInt32]
+    /// Times this node lost its copy (invalidated or handed to a writer).
+    var losses: [UInt32]
+    /// When the first still-unanswered fault on the page arrived (0: none).
+    var waitingSince: [UInt64]
+
+    init(pages: Int) {
+        faults = [UInt32](repeating: 0, count: pages)
+        writeFaults = faults
+        losses = faults
+        waitingSince = [UInt64](repeating: 0, count: pages)
+    }
+}
+
+extension Node {
+    /// This node's statistics as one JSON object (sent to dsmrun at exit).
+    func statisticsJSON() -> String {
+        let c = coherence.stats
+        var fields: [String] = [
+            "\"node\":\(id)",
+            "\"readFaults\":\(c.readFaults)", "\"writeFaults\":\(c.writeFaults)",
+            "\"upgrades\":\(c.upgradesSent)", "\"coalescedFaults\":\(c.coalescedFaults)",
+            "\"invalidationsSent\":\(c.invalidationsSent)", "\"invalidationsReceived\":\(c.invalidationsReceived)",
+            "\"pagesSent\":\(stats.pagesSent)", "\"pagesInstalled\":\(stats.pagesInstalled)",
+            "\"messagesSent\":\(stats.messagesSent)", "\"messagesReceived\":\(stats.messagesReceived)",
+            "\"bytesSent\":\(stats.bytesSent)", "\"bytesReceived\":\(stats.bytesReceived)",
+        ]
+        let w = stats.wait
+        fields.append("\"waitNs\":{\"count\":\(w.count),\"p50\":\(w.percentile(0.5)),\"p90\":\(w.percentile(0.9)),\"p99\":\(w.percentile(0.99)),\"max\":\(w.maximum)}")
+        var pages = retiredPages
+        for container in containers.values { pages += container.busiestPages() }
+        pages.sort { ($0.faults, $0.losses) > ($1.faults, $1.losses) }
+        let hot = pages.prefix(32).map {
+            "{\"container\":\($0.container),\"page\":\($0.index),\"faults\":\($0.faults),\"writeFaults\":\($0.writes),\"losses\":\($0.losses)}"
+        }
+        fields.append("\"pages\":[\(hot.joined(separator: ","))]")
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    /// Sends the statistics to the launcher (when it asked for them).
+    func reportStatistics() {
+        guard configuration.stats else { return }
+        let json = Array(statisticsJSON().utf8)
+        try? mesh.coordinator.sendBlocking(FrameHeader(kind: .stats, source: id), payload: json, timeoutMilliseconds: 5_000)
+    }
+}
+
+/// A page's counters, kept after its container is gone.
+struct PageRecord {
+    var container: ContainerID
+    var index: Int
+    var faults: UInt32
+    var writes: UInt32
+    var losses: UInt32
+}
+
+extension LocalContainer {
+    /// The pages with the most faults or losses here, at most 32.
+    func busiestPages() -> [PageRecord] {
+        var pages: [PageRecord] = []
+        for i in 0..<self.pages where counters.faults[i] > 0 || counters.losses[i] > 0 {
+            pages.append(PageRecord(container: id, index: i, faults: counters.faults[i], writes: counters.writeFaults[i],
+                                    losses: counters.losses[i]))
+        }
+        pages.sort { ($0.faults, $0.losses) > ($1.faults, $1.losses) }
+        return Array(pages.prefix(32))
+    }
+}

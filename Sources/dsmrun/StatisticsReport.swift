@@ -1,0 +1,99 @@
+import Foundation
+
+/// One node's counters as the runtime reports them (Statistics.swift).
+struct NodeReport: Codable {
+    struct Wait: Codable { var count: UInt64; var p50: UInt64; var p90: UInt64; var p99: UInt64; var max: UInt64 }
+    struct Page: Codable { var container: UInt32; var page: Int; var faults: UInt32; var writeFaults: UInt32; var losses: UInt32 }
+    var node: Int
+    var readFaults: Int
+    var writeFaults: Int
+    var upgrades: Int
+    var coalescedFaults: Int
+    var invalidationsSent: Int
+    var invalidationsReceived: Int
+    var pagesSent: UInt64
+    var pagesInstalled: UInt64
+    var messagesSent: UInt64
+    var messagesReceived: UInt64
+    var bytesSent: UInt64
+    var bytesReceived: UInt64
+    var waitNs: Wait
+    var pages: [Page]
+}
+
+/// A page across the cluster: who faults on it and how often it moved.
+struct PageSummary: Codable {
+    var container: UInt32
+    var page: Int
+    var faults: UInt32
+    var writeFaults: UInt32
+    var losses: UInt32
+    var writers: [Int]
+}
+
+struct ClusterReport: Codable {
+    var nodes: [NodeReport]
+    var hottestPages: [PageSummary]
+    /// Pages written by several nodes that kept moving between them: false
+    /// sharing, or true sharing worth a look.
+    var pingPongPages: [PageSummary]
+}
+
+func printStatistics(_ reports: [String], format: StatsFormat) {
+    let decoder = JSONDecoder()
+    let nodes = reports.compactMap { try? decoder.decode(NodeReport.self, from: Data($0.utf8)) }.sorted { $0.node < $1.node }
+    var pages: [String: PageSummary] = [:]
+    for n in nodes {
+        for p in n.pages {
+            let key = "\(p.container):\(p.page)"
+            var s = pages[key] ?? PageSummary(container: p.container, page: p.page, faults: 0, writeFaults: 0, losses: 0, writers: [])
+            s.faults += p.faults
+            s.writeFaults += p.writeFaults
+            s.losses += p.losses
+            if p.writeFaults > 0 { s.writers.append(n.node) }
+            pages[key] = s
+        }
+    }
+    let hottest = pages.values.sorted { ($0.faults, $0.losses) > ($1.faults, $1.losses) }.prefix(5)
+    let pingPong = pages.values.filter { $0.writers.count >= 2 && $0.losses >= 8 }.sorted { $0.losses > $1.losses }.prefix(5)
+    let report = ClusterReport(nodes: nodes, hottestPages: Array(hottest), pingPongPages: Array(pingPong))
+
+    switch format {
+    case .json:
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if let data = try? encoder.encode(report) {
+            FileHandle.standardError.write(Data("dsm-stats ".utf8) + data + Data("\n".utf8))
+        }
+    case .table:
+        var out = "dsm stats: \(nodes.count) node(s) reported\n"
+        out += pad(["node", "rd-flt", "wr-flt", "upgr", "inv-sent", "inv-recv", "pg-sent", "msgs-out", "msgs-in",
+                    "MB-out", "MB-in", "wait-p50", "wait-p90", "wait-p99"]) + "\n"
+        for n in nodes {
+            out += pad([String(n.node), String(n.readFaults), String(n.writeFaults), String(n.upgrades),
+                        String(n.invalidationsSent), String(n.invalidationsReceived), String(n.pagesSent),
+                        String(n.messagesSent), String(n.messagesReceived), megabytes(n.bytesSent), megabytes(n.bytesReceived),
+                        microseconds(n.waitNs.p50), microseconds(n.waitNs.p90), microseconds(n.waitNs.p99)]) + "\n"
+        }
+        if !hottest.isEmpty {
+            out += "hottest pages (segment container:page, faults on all nodes, times a copy was lost):\n"
+            for p in hottest { out += "  \(p.container):\(p.page)  faults \(p.faults)  writes \(p.writeFaults)  lost \(p.losses)\n" }
+        }
+        if pingPong.isEmpty {
+            out += "no page ping-pongs between writers\n"
+        } else {
+            out += "pages ping-ponging between writers (false sharing?):\n"
+            for p in pingPong {
+                out += "  \(p.container):\(p.page)  written by nodes \(p.writers.map(String.init).joined(separator: ","))  moved \(p.losses) times\n"
+            }
+        }
+        FileHandle.standardError.write(Data(out.utf8))
+    }
+}
+
+private func pad(_ columns: [String]) -> String {
+    columns.map { $0.count >= 9 ? $0 : String(repeating: " ", count: 9 - $0.count) + $0 }.joined(separator: " ")
+}
+
+private func megabytes(_ bytes: UInt64) -> String { String(format: "%.2f", Double(bytes) / 1e6) }
+private func microseconds(_ ns: UInt64) -> String { String(format: "%.1fus", Double(ns) / 1e3) }
