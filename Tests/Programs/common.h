@@ -12,14 +12,17 @@
  * Keys used: base+0 barrier control segment, base+1 barrier semaphore set,
  * base+2 .. base+0xff the program's own objects (t_key(off), off >= 2).
  *
- * The barrier is built from System V objects only, so it works both under
- * the runtime and on the real kernel:
- *   semaphores M (mutex), G[0], G[1] (gates), D (departures); a counter in
- *   the control segment.
- *   P(M); count++; last = count == N; if (last) count = 0; V(M);
- *   if (last) semop(G[phase%2], +(N-1)) else semop(G[phase%2], -1); phase++
- * Start-up: every node creates the set with IPC_CREAT (values start at 0);
- * node 0 initialises the segment and then does V(M) once, so the others'
+ * The barrier is built from System V semaphores only, so it works both under
+ * the runtime and on the real kernel, and no shared word moves between
+ * nodes on every barrier: semaphores A (arrivals), G[0], G[1] (gates).
+ *   node != 0: V(A); P(G[phase%2])
+ *   node 0:    semop(A, -(N-1)); semop(G[phase%2], +(N-1))
+ *   phase++
+ * Node 0 opens gate p only after the N-1 arrivals of phase p, so an early
+ * arrival of phase p+1 is never taken for phase p, and the gates alternate
+ * so a fast node cannot take a token of the phase before. All start at 0.
+ * M is a mutex the programs use to gather results: node 0 does V(M) once
+ * at start-up (after initialising the control segment), so the others'
  * first P(M) waits for it.
  * Tear-down (t_finish = a final barrier + t_leave): nodes other than 0
  * detach and do V(D) as their last use of the set; node 0 waits for D to
@@ -227,11 +230,10 @@ static inline void t_semop1(int semid, int num, int op, int flags, const char *w
 
 /* ---------- barrier ------------------------------------------------------ */
 
-enum { T_SEM_M = 0, T_SEM_G0 = 1, T_SEM_G1 = 2, T_SEM_D = 3, T_NSEMS = 4 };
+enum { T_SEM_M = 0, T_SEM_G0 = 1, T_SEM_G1 = 2, T_SEM_D = 3, T_SEM_A = 4, T_NSEMS = 5 };
 
 struct t_ctl {
-    volatile int count; /* protected by M */
-    int initialised;    /* set by node 0 before its first V(M) */
+    int initialised; /* set by node 0 before its first V(M) */
 };
 
 static struct t_ctl *t_ctl;
@@ -244,7 +246,6 @@ static inline void t_barrier_init(void)
     t_ctl = t_shm_open(0, t_page_size(), NULL);
     t_bar_sem = t_sem_open(1, T_NSEMS);
     if (t_me == 0) {
-        t_ctl->count = 0;
         t_ctl->initialised = 1;
         t_semop1(t_bar_sem, T_SEM_M, +1, 0, "barrier init V(M)");
     }
@@ -256,18 +257,17 @@ static inline void t_barrier(void)
         t_phase++;
         return;
     }
-    t_semop1(t_bar_sem, T_SEM_M, -1, 0, "barrier P(M)");
-    if (!t_ctl->initialised)
-        t_die(0, "barrier: control segment not initialised by node 0");
-    int last = ++t_ctl->count == t_n;
-    if (last)
-        t_ctl->count = 0;
-    t_semop1(t_bar_sem, T_SEM_M, +1, 0, "barrier V(M)");
     int gate = (t_phase % 2) ? T_SEM_G1 : T_SEM_G0;
-    if (last)
-        t_semop1(t_bar_sem, gate, t_n - 1, 0, "barrier open gate");
-    else
-        t_semop1(t_bar_sem, gate, -1, 0, "barrier pass gate");
+    if (t_me == 0) {
+        t_semop1(t_bar_sem, T_SEM_A, -(t_n - 1), 0, "barrier: wait for the arrivals");
+        t_semop1(t_bar_sem, gate, t_n - 1, 0, "barrier: open the gate");
+    } else {
+        t_semop1(t_bar_sem, T_SEM_A, +1, 0, "barrier: arrive");
+        t_semop1(t_bar_sem, gate, -1, 0, "barrier: pass the gate");
+        /* Node 0 marked the shared control page before its first barrier. */
+        if (t_phase == 0 && !t_ctl->initialised)
+            t_die(0, "barrier: the control segment was not initialised by node 0 (not shared?)");
+    }
     t_phase++;
 }
 
