@@ -66,7 +66,9 @@ final class LocalContainer {
 
     /// Maps the container for the program at `address` (0: the canonical
     /// address, or anywhere if that is taken) and registers it.
-    func attach(at address: UInt64, fixed: Bool, readOnly: Bool, shmid: Int32, uffd: Int32) throws(Errno) -> UInt64 {
+    /// `uffd` nil: a run of one node, where no page ever needs fetching and
+    /// the attachment is plain shared memory.
+    func attach(at address: UInt64, fixed: Bool, readOnly: Bool, shmid: Int32, uffd: Int32?) throws(Errno) -> UInt64 {
         let protection = readOnly ? PROT_READ : (PROT_READ | PROT_WRITE)
         var hint = address != 0 ? address : canonicalAddress
         var mapped = mmap(UnsafeMutableRawPointer(bitPattern: UInt(hint)), size, protection,
@@ -80,10 +82,12 @@ final class LocalContainer {
             guard mapped != MAP_FAILED else { throw Errno(rawValue: cdsm_errno()) }
         }
         hint = UInt64(UInt(bitPattern: mapped))
-        let r = cdsm_uffd_register(uffd, hint, UInt64(size))
-        if r < 0 {
-            munmap(mapped, size)
-            throw Errno(rawValue: -r)
+        if let uffd {
+            let r = cdsm_uffd_register(uffd, hint, UInt64(size))
+            if r < 0 {
+                munmap(mapped, size)
+                throw Errno(rawValue: -r)
+            }
         }
         attachments.append(Attachment(start: hint, length: UInt64(size), readOnly: readOnly, shmid: shmid))
         return hint

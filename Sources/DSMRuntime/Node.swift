@@ -317,8 +317,11 @@ final class Node {
                 return .error(.noMemory)
             }
             do {
-                let at = try c.attach(at: address, fixed: fixed, readOnly: readOnly, shmid: shmid, uffd: uffd)
-                protectNewAttachment(c, at: at)
+                // One node: nothing to keep coherent, so no fault is trapped
+                // and the program runs on plain shared memory.
+                let at = try c.attach(at: address, fixed: fixed, readOnly: readOnly, shmid: shmid,
+                                      uffd: nodes > 1 ? uffd : nil)
+                if nodes > 1 { protectNewAttachment(c, at: at) }
                 attachmentIndex.rebuild(from: containers)
                 return ServiceReply(result: Int64(at))
             } catch {

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Benchmarks of dsm: speed-up of MGS and matrix multiply against the same
+programs run as plain processes on the native kernel, and the fault path's
+latencies next to their floor, all measured in one invocation.
+
+    python3 Benchmarks/run.py                 # sizes 256 512 1024, nodes 1-4
+    python3 Benchmarks/run.py --sizes 256,512,1024,2048 --repeat 3
+
+Prints tables and writes Benchmarks/results/{bench.csv,bench.json,speedup.png}
+(the plot needs matplotlib: `pip install matplotlib`). Each configuration is
+run `--repeat` times, native and dsm interleaved, and the best time of each
+is kept: the machines are shared and noisy, so compare ratios measured in
+the same run, not absolute times across runs.
+"""
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "Benchmarks", "results")
+BIN = os.path.join(RESULTS, "bin")
+DSMRUN = os.path.join(ROOT, ".build", "release", "dsmrun")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def build(skip_swift):
+    os.makedirs(BIN, exist_ok=True)
+    if not skip_swift:
+        sh(["swift", "build", "-c", "release"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    inc = ["-I", os.path.join(ROOT, "include"), "-I", os.path.join(ROOT, "Tests", "Programs")]
+    programs = {
+        "mgs": os.path.join(ROOT, "Tests", "Programs", "mgs.c"),
+        "matmul": os.path.join(ROOT, "Tests", "Programs", "matmul.c"),
+        "fault_latency": os.path.join(ROOT, "Benchmarks", "fault_latency.c"),
+        "floor": os.path.join(ROOT, "Benchmarks", "floor.c"),
+    }
+    for name, src in programs.items():
+        sh(["cc", "-std=gnu11", "-O2", "-pthread"] + inc + [src, "-o", os.path.join(BIN, name), "-lm"])
+
+
+def fresh_key():
+    return "0x%x" % (0x5E000000 + random.randrange(0, 0xFFFF) * 0x100)
+
+
+def parse_time(out):
+    m = re.search(r"^time=([0-9.]+)", out, re.M)
+    if not m:
+        raise RuntimeError("no time= line in:\n" + out)
+    return float(m.group(1))
+
+
+def run_native(program, nodes, size):
+    env = dict(os.environ, DSM_TEST_KEY=fresh_key(), DSM_NODES=str(nodes))
+    procs = []
+    for i in range(nodes):
+        e = dict(env, DSM_NODE_ID=str(i))
+        procs.append(subprocess.Popen([os.path.join(BIN, program), str(size)], env=e,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=1800) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        if p.returncode != 0:
+            raise RuntimeError(f"native {program} {size} x{nodes} failed: {e}")
+    return parse_time(outs[0][0]), None
+
+
+def run_dsm(program, nodes, size, extra=()):
+    env = dict(os.environ, DSM_TEST_KEY=fresh_key())
+    r = subprocess.run([DSMRUN, "-n", str(nodes), "--stats=json", *extra, "--spmd",
+                        os.path.join(BIN, program), str(size)],
+                       env=env, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(f"dsmrun {program} {size} -n {nodes} failed ({r.returncode}): {r.stderr}")
+    stats = None
+    for line in r.stderr.splitlines():
+        if line.startswith("dsm-stats "):
+            stats = json.loads(line[len("dsm-stats "):])
+    return parse_time(r.stdout), stats
+
+
+def speedups(args):
+    rows = []
+    for program in args.programs:
+        for size in args.sizes:
+            base = {}
+            for nodes in args.nodes:
+                best = {"native": None, "dsm": None}
+                stats = None
+                for _ in range(args.repeat):
+                    for kind in ("native", "dsm"):
+                        if kind == "native":
+                            t, _ = run_native(program, nodes, size)
+                        else:
+                            t, s = run_dsm(program, nodes, size, args.dsm_args)
+                            if best["dsm"] is None or t < best["dsm"]:
+                                stats = s
+                        if best[kind] is None or t < best[kind]:
+                            best[kind] = t
+                if nodes == 1:
+                    base = dict(best)
+                row = {"program": program, "size": size, "nodes": nodes,
+                       "native_s": best["native"], "dsm_s": best["dsm"]}
+                row["native_speedup"] = base["native"] / best["native"] if base else float("nan")
+                row["dsm_speedup"] = base["dsm"] / best["dsm"] if base else float("nan")
+                row["fraction_of_native"] = row["dsm_speedup"] / row["native_speedup"]
+                row["dsm_over_native"] = best["dsm"] / best["native"]
+                if stats:
+                    ns = stats["nodes"]
+                    row["faults_per_node"] = sum(n["readFaults"] + n["writeFaults"] for n in ns) / len(ns)
+                    row["mb_per_node"] = sum(n["bytesSent"] + n["bytesReceived"] for n in ns) / len(ns) / 1e6
+                    row["wait_p50_us"] = max(n["waitNs"]["p50"] for n in ns) / 1e3
+                rows.append(row)
+                print_row(row)
+                sys.stdout.flush()
+    return rows
+
+
+HEADER = ("program", "size", "nodes", "native s", "dsm s", "native x", "dsm x", "frac", "dsm/nat",
+          "faults/node", "MB/node", "wait p50")
+
+
+def print_header():
+    print(" ".join(f"{h:>11}" for h in HEADER))
+
+
+def print_row(r):
+    cells = [r["program"], str(r["size"]), str(r["nodes"]), f"{r['native_s']:.4f}", f"{r['dsm_s']:.4f}",
+             f"{r['native_speedup']:.2f}", f"{r['dsm_speedup']:.2f}", f"{r['fraction_of_native']:.2f}",
+             f"{r['dsm_over_native']:.2f}", f"{r.get('faults_per_node', 0):.0f}", f"{r.get('mb_per_node', 0):.2f}",
+             f"{r.get('wait_p50_us', 0):.1f}us"]
+    print(" ".join(f"{c:>11}" for c in cells))
+
+
+def latencies(args):
+    results = []
+    for _ in range(args.repeat):
+        floor = subprocess.run([os.path.join(BIN, "floor")], capture_output=True, text=True, check=True).stdout
+        fl = {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", floor)}
+        for nodes in [n for n in args.nodes if n >= 2]:
+            r = subprocess.run([DSMRUN, "-n", str(nodes), *args.dsm_args, "--spmd", os.path.join(BIN, "fault_latency")],
+                               env=dict(os.environ), capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                raise RuntimeError("fault_latency failed: " + r.stderr)
+            lat = {}
+            for line in r.stdout.splitlines():
+                for k, v in re.findall(r"(\w+)_us=([0-9.]+)", line):
+                    lat[k] = float(v)
+            results.append({"nodes": nodes, "floor": fl, "latency": lat})
+    # Keep, per node count and operation, the run with the best ratio to its own floor.
+    best = {}
+    for r in results:
+        floor = r["floor"]["sum_us"]
+        for op, us in r["latency"].items():
+            key = (r["nodes"], op)
+            ratio = us / floor
+            if key not in best or ratio < best[key]["ratio"]:
+                best[key] = {"nodes": r["nodes"], "op": op, "us": us, "floor_us": floor,
+                             "uffd_copy_us": r["floor"]["uffd_copy_us"], "tcp_rtt_us": r["floor"]["tcp_rtt_us"],
+                             "ratio": ratio}
+    print("\nfault path (floor = raw uffd copy + loopback TCP round trip, measured in the same run)")
+    print(f"{'nodes':>6} {'operation':>16} {'us':>8} {'floor us':>9} {'ratio':>6}")
+    out = sorted(best.values(), key=lambda x: (x["nodes"], x["op"]))
+    for b in out:
+        print(f"{b['nodes']:>6} {b['op']:>16} {b['us']:>8.1f} {b['floor_us']:>9.1f} {b['ratio']:>6.2f}")
+    return out
+
+
+def plot(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"(no plot: pip install matplotlib to get {path})")
+        return
+    programs = sorted({r["program"] for r in rows})
+    fig, axes = plt.subplots(1, len(programs), figsize=(6 * len(programs), 4.5), squeeze=False)
+    for ax, program in zip(axes[0], programs):
+        sizes = sorted({r["size"] for r in rows if r["program"] == program})
+        for size in sizes:
+            rs = sorted((r for r in rows if r["program"] == program and r["size"] == size), key=lambda r: r["nodes"])
+            nodes = [r["nodes"] for r in rs]
+            line, = ax.plot(nodes, [r["dsm_speedup"] for r in rs], marker="o", label=f"dsm n={size}")
+            ax.plot(nodes, [r["native_speedup"] for r in rs], marker="x", linestyle="--", color=line.get_color(),
+                    label=f"native n={size}")
+        ax.set_title(f"{program}: speed-up over 1 node")
+        ax.set_xlabel("nodes")
+        ax.set_ylabel("speed-up")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--programs", default="mgs,matmul")
+    p.add_argument("--sizes", default="256,512,1024")
+    p.add_argument("--nodes", default="1,2,3,4")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-build", action="store_true", help="do not run swift build")
+    p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--dsm-args", default="", help="extra dsmrun options, e.g. --bind")
+    args = p.parse_args()
+    args.programs = args.programs.split(",")
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    args.nodes = [int(s) for s in args.nodes.split(",")]
+    args.dsm_args = args.dsm_args.split()
+    if 1 not in args.nodes:
+        args.nodes = [1] + args.nodes
+    build(args.no_build)
+    started = time.time()
+    print_header()
+    rows = speedups(args)
+    lat = [] if args.no_latency else latencies(args)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "bench.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+        w.writeheader()
+        w.writerows(rows)
+    with open(os.path.join(RESULTS, "bench.json"), "w") as f:
+        json.dump({"speedup": rows, "latency": lat, "seconds": time.time() - started}, f, indent=1)
+    plot(rows, os.path.join(RESULTS, "speedup.png"))
+
+
+if __name__ == "__main__":
+    main()
