@@ -262,3 +262,39 @@ int cdsm_pin_to_cpu(int cpu) {
 }
 
 int cdsm_online_cpus(void) { return (int)sysconf(_SC_NPROCESSORS_ONLN); }
+
+#include <dlfcn.h>
+
+static void *libnuma(void) {
+    static void *handle;
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        handle = dlopen("libnuma.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (handle) {
+            int (*available)(void) = (int (*)(void))dlsym(handle, "numa_available");
+            if (!available || available() < 0) handle = NULL;
+        }
+    }
+    return handle;
+}
+
+int cdsm_numa_node_of_cpu(int cpu) {
+    void *h = libnuma();
+    int (*f)(int) = h ? (int (*)(int))dlsym(h, "numa_node_of_cpu") : NULL;
+    return f ? f(cpu) : -1;
+}
+
+int cdsm_numa_nodes(void) {
+    void *h = libnuma();
+    int (*f)(void) = h ? (int (*)(void))dlsym(h, "numa_num_configured_nodes") : NULL;
+    return f ? f() : 1;
+}
+
+int cdsm_numa_prefer(int node) {
+    void *h = libnuma();
+    void (*f)(int) = h ? (void (*)(int))dlsym(h, "numa_set_preferred") : NULL;
+    if (!f) return -1;
+    f(node);
+    return 0;
+}

@@ -14,6 +14,8 @@ struct Configuration {
     var verbose: Bool
     /// dsmrun --stats: report counters to the launcher at exit.
     var stats: Bool
+    /// dsmrun --bind: pin to one CPU, memory on its NUMA node.
+    var bind: Bool
     /// Where segments are placed so that they sit at the same address on
     /// every node (DSM_BASE, hex).
     var base: UInt64
@@ -37,7 +39,7 @@ struct Configuration {
         }
         return Configuration(node: node, nodes: nodes, coordinator: coordinator, token: token,
                              verbose: environment("DSM_VERBOSE") == "1",
-                             stats: environment("DSM_STATS") == "1", base: base)
+                             stats: environment("DSM_STATS") == "1", bind: environment("DSM_BIND") == "1", base: base)
     }
 }
 

@@ -18,15 +18,32 @@ let shmLowBoundary: UInt64 = 4096
 @_cdecl("dsm_swift_start")
 public func dsmSwiftStart() -> Int32 {
     guard let configuration = Configuration.fromEnvironment() else { return 0 }
-    if environment("DSM_PIN") == "1" {
-        _ = cdsm_pin_to_cpu(Int32(configuration.node) % cdsm_online_cpus())
-    }
+    logPrefix = "dsm[node \(configuration.node)]"
+    if configuration.bind { bindToProcessor(configuration) }
     runtimeNode = Node(configuration: configuration)
     var thread = pthread_t()
     let r = pthread_create(&thread, nil, { _ in runtimeNode.run() }, nil)
     if r != 0 { fatal("cannot start the runtime thread: \(Errno(rawValue: r))") }
     if configuration.verbose { log("joined a run of \(configuration.nodes) nodes") }
     return 1
+}
+
+/// dsmrun --bind: node i runs on CPU i mod CPUs, its memory preferably on
+/// that CPU's NUMA node (libnuma, when installed).
+func bindToProcessor(_ configuration: Configuration) {
+    let cpus = max(cdsm_online_cpus(), 1)
+    let cpu = Int32(configuration.node) % cpus
+    let r = cdsm_pin_to_cpu(cpu)
+    if r != 0 {
+        log("--bind: cannot pin to CPU \(cpu): \(Errno(rawValue: -r))")
+        return
+    }
+    let numaNode = cdsm_numa_node_of_cpu(cpu)
+    if numaNode >= 0 { _ = cdsm_numa_prefer(numaNode) }
+    if configuration.verbose {
+        let memory = numaNode >= 0 ? "memory on NUMA node \(numaNode) of \(cdsm_numa_nodes())" : "no libnuma: memory not bound"
+        log("bound to CPU \(cpu) of \(cpus), \(memory)")
+    }
 }
 
 @_cdecl("dsm_swift_exit")

@@ -22,6 +22,9 @@ struct DSMRun: ParsableCommand {
     @Flag(help: "Run main on every node (mpirun-like); System V segments and semaphores are shared.")
     var spmd = false
 
+    @Flag(help: "Pin node i to CPU i mod CPUs and prefer its memory on that CPU's NUMA node (libnuma).")
+    var bind = false
+
     @Flag(help: "Say what the launcher and the nodes do.")
     var verbose = false
 
@@ -80,7 +83,7 @@ struct DSMRun: ParsableCommand {
             throw ExitCode(2)
         }
         let launcher = Launcher(nodes: nodes, program: program, arguments: arguments, runtime: library, verbose: verbose,
-                                stats: statsFormat)
+                                stats: statsFormat, bind: bind)
         throw ExitCode(launcher.run())
     }
 }

@@ -14,11 +14,14 @@ final class Launcher {
     let runtime: String
     let verbose: Bool
     let stats: StatsFormat?
+    let bind: Bool
     /// Process group of each node (= its pid); read by the signal handler.
     let groups: UnsafeMutablePointer<pid_t>
 
-    init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool, stats: StatsFormat?) {
+    init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool, stats: StatsFormat?,
+         bind: Bool) {
         self.stats = stats
+        self.bind = bind
         self.nodes = nodes
         self.program = program
         self.arguments = arguments
@@ -42,6 +45,9 @@ final class Launcher {
         }
         if cdsm_disable_aslr() != 0 { warn("cannot disable address-space randomisation; continuing") }
         cdsm_forward_signals(groups, Int32(nodes))
+        if bind && verbose {
+            warn("topology: \(cdsm_online_cpus()) CPU(s), \(cdsm_numa_nodes()) NUMA node(s); node i runs on CPU i mod \(cdsm_online_cpus())")
+        }
 
         var baseEnvironment: [String] = []
         var preload = runtime
@@ -55,14 +61,14 @@ final class Launcher {
                 continue
             }
             if s.hasPrefix("DSM_NODE_ID=") || s.hasPrefix("DSM_NODES=") || s.hasPrefix("DSM_COORD=")
-                || s.hasPrefix("DSM_TOKEN=") || s.hasPrefix("DSM_VERBOSE=") || s.hasPrefix("DSM_STATS=") { continue }
+                || s.hasPrefix("DSM_TOKEN=") || s.hasPrefix("DSM_VERBOSE=") || s.hasPrefix("DSM_STATS=") || s.hasPrefix("DSM_BIND=") { continue }
             baseEnvironment.append(s)
         }
 
         for node in 0..<nodes {
             let environment = baseEnvironment + [
                 "LD_PRELOAD=\(preload)", "DSM_NODE_ID=\(node)", "DSM_NODES=\(nodes)",
-                "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)",
+                "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind ? 1 : 0)",
             ]
             let pid = spawn(program, arguments, environment)
             if pid < 0 {

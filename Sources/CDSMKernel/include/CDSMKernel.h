@@ -146,3 +146,17 @@ int cdsm_online_cpus(void);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// NUMA through libnuma, loaded at run time (libnuma.so.1) so that machines
+/// without it still run: the NUMA node of `cpu`, or -1 without libnuma.
+int cdsm_numa_node_of_cpu(int cpu);
+/// NUMA nodes configured (1 without libnuma).
+int cdsm_numa_nodes(void);
+/// Prefer allocating this process's memory on `node`. 0, or -1 without libnuma.
+int cdsm_numa_prefer(int node);
+#ifdef __cplusplus
+}
+#endif
