@@ -6,6 +6,7 @@
 #include "CDSMPreload.h"
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Under dsmrun (the DSM_* environment is there). */
+static int configured;
+/* Joined the run: the runtime thread serves this process. */
 static int active;
+/* Another process is this node already (this one is a wrapper that ran the
+ * program, or a forked child): calls pass through to the kernel. */
+static int declined;
+static pthread_mutex_t join_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread int runtime_thread;
 static int (*real_main)(int, char **, char **);
 static int exit_status_seen;
@@ -24,7 +32,31 @@ static int exit_status_seen;
 int dsm_preload_active(void) { return active; }
 void dsm_preload_enter_runtime_thread(void) { runtime_thread = 1; }
 
-static int use_dsm(void) { return active && !runtime_thread; }
+/* The process joins the run at its first DSM call, not at start-up, so a
+ * wrapper that only executes the program (sh -c, time, env) never joins and
+ * the program it runs does. */
+static int join(void) {
+    pthread_mutex_lock(&join_lock);
+    if (!active && !declined) {
+        if (dsm_swift_start()) active = 1;
+        else declined = 1;
+    }
+    pthread_mutex_unlock(&join_lock);
+    return active;
+}
+
+static int use_dsm(void) {
+    if (!configured || runtime_thread) return 0;
+    if (active) return 1;
+    if (declined) return 0;
+    return join();
+}
+
+/* A forked child has no runtime thread: it uses the kernel's objects. */
+static void forked_child(void) {
+    active = 0;
+    declined = 1;
+}
 
 #define REAL(name) \
     static __typeof__(name) *real_##name; \
@@ -41,12 +73,17 @@ static long as_result(long r) {
 // --- start and exit -----------------------------------------------------
 
 static void leave_cluster(void) {
+    if (!configured || declined) return;
+    /* A node that made no DSM call still takes part in the exit rendezvous
+     * (it may be the home of pages), unless it failed. */
+    if (!active && exit_status_seen == 0) join();
     if (active) dsm_swift_exit(exit_status_seen);
 }
 
 static int main_under_dsm(int argc, char **argv, char **envp) {
-    if (dsm_swift_start()) {
-        active = 1;
+    if (dsm_swift_configured()) {
+        configured = 1;
+        pthread_atfork(NULL, NULL, forked_child);
         atexit(leave_cluster);
     }
     int status = real_main(argc, argv, envp);
@@ -73,9 +110,9 @@ void exit(int status) {
 
 // --- dsm.h entry points -----------------------------------------------------
 
-int dsm_rt_node_id(void) { return active ? dsm_swift_node_id() : 0; }
-int dsm_rt_nodes(void) { return active ? dsm_swift_nodes() : 1; }
-int dsm_rt_barrier(void) { return active ? (int)as_result(dsm_swift_barrier()) : 0; }
+int dsm_rt_node_id(void) { return configured && !declined ? dsm_swift_node_id() : 0; }
+int dsm_rt_nodes(void) { return configured && !declined ? dsm_swift_nodes() : 1; }
+int dsm_rt_barrier(void) { return use_dsm() ? (int)as_result(dsm_swift_barrier()) : 0; }
 
 // --- shared memory ---------------------------------------------------------
 

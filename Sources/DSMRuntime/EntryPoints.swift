@@ -15,12 +15,24 @@ nonisolated(unsafe) var runtimeNode: Node!
 /// x86-64's SHMLBA: attach addresses are rounded to it with SHM_RND.
 let shmLowBoundary: UInt64 = 4096
 
+/// Read once, before main.
+nonisolated(unsafe) var processConfiguration: Configuration?
+
+@_cdecl("dsm_swift_configured")
+public func dsmSwiftConfigured() -> Int32 {
+    processConfiguration = Configuration.fromEnvironment()
+    guard let configuration = processConfiguration else { return 0 }
+    logPrefix = "dsm[node \(configuration.node)]"
+    // Before main, so that every thread the program starts stays there.
+    if configuration.bind { bindToProcessor(configuration) }
+    return 1
+}
+
 @_cdecl("dsm_swift_start")
 public func dsmSwiftStart() -> Int32 {
-    guard let configuration = Configuration.fromEnvironment() else { return 0 }
-    logPrefix = "dsm[node \(configuration.node)]"
-    if configuration.bind { bindToProcessor(configuration) }
-    runtimeNode = Node(configuration: configuration)
+    guard let configuration = processConfiguration else { return 0 }
+    guard let node = Node(configuration: configuration) else { return 0 }
+    runtimeNode = node
     var thread = pthread_t()
     let r = pthread_create(&thread, nil, { _ in runtimeNode.run() }, nil)
     if r != 0 { fatal("cannot start the runtime thread: \(Errno(rawValue: r))") }
@@ -55,10 +67,10 @@ public func dsmSwiftExit(_ status: Int32) {
 }
 
 @_cdecl("dsm_swift_node_id")
-public func dsmSwiftNodeID() -> Int32 { Int32(runtimeNode.id) }
+public func dsmSwiftNodeID() -> Int32 { Int32(processConfiguration?.node ?? 0) }
 
 @_cdecl("dsm_swift_nodes")
-public func dsmSwiftNodes() -> Int32 { Int32(runtimeNode.nodes) }
+public func dsmSwiftNodes() -> Int32 { Int32(processConfiguration?.nodes ?? 1) }
 
 @_cdecl("dsm_swift_barrier")
 public func dsmSwiftBarrier() -> Int32 { Int32(runtimeNode.perform(.barrier).result) }

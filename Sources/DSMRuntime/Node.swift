@@ -34,7 +34,13 @@ final class Node {
     /// Pages with a fault not yet answered (program threads blocked on them).
     var faultsWaiting = 0
 
-    private var callLock = pthread_mutex_t()
+    /// On the heap: a pthread mutex must not move, and `&property` of a
+    /// class may hand C a temporary.
+    private let callLock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+        return m
+    }()
     private var incomingCalls: [LocalCall] = []
     private var takenCalls: [LocalCall] = []
     var pendingRemote: [UInt64: LocalCall] = [:]
@@ -51,7 +57,9 @@ final class Node {
     private static let bellTag: UInt64 = 2 << 32
     private static let coordinatorTag: UInt64 = 3 << 32
 
-    init(configuration: Configuration) {
+    /// Joins the run; nil when this node is in the run already (this
+    /// process only executed the program that is).
+    init?(configuration: Configuration) {
         self.configuration = configuration
         logPrefix = "dsm[node \(configuration.node)]"
         let fd = cdsm_uffd_open()
@@ -66,6 +74,9 @@ final class Node {
             mesh = try Mesh.establish(node: configuration.node, nodes: configuration.nodes,
                                       coordinator: configuration.coordinator, token: configuration.token,
                                       log: { log($0) })
+        } catch TransportError.refused {
+            close(fd)
+            return nil
         } catch {
             fatal("cannot join the run at \(configuration.coordinator): \(error)")
         }
@@ -77,7 +88,6 @@ final class Node {
         zeroPage = UnsafeMutableRawPointer.allocate(byteCount: dsmPageSize, alignment: dsmPageSize)
         zeroPage.initializeMemory(as: UInt8.self, repeating: 0, count: dsmPageSize)
         wantsWritable = [Bool](repeating: false, count: configuration.nodes)
-        pthread_mutex_init(&callLock, nil)
         incomingCalls.reserveCapacity(64)
         takenCalls.reserveCapacity(64)
         selfQueue.reserveCapacity(256)
@@ -137,9 +147,9 @@ final class Node {
     /// and sleeps until it is answered.
     func perform(_ request: ServiceRequest) -> ServiceReply {
         let call = LocalCall(request, caller: Caller.current(node: id))
-        pthread_mutex_lock(&callLock)
+        pthread_mutex_lock(callLock)
         incomingCalls.append(call)
-        pthread_mutex_unlock(&callLock)
+        pthread_mutex_unlock(callLock)
         var one: UInt64 = 1
         _ = write(callBell, &one, 8)
         return call.wait()
@@ -148,9 +158,9 @@ final class Node {
     private func takeCalls() {
         var count: UInt64 = 0
         _ = read(callBell, &count, 8)
-        pthread_mutex_lock(&callLock)
+        pthread_mutex_lock(callLock)
         swap(&incomingCalls, &takenCalls)
-        pthread_mutex_unlock(&callLock)
+        pthread_mutex_unlock(callLock)
         for call in takenCalls { start(call) }
         takenCalls.removeAll(keepingCapacity: true)
     }
@@ -183,6 +193,9 @@ final class Node {
 
     func run() -> Never {
         dsm_preload_enter_runtime_thread()
+        // Frames that arrived with a peer's authentication during set-up are
+        // already in its buffer, where no readiness event will announce them.
+        for case let connection? in mesh.peers { drainFrames(connection) }
         let tags = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
         while true {
@@ -236,6 +249,13 @@ final class Node {
             peerLost(peer, why: "\(error)")
             return
         }
+        drainFrames(connection)
+        if result == .endOfStream { peerLost(peer, why: "connection closed") }
+    }
+
+    /// Handles every complete frame in the connection's input buffer.
+    private func drainFrames(_ connection: Connection) {
+        let peer = connection.peer
         while true {
             let frame: (FrameHeader, UnsafeRawBufferPointer)?
             do { frame = try connection.nextFrame() } catch {
@@ -246,7 +266,6 @@ final class Node {
             stats.bytesReceived &+= UInt64(FrameHeader.size + payload.count)
             dispatch(header, payload, from: peer)
         }
-        if result == .endOfStream { peerLost(peer, why: "connection closed") }
     }
 
     private func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, from peer: NodeID) {

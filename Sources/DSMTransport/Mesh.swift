@@ -36,6 +36,7 @@ public final class Mesh {
                                      timeoutMilliseconds: timeoutMilliseconds)
         hello.removeAll()
         let (header, payload) = try coordinator.receiveFrameBlocking(timeoutMilliseconds: timeoutMilliseconds)
+        if header.kind == .abort { throw TransportError.refused(String(decoding: payload, as: UTF8.self)) }
         guard header.kind == .table else { throw TransportError.protocolViolation("expected the node table, got \(header.kind)") }
         let table = try RendezvousTable.decode(payload)
         guard table.count == nodes else { throw TransportError.protocolViolation("table has \(table.count) nodes, expected \(nodes)") }
@@ -195,8 +196,12 @@ public final class Coordinator {
                 continue
             }
             let node = Int(header.a)
-            guard node >= 0, node < nodes, table[node] == nil else {
+            guard node >= 0, node < nodes else {
                 log("refused a rendezvous connection from \(name): bad node id \(node)")
+                continue
+            }
+            guard table[node] == nil else {
+                Coordinator.decline(connection, node: node)
                 continue
             }
             connection.peer = node
@@ -209,5 +214,24 @@ public final class Coordinator {
             try connection!.sendBlocking(FrameHeader(kind: .table, source: 0), payload: encoded, timeoutMilliseconds: 5_000)
         }
         connections = byNode.map { $0! }
+    }
+
+    /// After the rendezvous: later callers are processes that want to be a
+    /// node already in the run (a wrapper exiting after the program it
+    /// ran); they are sent away until `shouldGiveUp`.
+    public func declineLateComers(shouldGiveUp: () -> Bool) {
+        while !shouldGiveUp() {
+            guard let (connection, _) = try? listener.accept(timeoutMilliseconds: 200) else { continue }
+            if let (header, payload) = try? connection.receiveFrameBlocking(timeoutMilliseconds: 2_000),
+               header.kind == .hello, let hello = try? RendezvousHello.decode(payload),
+               constantTimeEqual(Array(hello.token.utf8), Array(token.utf8)) {
+                Coordinator.decline(connection, node: Int(header.a))
+            }
+        }
+    }
+
+    private static func decline(_ connection: Connection, node: Int) {
+        try? connection.sendBlocking(FrameHeader(kind: .abort, source: 0), payload: Array("node \(node) is in the run already".utf8),
+                                     timeoutMilliseconds: 1_000)
     }
 }

@@ -232,6 +232,7 @@ final class RendezvousThread {
             let me = Unmanaged<RendezvousThread>.fromOpaque(context!).takeRetainedValue()
             do {
                 try me.coordinator.run(timeoutMilliseconds: 60_000, shouldGiveUp: { me.giveUp }, log: { warn($0) })
+                me.coordinator.declineLateComers(shouldGiveUp: { me.giveUp })
             } catch {
                 if !me.giveUp {
                     me.failure = "\(error)"

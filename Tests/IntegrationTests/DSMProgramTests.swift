@@ -47,6 +47,22 @@ final class DSMProgramTests: XCTestCase {
         print("\(program) n=\(size) nodes=\(n) hash=\(got) native time=\(nativeTime) dsm time=\(dsmTime)")
     }
 
+    /// The program runs under a shell that forks it and goes on: the shell
+    /// never joins (no DSM call), the program does, and the shell's exit
+    /// after it does not disturb the run.
+    func testProgramStartedThroughAShell() throws {
+        let mgs = try Programs.path("mgs")
+        let dsmrun = try Paths.requireDSMRun()
+        let native = try Runner.native("mgs", nodes: 2, args: ["64"], timeout: Config.timeout(default: 60))
+        let want = try XCTUnwrap(Output.hash(in: native.output, line: "mgs n="), native.summary)
+        let run = try Runner.dsmCommand(
+            dsmrun: dsmrun.path, arguments: ["-n", "2", "--spmd", "/bin/sh", "-c", "'\(mgs)' 64; echo shell-after-$DSM_NODE_ID"],
+            label: "through-shell", timeout: Config.timeout(default: 60))
+        XCTAssertEqual(run.result.termination, .exited(0), run.summary)
+        XCTAssertEqual(Output.hash(in: run.output, line: "mgs n="), want, run.summary)
+        XCTAssertTrue(run.output.contains("shell-after-0") && run.output.contains("shell-after-1"), run.summary)
+    }
+
     // MARK: Memory model and synchronisation
 
     func testLitmusNodes2() throws { try checkFailuresZero("litmus", nodes: 2, line: "litmus failures=") }

@@ -43,8 +43,11 @@ typedef struct {
 
 // --- entry points implemented in Swift (DSMRuntime) ------------------------
 
-/// Starts the runtime before `main`: 1 when running under dsmrun, 0 for a
-/// plain run. Fatal set-up errors end the process with a message.
+/// 1 when the process runs under dsmrun (its DSM_* environment is valid).
+int dsm_swift_configured(void);
+/// Joins the run and starts the runtime thread: 1 when joined, 0 when
+/// another process already is this node (a wrapper that executed the
+/// program). Fatal set-up errors end the process with a message.
 int dsm_swift_start(void);
 /// The program is exiting with `status`: leave the cluster cleanly.
 void dsm_swift_exit(int status);
