@@ -1,6 +1,10 @@
 #define _GNU_SOURCE
 #include "CDSMKernel.h"
 #include <errno.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <pthread.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <linux/userfaultfd.h>
@@ -126,6 +130,49 @@ void cdsm_futex_wait(uint32_t *word, uint32_t expected) {
     while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
         syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
     }
+}
+
+static pthread_key_t thread_eventfd_key;
+static pthread_once_t thread_eventfd_once = PTHREAD_ONCE_INIT;
+static __thread int thread_eventfd = -1;
+
+static void close_thread_eventfd(void *value) { close((int)(intptr_t)value - 1); }
+static void make_thread_eventfd_key(void) { pthread_key_create(&thread_eventfd_key, close_thread_eventfd); }
+
+int cdsm_thread_eventfd(void) {
+    if (thread_eventfd < 0) {
+        pthread_once(&thread_eventfd_once, make_thread_eventfd_key);
+        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd < 0) return -errno;
+        thread_eventfd = fd;
+        pthread_setspecific(thread_eventfd_key, (void *)(intptr_t)(fd + 1));
+    }
+    return thread_eventfd;
+}
+
+int cdsm_wait_interruptible(uint32_t *word, uint32_t expected, int fd) {
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, -1);
+        if (r < 0 && errno == EINTR) {
+            if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) return -EINTR;
+            break;
+        }
+        uint64_t count;
+        if (r > 0) (void)!read(fd, &count, sizeof count);
+    }
+    return 0;
+}
+
+void cdsm_ring(int fd) {
+    uint64_t one = 1;
+    (void)!write(fd, &one, sizeof one);
+}
+
+void cdsm_block_all_signals(void) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
 }
 
 void cdsm_futex_wake(uint32_t *word) {

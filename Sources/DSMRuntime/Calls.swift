@@ -37,13 +37,19 @@ enum ServiceRequest {
     case addContainer(container: ContainerID, pages: UInt32, address: UInt64)
     /// node 0 -> every node: a container is gone; no answer.
     case destroyContainer(container: ContainerID)
+    /// node -> node 0: the program thread behind call `callID` of this node
+    /// was interrupted by a signal; if its semop still waits, it fails with
+    /// EINTR. No answer (the semop's own answer follows either way).
+    case interruptSemop(callID: UInt64)
     // Local only: run on the runtime thread of the calling node.
     case mapAttachment(container: ContainerID, pages: UInt32, canonical: UInt64, address: UInt64, fixed: Bool, readOnly: Bool, shmid: Int32)
     case unmapAttachment(address: UInt64)
+    /// A signal interrupted the program thread waiting for `call`.
+    case interrupted(LocalCall)
 
     var isLocal: Bool {
         switch self {
-        case .mapAttachment, .unmapAttachment: return true
+        case .mapAttachment, .unmapAttachment, .interrupted: return true
         default: return false
         }
     }
@@ -79,7 +85,9 @@ enum ServiceRequest {
             w.put(UInt8(10)); w.put(container); w.put(pages); w.put(address)
         case .destroyContainer(let container):
             w.put(UInt8(11)); w.put(container)
-        case .mapAttachment, .unmapAttachment:
+        case .interruptSemop(let callID):
+            w.put(UInt8(12)); w.put(callID)
+        case .mapAttachment, .unmapAttachment, .interrupted:
             preconditionFailure("local requests never travel")
         }
         return w.bytes
@@ -110,6 +118,7 @@ enum ServiceRequest {
         case 9: request = .exitArrive
         case 10: request = .addContainer(container: r.get(), pages: r.get(), address: r.get())
         case 11: request = .destroyContainer(container: r.get())
+        case 12: request = .interruptSemop(callID: r.get())
         default: return nil
         }
         return r.failed ? nil : (request, caller)
@@ -141,17 +150,28 @@ final class LocalCall {
 
     deinit { doneWord.deallocate() }
 
+    /// Set when the caller waits interruptibly: rung on completion.
+    var bell: Int32 = -1
+
     /// Runtime thread: publish the reply and wake the caller.
     func complete(_ reply: ServiceReply) {
         self.reply = reply
+        let bell = self.bell
         __atomic_store_word(doneWord, 1)
         cdsm_futex_wake(doneWord)
+        if bell >= 0 { cdsm_ring(bell) }
     }
 
     /// Program thread: wait for the reply.
     func wait() -> ServiceReply {
         cdsm_futex_wait(doneWord, 0)
         return reply
+    }
+
+    /// Program thread: wait for the reply; false if a signal handler ran
+    /// first (the call is still in flight).
+    func waitInterruptibly() -> Bool {
+        cdsm_wait_interruptible(doneWord, 0, bell) == 0
     }
 }
 

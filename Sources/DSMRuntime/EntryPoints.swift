@@ -140,7 +140,7 @@ public func dsmSwiftSemget(_ key: Int32, _ count: Int32, _ flags: Int32) -> Int 
 public func dsmSwiftSemop(_ id: Int32, _ operations: UnsafePointer<dsm_sem_operation>?, _ count: UInt64,
                           _ timeout: Int64) -> Int {
     let ops = Array(UnsafeBufferPointer(start: operations, count: Int(count)))
-    return Int(runtimeNode.perform(.semop(id: id, operations: ops, timeoutNanoseconds: timeout)).result)
+    return Int(runtimeNode.performInterruptibly(.semop(id: id, operations: ops, timeoutNanoseconds: timeout)).result)
 }
 
 @_cdecl("dsm_swift_semctl")

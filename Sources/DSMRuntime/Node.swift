@@ -147,12 +147,29 @@ final class Node {
     /// and sleeps until it is answered.
     func perform(_ request: ServiceRequest) -> ServiceReply {
         let call = LocalCall(request, caller: Caller.current(node: id))
+        hand(call)
+        return call.wait()
+    }
+
+    /// As `perform`, for a semop: a signal handler running in the waiting
+    /// thread makes it fail with EINTR, as Linux's semop does (never
+    /// restarted, whatever SA_RESTART says), unless it completed first.
+    func performInterruptibly(_ request: ServiceRequest) -> ServiceReply {
+        let call = LocalCall(request, caller: Caller.current(node: id))
+        call.bell = cdsm_thread_eventfd()
+        if call.bell < 0 { return perform(request) }
+        hand(call)
+        if call.waitInterruptibly() { return call.reply }
+        hand(LocalCall(.interrupted(call), caller: call.caller))
+        return call.wait()
+    }
+
+    private func hand(_ call: LocalCall) {
         pthread_mutex_lock(callLock)
         incomingCalls.append(call)
         pthread_mutex_unlock(callLock)
         var one: UInt64 = 1
         _ = write(callBell, &one, 8)
-        return call.wait()
     }
 
     private func takeCalls() {
@@ -166,6 +183,10 @@ final class Node {
     }
 
     private func start(_ call: LocalCall) {
+        if case .interrupted(let target) = call.request {
+            interrupt(target)
+            return
+        }
         if call.request.isLocal {
             call.complete(runLocally(call.request))
             return
@@ -178,6 +199,16 @@ final class Node {
             pendingRemote[callID] = call
             sendCall(call.request, caller: call.caller, callID: callID, to: 0)
         }
+    }
+
+    /// A signal interrupted the program thread waiting for `target`.
+    private func interrupt(_ target: LocalCall) {
+        if id == 0 {
+            service!.interrupt(.local(target), node: self)
+        } else if let callID = pendingRemote.first(where: { $0.value === target })?.key {
+            sendCall(.interruptSemop(callID: callID), caller: target.caller, callID: 0, to: 0)
+        }
+        // Otherwise its answer is already on its way.
     }
 
     /// Answers a request, locally or over the wire.
@@ -193,6 +224,7 @@ final class Node {
 
     func run() -> Never {
         dsm_preload_enter_runtime_thread()
+        cdsm_block_all_signals()
         // Frames that arrived with a peer's authentication during set-up are
         // already in its buffer, where no readiness event will announce them.
         for case let connection? in mesh.peers { drainFrames(connection) }

@@ -102,6 +102,9 @@ extension ClusterService {
             }
             answerCompletions(node: node)
 
+        case .interruptSemop(let callID):
+            interrupt(.remote(node: caller.node, callID: callID), node: node)
+
         default:
             preconditionFailure("not a System V request")
         }
@@ -129,6 +132,16 @@ extension ClusterService {
             guard let reply = semWaiters.removeValue(forKey: wakeup.waiter.rawValue) else { continue }
             deadlines.removeAll { $0.waiter == wakeup.waiter.rawValue }
             node.answer(reply, wakeup.error.map { ServiceReply.error($0) } ?? ServiceReply(result: 0))
+        }
+    }
+
+    /// The caller of a waiting semop was interrupted by a signal: EINTR,
+    /// unless the semop completed already (then its answer stands).
+    func interrupt(_ destination: ReplyDestination, node: Node) {
+        guard let key = semWaiters.first(where: { $0.value.sameCall(as: destination) })?.key else { return }
+        if namespace.cancelWait(WaiterID(key)), let reply = semWaiters.removeValue(forKey: key) {
+            deadlines.removeAll { $0.waiter == key }
+            node.answer(reply, .error(.interrupted))
         }
     }
 
@@ -181,5 +194,15 @@ extension dsm_shm_status {
 extension dsm_sem_status {
     init(_ s: SemaphoreSetStatus) {
         self.init(perm: dsm_ipc_perm(s.permissions), otime: s.operationTime, ctime: s.changeTime, nsems: s.count)
+    }
+}
+
+extension ReplyDestination {
+    func sameCall(as other: ReplyDestination) -> Bool {
+        switch (self, other) {
+        case (.local(let a), .local(let b)): return a === b
+        case (.remote(let n1, let c1), .remote(let n2, let c2)): return n1 == n2 && c1 == c2
+        default: return false
+        }
     }
 }

@@ -280,7 +280,7 @@ func runCommand(
 enum Programs {
     static let all = [
         "mgs", "matmul", "litmus", "sem_barrier", "shm_errors", "sem_errors", "dsm_api", "syscall_fault", "sleeper",
-        "threads", "affinity",
+        "threads", "affinity", "sem_eintr",
     ]
 
     private static let lock = NSLock()

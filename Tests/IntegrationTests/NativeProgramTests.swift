@@ -40,6 +40,8 @@ final class NativeProgramTests: XCTestCase {
     func testShmErrorsNative() throws { try checkNative("shm_errors", line: "shm_errors ") }
     func testSemErrorsNative() throws { try checkNative("sem_errors", line: "sem_errors ") }
     func testSyscallFaultNative() throws { try checkNative("syscall_fault", line: "syscall_fault ") }
+    func testThreadsNative() throws { try checkNative("threads", line: "threads ") }
+    func testSemEINTRNative() throws { try checkNative("sem_eintr", line: "sem_eintr ") }
 
     /// Without the runtime the API reports node 0 of 1 even when the
     /// environment says otherwise.

@@ -60,6 +60,18 @@ void cdsm_set_errno(int value);
 /// the runtime thread works for it. Allocation free.
 void cdsm_futex_wait(uint32_t *word, uint32_t expected);
 void cdsm_futex_wake(uint32_t *word);
+/// The calling thread's eventfd for interruptible waits (created on first
+/// use, closed when the thread ends), or -errno.
+int cdsm_thread_eventfd(void);
+/// Waits until *word != expected, ringing through `eventfd`; returns -EINTR
+/// when a signal handler ran first, whatever its SA_RESTART (poll is never
+/// restarted, as System V semop is not). 0 once the word changed.
+int cdsm_wait_interruptible(uint32_t *word, uint32_t expected, int eventfd);
+/// Rings an eventfd.
+void cdsm_ring(int eventfd);
+/// Blocks every signal in the calling thread (the runtime's own threads), so
+/// that signals meant for the program reach the program's threads.
+void cdsm_block_all_signals(void);
 
 /// Direct exit_group, bypassing atexit handlers (used for cluster aborts).
 __attribute__((noreturn)) void cdsm_exit_now(int status);
