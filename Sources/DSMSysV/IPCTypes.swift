@@ -83,6 +83,13 @@ public struct IPCPermissions: Equatable, Sendable {
     func allowsControl(by caller: IPCCredentials) -> Bool {
         caller.uid == cuid || caller.uid == uid || caller.isPrivileged
     }
+
+    /// IPC_SET: new owner and permission bits; the other mode bits stay.
+    mutating func apply(_ ownership: IPCOwnership) {
+        uid = ownership.uid
+        gid = ownership.gid
+        mode = mode & ~SysV.permissionBits | ownership.mode & SysV.permissionBits
+    }
 }
 
 /// The fields IPC_SET takes from the caller's `shm_perm`/`sem_perm`.

@@ -550,10 +550,7 @@ extension SysVNamespace {
             guard let slot = semaphoreSets.slot(forIdentifier: id) else { return .failure(.invalidArgument) }
             guard semaphoreSets[slot].permissions.allowsControl(by: caller) else { return .failure(.notPermitted) }
             guard ownership.isValid else { return .failure(.invalidArgument) }
-            semaphoreSets[slot].permissions.uid = ownership.uid
-            semaphoreSets[slot].permissions.gid = ownership.gid
-            semaphoreSets[slot].permissions.mode =
-                semaphoreSets[slot].permissions.mode & ~SysV.permissionBits | ownership.mode & SysV.permissionBits
+            semaphoreSets[slot].permissions.apply(ownership)
             semaphoreSets[slot].changeTime = now
             return .success(.done)
 

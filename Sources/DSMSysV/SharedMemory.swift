@@ -141,10 +141,7 @@ extension SysVNamespace {
             guard let slot = segments.slot(forIdentifier: id) else { return .failure(.invalidArgument) }
             guard segments[slot].permissions.allowsControl(by: caller) else { return .failure(.notPermitted) }
             guard ownership.isValid else { return .failure(.invalidArgument) }
-            segments[slot].permissions.uid = ownership.uid
-            segments[slot].permissions.gid = ownership.gid
-            segments[slot].permissions.mode =
-                segments[slot].permissions.mode & ~SysV.permissionBits | ownership.mode & SysV.permissionBits
+            segments[slot].permissions.apply(ownership)
             segments[slot].changeTime = now
             return .success(.done)
         case .remove:

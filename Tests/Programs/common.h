@@ -74,6 +74,19 @@ static inline void t_msg(const char *fmt, ...)
     va_end(ap);
 }
 
+/* Failure counting for programs that check many things and report a total. */
+static int t_failures __attribute__((unused)) = 0;
+
+#define CHECK(cond, ...)                                                                                              \
+    do {                                                                                                              \
+        if (!(cond)) {                                                                                                \
+            t_failures++;                                                                                             \
+            char m_[400];                                                                                             \
+            snprintf(m_, sizeof m_, __VA_ARGS__);                                                                     \
+            t_msg("FAIL (line %d): %s", __LINE__, m_);                                                                \
+        }                                                                                                             \
+    } while (0)
+
 /* Fatal error: message (with errno text if errno_val != 0) and exit(2). */
 static inline void t_die(int errno_val, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static inline void t_die(int errno_val, const char *fmt, ...)

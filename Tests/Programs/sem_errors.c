@@ -22,17 +22,7 @@
  */
 #include "common.h"
 
-static int failures = 0;
 
-#define CHECK(cond, ...)                                                                                              \
-    do {                                                                                                              \
-        if (!(cond)) {                                                                                                \
-            failures++;                                                                                               \
-            char m_[400];                                                                                             \
-            snprintf(m_, sizeof m_, __VA_ARGS__);                                                                     \
-            t_msg("FAIL (line %d): %s", __LINE__, m_);                                                                \
-        }                                                                                                             \
-    } while (0)
 
 #define EXPECT_ERR(call, want)                                                                                        \
     do {                                                                                                              \
@@ -269,7 +259,7 @@ static void single_node(void)
 /* Communication area for the cross-node part (segment t_key(2)). */
 struct box {
     int sy_id;
-    int failures;
+    int t_failures;
 };
 static volatile struct box *box;
 
@@ -280,7 +270,7 @@ static void publish(void)
 {
     if (t_n > 1)
         t_semop1(t_bar_sem, T_SEM_M, -1, 0, "P(M)");
-    box->failures += failures;
+    box->t_failures += t_failures;
     if (t_n > 1)
         t_semop1(t_bar_sem, T_SEM_M, +1, 0, "V(M)");
 }
@@ -289,7 +279,7 @@ static void publish(void)
 static void report_total(void)
 {
     publish();
-    printf("sem_errors nodes=%d failures=%d\n", t_n, box->failures);
+    printf("sem_errors nodes=%d failures=%d\n", t_n, box->t_failures);
 }
 
 static void cross_node(int sx)
@@ -395,5 +385,5 @@ int main(void)
     if (t_me != 0)
         publish();
     t_before_remove = report_total;
-    return t_leave(failures > 0);
+    return t_leave(t_failures > 0);
 }

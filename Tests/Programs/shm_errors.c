@@ -27,17 +27,7 @@
 #include <setjmp.h>
 #include <signal.h>
 
-static int failures = 0;
 
-#define CHECK(cond, ...)                                                                                              \
-    do {                                                                                                              \
-        if (!(cond)) {                                                                                                \
-            failures++;                                                                                               \
-            char m_[400];                                                                                             \
-            snprintf(m_, sizeof m_, __VA_ARGS__);                                                                     \
-            t_msg("FAIL (line %d): %s", __LINE__, m_);                                                                \
-        }                                                                                                             \
-    } while (0)
 
 /* Expects a call returning `bad` on failure to fail with errno `want`. */
 #define EXPECT_ERR(call, bad, want)                                                                                   \
@@ -367,12 +357,12 @@ int main(void)
     volatile int *box = t_n >= 2 ? (volatile int *)t_shm_addrs[1] : NULL;
     if (box) {
         t_semop1(t_bar_sem, T_SEM_M, -1, 0, "P(M)");
-        box[1] += failures;
+        box[1] += t_failures;
         t_semop1(t_bar_sem, T_SEM_M, +1, 0, "V(M)");
     }
     t_barrier();
-    int total = box ? box[1] : failures;
+    int total = box ? box[1] : t_failures;
     if (t_me == 0)
         printf("shm_errors nodes=%d failures=%d\n", t_n, total);
-    return t_finish(failures > 0 || (t_me == 0 && total > 0));
+    return t_finish(t_failures > 0 || (t_me == 0 && total > 0));
 }
