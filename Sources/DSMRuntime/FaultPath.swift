@@ -147,7 +147,6 @@ struct RuntimeEffects: CoherenceEffects {
         guard let container = node.containers[page.container] else { return }
         let r = cdsm_punch_hole(container.memfd, UInt64(page.index) << 12, UInt64(dsmPageSize))
         if r != 0 { fatal("dropping page \(page) failed: \(Errno(rawValue: -r))") }
-        node.stats.drops &+= 1
         container.counters.losses[Int(page.index)] &+= 1
     }
 
@@ -189,7 +188,6 @@ struct RuntimeEffects: CoherenceEffects {
         for a in container.attachments where !a.readOnly {
             node.uffdCall("unprotect") { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 0, 1) }
         }
-        node.stats.upgrades &+= 1
     }
 
     func protocolViolation(_ reason: StaticString, page: PageID) {

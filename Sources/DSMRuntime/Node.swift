@@ -232,15 +232,13 @@ final class Node {
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
         while true {
             let timeout = service?.millisecondsUntilNextDeadline() ?? -1
-            var n = cdsm_epoll_wait(epoll, tags, events, 64, 0)
-            if n == 0 && spinNanoseconds > 0 && (faultsWaiting > 0 || !pendingRemote.isEmpty) {
+            var n: Int32 = 0
+            if spinNanoseconds > 0 && (faultsWaiting > 0 || !pendingRemote.isEmpty) {
                 // A program thread of this node is blocked on an answer,
                 // which usually comes within tens of microseconds: polling
-                // a little is cheaper than two wake-ups.
+                // a little can be cheaper than two wake-ups (DSM_SPIN_US).
                 let until = monotonicNanoseconds() + spinNanoseconds
-                while n == 0 && monotonicNanoseconds() < until {
-                    n = cdsm_epoll_wait(epoll, tags, events, 64, 0)
-                }
+                repeat { n = cdsm_epoll_wait(epoll, tags, events, 64, 0) } while n == 0 && monotonicNanoseconds() < until
             }
             if n == 0 { n = cdsm_epoll_wait(epoll, tags, events, 64, timeout) }
             if n < 0 {

@@ -50,8 +50,6 @@ struct LatencyHistogram {
 struct NodeStats {
     var pagesSent: UInt64 = 0
     var pagesInstalled: UInt64 = 0
-    var drops: UInt64 = 0
-    var upgrades: UInt64 = 0
     var messagesSent: UInt64 = 0
     var messagesReceived: UInt64 = 0
     var bytesSent: UInt64 = 0
