@@ -72,11 +72,47 @@ extension Node {
                         faultsWaiting += 1
                     }
                 }
+                let missing = fault.flags & CDSM_UFFD_PAGEFAULT_FLAG_WP == 0
                 var effects = RuntimeEffects(node: self)
                 coherence.fault(page, write ? .write : .read, &effects)
+                if missing && prefetchWindow > 0 { prefetch(after: page, write: write) }
             }
             drainSelfMessages()
         }
+    }
+
+    /// On the third quick miss in a row on consecutive pages of a container, asks
+    /// for the next pages before the program touches them: their requests
+    /// travel together and their latencies overlap. Only pages this node
+    /// does not hold and is not already fetching are asked for, with the
+    /// access of the miss that triggered it.
+    func prefetch(after page: PageID, write: Bool) {
+        guard let container = containers[page.container] else { return }
+        let i = Int(page.index)
+        var stream = container.stream
+        let now = monotonicNanoseconds()
+        // A stream is misses on consecutive pages in quick succession; misses
+        // a compute phase apart (one column per MGS step) are not one.
+        let streaming = i == stream.lastMiss + 1 && write == stream.writing && now &- stream.lastMissTime < 250_000
+        stream.run = streaming ? stream.run + 1 : 0
+        stream.lastMiss = i
+        stream.lastMissTime = now
+        stream.writing = write
+        if stream.run >= 2 {
+            let first = max(i + 1, stream.prefetchedUpTo + 1)
+            let last = min(i + prefetchWindow, container.pages - 1)
+            if first <= last {
+                for q in first...last {
+                    let next = PageID(container: page.container, index: UInt32(q))
+                    guard coherence.localState(next) == .invalid else { continue }
+                    var effects = RuntimeEffects(node: self)
+                    coherence.fault(next, write ? .write : .read, &effects)
+                    stats.prefetches &+= 1
+                }
+                stream.prefetchedUpTo = last
+            }
+        }
+        container.stream = stream
     }
 
     /// A coherence frame from a peer.

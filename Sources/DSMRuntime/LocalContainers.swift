@@ -23,6 +23,16 @@ final class LocalContainer {
     var canonicalAddress: UInt64
     var attachments: [Attachment] = []
     var counters: PageCounters
+    /// The sequential-miss detector of the prefetcher.
+    var stream = MissStream()
+
+    struct MissStream {
+        var lastMiss = -2
+        var lastMissTime: UInt64 = 0
+        var run = 0
+        var writing = false
+        var prefetchedUpTo = -1
+    }
 
     struct Attachment {
         var start: UInt64

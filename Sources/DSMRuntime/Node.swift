@@ -50,6 +50,8 @@ final class Node {
     /// Set once every node has finished: connections closing is then normal.
     var finishing = false
     private var wantsWritable: [Bool]
+    /// Pages asked for ahead of a run of sequential misses (DSM_PREFETCH, 0: off).
+    let prefetchWindow: Int = environment("DSM_PREFETCH").flatMap { Int($0) } ?? 0
     /// How long the runtime thread polls before sleeping (DSM_SPIN_US).
     let spinNanoseconds: UInt64 = UInt64(environment("DSM_SPIN_US").flatMap { UInt64($0) } ?? 0) * 1000
 

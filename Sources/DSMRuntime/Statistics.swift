@@ -50,6 +50,7 @@ struct LatencyHistogram {
 struct NodeStats {
     var pagesSent: UInt64 = 0
     var pagesInstalled: UInt64 = 0
+    var prefetches: UInt64 = 0
     var messagesSent: UInt64 = 0
     var messagesReceived: UInt64 = 0
     var bytesSent: UInt64 = 0
@@ -86,6 +87,7 @@ extension Node {
             "\"upgrades\":\(c.upgradesSent)", "\"coalescedFaults\":\(c.coalescedFaults)",
             "\"invalidationsSent\":\(c.invalidationsSent)", "\"invalidationsReceived\":\(c.invalidationsReceived)",
             "\"pagesSent\":\(stats.pagesSent)", "\"pagesInstalled\":\(stats.pagesInstalled)",
+            "\"prefetches\":\(stats.prefetches)",
             "\"messagesSent\":\(stats.messagesSent)", "\"messagesReceived\":\(stats.messagesReceived)",
             "\"bytesSent\":\(stats.bytesSent)", "\"bytesReceived\":\(stats.bytesReceived)",
         ]

@@ -13,6 +13,8 @@ struct NodeReport: Codable {
     var invalidationsReceived: Int
     var pagesSent: UInt64
     var pagesInstalled: UInt64
+    /// Pages asked for ahead of sequential misses (DSM_PREFETCH).
+    var prefetches: UInt64
     var messagesSent: UInt64
     var messagesReceived: UInt64
     var bytesSent: UInt64
