@@ -184,7 +184,7 @@ public final class Coordinator {
             if monotonicMilliseconds() > deadline { throw TransportError.timedOut }
             let accepted: (Connection, String)
             do {
-                accepted = try listener.accept(timeoutMilliseconds: 200)
+                accepted = try listener.accept(timeoutMilliseconds: 10)
             } catch TransportError.timedOut {
                 continue
             }
@@ -218,10 +218,11 @@ public final class Coordinator {
 
     /// After the rendezvous: later callers are processes that want to be a
     /// node already in the run (a wrapper exiting after the program it
-    /// ran); they are sent away until `shouldGiveUp`.
+    /// ran); they are sent away until `shouldGiveUp`, polled every 10 ms so
+    /// that the launcher is not kept waiting when the run ends.
     public func declineLateComers(shouldGiveUp: () -> Bool) {
         while !shouldGiveUp() {
-            guard let (connection, _) = try? listener.accept(timeoutMilliseconds: 200) else { continue }
+            guard let (connection, _) = try? listener.accept(timeoutMilliseconds: 10) else { continue }
             if let (header, payload) = try? connection.receiveFrameBlocking(timeoutMilliseconds: 2_000),
                header.kind == .hello, let hello = try? RendezvousHello.decode(payload),
                constantTimeEqual(Array(hello.token.utf8), Array(token.utf8)) {
