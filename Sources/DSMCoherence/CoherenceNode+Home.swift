@@ -23,10 +23,10 @@ extension CoherenceNode {
             forwardWrite(page, requester: requester, sendData: sendData, &effects)
         case .invalidate:
             invalidate(page, &effects)
-        case .data(_, let writable):
-            receiveData(page, writable: writable, &effects)
-        case .grant(_, let writable, let zeroFill):
-            receiveGrant(page, writable: writable, zeroFill: zeroFill, &effects)
+        case .data(_, let writable, let closed):
+            receiveData(page, writable: writable, closed: closed, &effects)
+        case .grant(_, let writable, let zeroFill, let closed):
+            receiveGrant(page, writable: writable, zeroFill: zeroFill, closed: closed, &effects)
         }
     }
 }
@@ -42,7 +42,8 @@ extension CoherenceNode {
         }
         guard requester >= 0, requester < nodes,
               !entry.waitingReaders.contains(requester), !entry.waitingWriters.contains(requester),
-              !(entry.isBusy && Int(entry.requester) == requester) else {
+              !(entry.phase != .idle && entry.phase != .awaitingSelfDone && Int(entry.requester) == requester)
+        else {
             return violation("second outstanding request from one node", page, &effects)
         }
         if entry.isBusy {
@@ -70,18 +71,17 @@ extension CoherenceNode {
             if entry.copyset.contains(requester) {
                 // The requester holds a copy already: it cannot have faulted
                 // for a read. Nothing to do but close the transaction.
-                entry.phase = .idle
-                entry.requester = HomeEntry.noNode
                 violation("read request from a node holding a copy", page, &effects)
-                return serveNext(page, &entry, &effects)
+                return closeAndServeNext(page, &entry, &effects)
             }
             if entry.owner == HomeEntry.noNode {
                 grantFirstTouch(page, &entry, to: requester, &effects)
-            } else {
-                effects.send(.forwardRead(page, requester: requester), to: NodeID(entry.owner))
-                entry.copyset.insert(requester)
+                return closeAndServeNext(page, &entry, &effects)
             }
-            entry.phase = .awaitingDone
+            let owner = NodeID(entry.owner)
+            effects.send(.forwardRead(page, requester: requester), to: owner)
+            entry.copyset.insert(requester)
+            entry.phase = owner == node ? .awaitingSelfDone : .awaitingDone
         case .write:
             var sharers = entry.copyset.removing(requester)
             if entry.owner != HomeEntry.noNode { sharers.remove(NodeID(entry.owner)) }
@@ -108,26 +108,32 @@ extension CoherenceNode {
         let requester = NodeID(entry.requester)
         if entry.owner == HomeEntry.noNode {
             grantFirstTouch(page, &entry, to: requester, &effects)
-        } else if NodeID(entry.owner) == requester {
-            effects.send(.grant(page, writable: true, zeroFill: false), to: requester)
-        } else {
-            // The owner rather than the home answers: it is the one that must
-            // drop its copy before the requester may write.
-            let sendData = !entry.copyset.contains(requester)
-            effects.send(.forwardWrite(page, requester: requester, sendData: sendData), to: NodeID(entry.owner))
+            return closeAndServeNext(page, &entry, &effects)
         }
+        let owner = NodeID(entry.owner)
+        let sendData = !entry.copyset.contains(requester)
         entry.owner = Int8(requester)
         entry.copyset = NodeSet(bits: 1 << UInt64(requester))
-        entry.phase = .awaitingDone
+        if owner == requester {
+            // Sent by the home itself: anything it sends the requester later
+            // travels behind the grant, so there is nothing to wait for.
+            effects.send(.grant(page, writable: true, zeroFill: false, closed: true), to: requester)
+            return closeAndServeNext(page, &entry, &effects)
+        }
+        // The owner rather than the home answers: it is the one that must
+        // drop its copy before the requester may write.
+        effects.send(.forwardWrite(page, requester: requester, sendData: sendData), to: owner)
+        entry.phase = owner == node ? .awaitingSelfDone : .awaitingDone
     }
 
     /// Nobody ever touched the page: no contents exist, the requester makes a
-    /// zero page and owns it read-write.
+    /// zero page and owns it read-write. The home sends the grant itself, so
+    /// the caller closes the transaction at once.
     @inlinable
     mutating func grantFirstTouch<E: CoherenceEffects>(
         _ page: PageID, _ entry: inout HomeEntry, to requester: NodeID, _ effects: inout E
     ) {
-        effects.send(.grant(page, writable: true, zeroFill: true), to: requester)
+        effects.send(.grant(page, writable: true, zeroFill: true, closed: true), to: requester)
         entry.owner = Int8(requester)
         entry.copyset = NodeSet(bits: 1 << UInt64(requester))
     }
@@ -150,13 +156,22 @@ extension CoherenceNode {
         guard var entry = homeEntry(page) else {
             return violation("done sent to a node that is not the page's home", page, &effects)
         }
-        guard entry.phase == .awaitingDone, Int(entry.requester) == requester else {
+        guard entry.phase == .awaitingDone || entry.phase == .awaitingSelfDone,
+              Int(entry.requester) == requester else {
             return violation("done for a transaction that is not in progress", page, &effects)
         }
+        closeAndServeNext(page, &entry, &effects)
+        setHomeEntry(page, entry)
+    }
+
+    /// Ends the current transaction and starts the next waiting one, if any.
+    @inlinable
+    mutating func closeAndServeNext<E: CoherenceEffects>(
+        _ page: PageID, _ entry: inout HomeEntry, _ effects: inout E
+    ) {
         entry.phase = .idle
         entry.requester = HomeEntry.noNode
         serveNext(page, &entry, &effects)
-        setHomeEntry(page, entry)
     }
 
     @inlinable

@@ -59,7 +59,20 @@ extension CoherenceNode {
         local.state = .shared
         setLocalPage(page, local)
         counters.dataSent += 1
-        effects.send(.data(page, writable: false), to: requester)
+        answerAsOwner(page, .data(page, writable: false, closed: isHome(of: page)), to: requester, &effects)
+    }
+
+    /// Sends the owner's answer. When this node is also the page's home, the
+    /// answer closes the transaction (the requester sends no `.done`): anything
+    /// the home sends the requester later travels behind it. The home role
+    /// closes through a `.done` to this node itself, which the runtime
+    /// delivers after the answer has gone out.
+    @inlinable
+    mutating func answerAsOwner<E: CoherenceEffects>(
+        _ page: PageID, _ answer: ProtocolMessage, to requester: NodeID, _ effects: inout E
+    ) {
+        effects.send(answer, to: requester)
+        if isHome(of: page) { effects.send(.done(page, from: requester), to: node) }
     }
 
     /// As owner: hand the page over to `requester` and drop ours. An
@@ -73,13 +86,14 @@ extension CoherenceNode {
         guard local.state != .invalid else {
             return violation("forwardWrite to a node without a copy", page, &effects)
         }
+        let closed = isHome(of: page)
         if sendData {
             // Freeze the contents while the runtime copies them out.
             if local.state == .exclusive { effects.writeProtect(page) }
             counters.dataSent += 1
-            effects.send(.data(page, writable: true), to: requester)
+            answerAsOwner(page, .data(page, writable: true, closed: closed), to: requester, &effects)
         } else {
-            effects.send(.grant(page, writable: true, zeroFill: false), to: requester)
+            answerAsOwner(page, .grant(page, writable: true, zeroFill: false, closed: closed), to: requester, &effects)
         }
         effects.drop(page)
         local.state = .invalid
@@ -102,7 +116,9 @@ extension CoherenceNode {
 
     /// As requester: the answer to our outstanding request, with contents.
     @inlinable
-    mutating func receiveData<E: CoherenceEffects>(_ page: PageID, writable: Bool, _ effects: inout E) {
+    mutating func receiveData<E: CoherenceEffects>(
+        _ page: PageID, writable: Bool, closed: Bool, _ effects: inout E
+    ) {
         var local = localPage(page)!
         let expected: OutstandingRequest = writable ? .write : .read
         guard local.outstanding == expected, local.state == .invalid else {
@@ -112,10 +128,11 @@ extension CoherenceNode {
         local.state = writable ? .exclusive : .shared
         local.outstanding = .none
         effects.wake(page)
-        let home = page.home(nodes: nodes)
         // `.done` first: the home must close this transaction before it sees
-        // the follow-up request, which travels on the same FIFO channel.
-        effects.send(.done(page, from: node), to: home)
+        // the follow-up request, which travels on the same FIFO channel. (A
+        // closed answer needs none; a follow-up request meeting the home
+        // before it closed by itself waits in its queue.)
+        if !closed { effects.send(.done(page, from: node), to: page.home(nodes: nodes)) }
         if local.wantWrite {
             local.wantWrite = false
             if !writable {
@@ -129,7 +146,7 @@ extension CoherenceNode {
     /// As requester: write permission without contents.
     @inlinable
     mutating func receiveGrant<E: CoherenceEffects>(
-        _ page: PageID, writable: Bool, zeroFill: Bool, _ effects: inout E
+        _ page: PageID, writable: Bool, zeroFill: Bool, closed: Bool, _ effects: inout E
     ) {
         var local = localPage(page)!
         guard writable, local.outstanding != .none else {
@@ -151,6 +168,6 @@ extension CoherenceNode {
         local.wantWrite = false
         setLocalPage(page, local)
         effects.wake(page)
-        effects.send(.done(page, from: node), to: page.home(nodes: nodes))
+        if !closed { effects.send(.done(page, from: node), to: page.home(nodes: nodes)) }
     }
 }

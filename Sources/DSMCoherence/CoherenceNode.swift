@@ -11,7 +11,11 @@ import DSMCore
 ///
 /// The home serves one request per page at a time, from arrival to the
 /// requester's `.done`; requests meeting a busy page wait in a round-robin
-/// queue. Because the requester installs the page before sending `.done`, the
+/// queue. An answer the home sends itself (as home, or as owner) is marked
+/// `closed` and needs no `.done` from the requester: everything the home sends
+/// the requester later follows it on the same FIFO channel. (As owner, the
+/// home closes through a `.done` to itself, after the answer has gone out.)
+/// Because the requester installs the page before sending `.done`, the
 /// directory the home consults when it serves a request is exact: every node
 /// in the copyset holds a valid mapping, and the owner holds the current
 /// contents. That is what makes single-writer / multiple-readers and

@@ -25,8 +25,14 @@ enum HomePhase: UInt8, Hashable, Sendable {
     case idle
     /// Serving a write: waiting for `invalidateAck` from `awaitingAcks`.
     case collectingAcks
-    /// Answer sent (by home or owner); waiting for `done` from the requester.
+    /// Answer sent (or to be sent) by an owner on another node; waiting for
+    /// `done` from the requester.
     case awaitingDone
+    /// This node, as owner, answers (or has answered) the requester with a
+    /// `closed` answer; waiting for the `done` it sends itself right after.
+    /// The requester may already have its answer and send a new request,
+    /// which then waits in the queue.
+    case awaitingSelfDone
 }
 
 /// The home role's directory entry for one page.

@@ -38,13 +38,18 @@ public enum ProtocolMessage: Equatable, Sendable {
     /// sharer -> home
     case invalidateAck(PageID, from: NodeID)
     /// owner -> requester; the runtime attaches the page contents.
-    case data(PageID, writable: Bool)
+    /// `closed`: sent by the page's home itself, which closes the transaction
+    /// on its own (every later message from the home to the requester travels
+    /// behind this one on the same FIFO channel): the requester sends no `.done`.
+    case data(PageID, writable: Bool, closed: Bool)
     /// Permission without contents. `zeroFill`: first touch of the page
     /// anywhere, install a zero page read-write. Otherwise the requester
     /// already holds the current contents and only gains write access.
-    case grant(PageID, writable: Bool, zeroFill: Bool)
+    /// `closed` as for `.data`.
+    case grant(PageID, writable: Bool, zeroFill: Bool, closed: Bool)
     /// requester -> home: the requester has installed the page; home may serve
-    /// the next request for it.
+    /// the next request for it. Also home -> home, sent by the home acting as
+    /// owner right after a `closed` answer.
     case done(PageID, from: NodeID)
 
     /// The page the message is about.
@@ -54,7 +59,7 @@ public enum ProtocolMessage: Equatable, Sendable {
         case .readRequest(let page, _), .writeRequest(let page, _),
              .forwardRead(let page, _), .forwardWrite(let page, _, _),
              .invalidate(let page), .invalidateAck(let page, _),
-             .data(let page, _), .grant(let page, _, _), .done(let page, _):
+             .data(let page, _, _), .grant(let page, _, _, _), .done(let page, _):
             page
         }
     }

@@ -280,8 +280,10 @@ extension ProtocolMessage {
         case .forwardWrite(let p, let requester, let sendData): return header(.forwardWrite, p, a: requester, flags: sendData ? 1 : 0)
         case .invalidate(let p): return header(.invalidate, p)
         case .invalidateAck(let p, let from): return header(.invalidateAck, p, a: from)
-        case .data(let p, let writable): return header(.data, p, flags: writable ? 1 : 0)
-        case .grant(let p, let writable, let zeroFill): return header(.grant, p, flags: (writable ? 1 : 0) | (zeroFill ? 2 : 0))
+        case .data(let p, let writable, let closed):
+            return header(.data, p, flags: (writable ? 1 : 0) | (closed ? 4 : 0))
+        case .grant(let p, let writable, let zeroFill, let closed):
+            return header(.grant, p, flags: (writable ? 1 : 0) | (zeroFill ? 2 : 0) | (closed ? 4 : 0))
         case .done(let p, let from): return header(.done, p, a: from)
         }
     }
@@ -296,8 +298,8 @@ extension ProtocolMessage {
         case .forwardWrite: self = .forwardWrite(p, requester: a, sendData: h.flags & 1 != 0)
         case .invalidate: self = .invalidate(p)
         case .invalidateAck: self = .invalidateAck(p, from: a)
-        case .data: self = .data(p, writable: h.flags & 1 != 0)
-        case .grant: self = .grant(p, writable: h.flags & 1 != 0, zeroFill: h.flags & 2 != 0)
+        case .data: self = .data(p, writable: h.flags & 1 != 0, closed: h.flags & 4 != 0)
+        case .grant: self = .grant(p, writable: h.flags & 1 != 0, zeroFill: h.flags & 2 != 0, closed: h.flags & 4 != 0)
         case .done: self = .done(p, from: a)
         default: return nil
         }

@@ -262,7 +262,7 @@ struct ModelWorld {
             case .send(let message, let to):
                 if config.mutation == .doneIsLost, case .done = message { continue }
                 var version: UInt8 = 0
-                if case .data(let page, _) = message {
+                if case .data(let page, _, _) = message {
                     let copy = copies[node * config.pages + Int(page.index)]
                     if strict, copy.mapping == .none { throw mismatch("sends data of unmapped page \(page)") }
                     version = copy.version
@@ -422,8 +422,9 @@ struct ModelWorld {
         case .forwardWrite(_, let requester, let sendData): kind = 3; other = requester; flags = sendData ? 1 : 0
         case .invalidate: kind = 4
         case .invalidateAck(_, let from): kind = 5; other = from
-        case .data(_, let writable): kind = 6; flags = writable ? 1 : 0
-        case .grant(_, let writable, let zeroFill): kind = 7; flags = (writable ? 1 : 0) | (zeroFill ? 2 : 0)
+        case .data(_, let writable, let closed): kind = 6; flags = (writable ? 1 : 0) | (closed ? 4 : 0)
+        case .grant(_, let writable, let zeroFill, let closed):
+            kind = 7; flags = (writable ? 1 : 0) | (zeroFill ? 2 : 0) | (closed ? 4 : 0)
         case .done(_, let from): kind = 8; other = from
         }
         writer.put(kind | UInt8(page.index) << 4)
@@ -614,7 +615,7 @@ enum MessageKind: Int, CaseIterable {
         case .invalidate: self = .invalidate
         case .invalidateAck: self = .invalidateAck
         case .data: self = .data
-        case .grant(_, _, let zeroFill): self = zeroFill ? .zeroFillGrant : .upgradeGrant
+        case .grant(_, _, let zeroFill, _): self = zeroFill ? .zeroFillGrant : .upgradeGrant
         case .done: self = .done
         }
     }

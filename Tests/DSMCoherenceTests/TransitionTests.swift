@@ -19,15 +19,12 @@ final class TransitionTests: XCTestCase {
         XCTAssertEqual(cluster.fault(1, page0, .read), [.send(.readRequest(page0, from: 1), to: 0)])
 
         let (_, homeEffects) = cluster.deliverNext()
-        XCTAssertEqual(homeEffects, [.send(.grant(page0, writable: true, zeroFill: true), to: 1)])
+        // Sent by the home itself: the transaction is closed at once.
+        XCTAssertEqual(homeEffects, [.send(.grant(page0, writable: true, zeroFill: true, closed: true), to: 1)])
 
         let (_, requesterEffects) = cluster.deliverNext()
-        XCTAssertEqual(requesterEffects, [
-            .installZero(page0), .wake(page0), .send(.done(page0, from: 1), to: 0),
-        ])
+        XCTAssertEqual(requesterEffects, [.installZero(page0), .wake(page0)])
         XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusive)
-
-        XCTAssertEqual(cluster.deliverNext().1, [])
         XCTAssertTrue(cluster.inFlight.isEmpty)
     }
 
@@ -36,8 +33,7 @@ final class TransitionTests: XCTestCase {
         let messages = cluster.access(0, page0, .write)
         XCTAssertEqual(messages.map(\.message), [
             .writeRequest(page0, from: 0),
-            .grant(page0, writable: true, zeroFill: true),
-            .done(page0, from: 0),
+            .grant(page0, writable: true, zeroFill: true, closed: true),
         ])
         XCTAssertTrue(messages.allSatisfy { $0.from == 0 && $0.to == 0 })
         XCTAssertEqual(cluster.nodes[0].localState(page0), .exclusive)
@@ -50,7 +46,7 @@ final class TransitionTests: XCTestCase {
         XCTAssertEqual(cluster.fault(2, page0, .read), [.send(.readRequest(page0, from: 2), to: 0)])
         XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardRead(page0, requester: 2), to: 1)])
         XCTAssertEqual(cluster.deliverNext().1, [
-            .writeProtect(page0), .send(.data(page0, writable: false), to: 2),
+            .writeProtect(page0), .send(.data(page0, writable: false, closed: false), to: 2),
         ])
         XCTAssertEqual(cluster.deliverNext().1, [
             .install(page0, writable: false), .wake(page0), .send(.done(page0, from: 2), to: 0),
@@ -66,7 +62,7 @@ final class TransitionTests: XCTestCase {
         cluster.access(2, page0, .read)  // owner 1 now shared
         cluster.fault(0, page0, .read)
         cluster.deliverNext()
-        XCTAssertEqual(cluster.deliverNext().1, [.send(.data(page0, writable: false), to: 0)])
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.data(page0, writable: false, closed: false), to: 0)])
     }
 
     func testWriteWithSharersInvalidatesEachAndWaitsForAllAcks() {
@@ -91,7 +87,7 @@ final class TransitionTests: XCTestCase {
             .send(.forwardWrite(page0, requester: 0, sendData: true), to: 1),
         ])
         // The owner is shared (it served the readers), so no writeProtect.
-        XCTAssertEqual(cluster.deliverNext().1, [.send(.data(page0, writable: true), to: 0), .drop(page0)])
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.data(page0, writable: true, closed: false), to: 0), .drop(page0)])
         XCTAssertEqual(cluster.deliverNext().1, [
             .install(page0, writable: true), .wake(page0), .send(.done(page0, from: 0), to: 0),
         ])
@@ -106,7 +102,7 @@ final class TransitionTests: XCTestCase {
         cluster.fault(2, page0, .write)
         XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardWrite(page0, requester: 2, sendData: true), to: 1)])
         XCTAssertEqual(cluster.deliverNext().1, [
-            .writeProtect(page0), .send(.data(page0, writable: true), to: 2), .drop(page0),
+            .writeProtect(page0), .send(.data(page0, writable: true, closed: false), to: 2), .drop(page0),
         ])
     }
 
@@ -122,8 +118,7 @@ final class TransitionTests: XCTestCase {
             .writeRequest(page0, from: 1),
             .invalidate(page0),
             .invalidateAck(page0, from: 2),
-            .grant(page0, writable: true, zeroFill: false),
-            .done(page0, from: 1),
+            .grant(page0, writable: true, zeroFill: false, closed: true),
         ])
         XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusive)
         XCTAssertEqual(cluster.nodes[2].localState(page0), .invalid)
@@ -137,7 +132,7 @@ final class TransitionTests: XCTestCase {
         cluster.fault(2, page0, .write)
         XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardWrite(page0, requester: 2, sendData: false), to: 1)])
         XCTAssertEqual(cluster.deliverNext().1, [
-            .send(.grant(page0, writable: true, zeroFill: false), to: 2), .drop(page0),
+            .send(.grant(page0, writable: true, zeroFill: false, closed: false), to: 2), .drop(page0),
         ])
         XCTAssertEqual(cluster.deliverNext().1, [
             .makeWritable(page0), .wake(page0), .send(.done(page0, from: 2), to: 0),
@@ -175,7 +170,7 @@ final class TransitionTests: XCTestCase {
         cluster.fault(1, page0, .read)
         cluster.fault(1, page0, .write)
         let messages = cluster.settle().map(\.message)
-        XCTAssertEqual(messages.count, 3)  // request, zero grant, done
+        XCTAssertEqual(messages.count, 2)  // request, zero grant (closed by the home)
         XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusive)
     }
 
@@ -202,13 +197,13 @@ final class TransitionTests: XCTestCase {
         // After 2 is done, round-robin from 2 serves 3 before 0.
         XCTAssertEqual(messages, [
             .forwardWrite(page0, requester: 2, sendData: true),
-            .data(page0, writable: true),
+            .data(page0, writable: true, closed: false),
             .done(page0, from: 2),
             .forwardRead(page0, requester: 3),
-            .data(page0, writable: false),
+            .data(page0, writable: false, closed: false),
             .done(page0, from: 3),
             .forwardRead(page0, requester: 0),
-            .data(page0, writable: false),
+            .data(page0, writable: false, closed: false),
             .done(page0, from: 0),
         ])
         XCTAssertEqual((0..<4).map { cluster.nodes[$0].localState(page0) }, [.shared, .invalid, .shared, .shared])
@@ -232,6 +227,102 @@ final class TransitionTests: XCTestCase {
         XCTAssertEqual(cluster.nodes[2].localState(page0), .exclusive)
     }
 
+    // MARK: Answers sent by the home close the transaction themselves
+
+    /// With two nodes the home is always the requester or the owner: a read
+    /// miss and a write miss on a remote page cost no `.done` on the wire
+    /// (the home-owner closes through a `.done` to itself).
+    func testTwoNodeMissesSendNoDoneToAnotherNode() {
+        for (page, home, other) in [(page0, 0, 1), (page1, 1, 0)] {
+            var cluster = TestCluster(nodes: 2)
+            cluster.access(home, page, .write)  // the home owns the page
+
+            let read = cluster.access(other, page, .read)
+            XCTAssertEqual(read.map(\.message), [
+                .readRequest(page, from: other),
+                .forwardRead(page, requester: other),
+                .data(page, writable: false, closed: true),
+                .done(page, from: other),
+            ])
+            XCTAssertEqual(read.last.map { [$0.from, $0.to] }, [home, home])  // self-sent
+
+            // The home gets it back, then the other node write-misses on it.
+            cluster.access(home, page, .write)
+            let write = cluster.access(other, page, .write)
+            XCTAssertEqual(write.map(\.message), [
+                .writeRequest(page, from: other),
+                .forwardWrite(page, requester: other, sendData: true),
+                .data(page, writable: true, closed: true),
+                .done(page, from: other),
+            ])
+            for delivered in read + write {
+                if case .done = delivered.message { XCTAssertEqual(delivered.from, delivered.to, "\(delivered)") }
+            }
+            XCTAssertEqual(cluster.nodes[other].localState(page), .exclusive)
+            XCTAssertEqual(cluster.nodes[home].localState(page), .invalid)
+
+            // Misses the other way round: the home is the requester, the
+            // answer comes from the owner, and the home sends `.done` to itself.
+            let back = cluster.access(home, page, .read)
+            for delivered in back {
+                if case .done = delivered.message { XCTAssertEqual(delivered.from, delivered.to, "\(delivered)") }
+            }
+            XCTAssertEqual(cluster.nodes[home].localState(page), .shared)
+            XCTAssertEqual(cluster.nodes[other].localState(page), .shared)
+            XCTAssertEqual(cluster.nodes[0].stats.protocolViolations + cluster.nodes[1].stats.protocolViolations, 0)
+        }
+    }
+
+    /// Home, owner and requester all different: the owner's answer is not
+    /// closed, and the requester still sends `.done` to the home.
+    func testThreeHopAnswerStillNeedsDoneFromTheRequester() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(1, page0, .write)  // home 0, owner 1
+        cluster.fault(2, page0, .write)
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardWrite(page0, requester: 2, sendData: true), to: 1)])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .writeProtect(page0), .send(.data(page0, writable: true, closed: false), to: 2), .drop(page0),
+        ])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .install(page0, writable: true), .wake(page0), .send(.done(page0, from: 2), to: 0),
+        ])
+        let (done, effects) = cluster.deliverNext()
+        XCTAssertEqual([done.from, done.to], [2, 0])
+        XCTAssertEqual(effects, [])
+        XCTAssertTrue(cluster.inFlight.isEmpty)
+    }
+
+    /// The requester may get a closed answer and ask again before the home,
+    /// as owner, has taken its own `.done`: the new request waits its turn.
+    func testRequestOvertakingTheHomesSelfDoneIsQueued() {
+        var cluster = TestCluster(nodes: 2)
+        cluster.access(0, page0, .write)  // home 0 owns page0
+        cluster.fault(1, page0, .read)
+        cluster.fault(1, page0, .write)  // remembered, sent after the read
+        cluster.deliverNext()  // readRequest: forwardRead to itself
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .writeProtect(page0), .send(.data(page0, writable: false, closed: true), to: 1),
+            .send(.done(page0, from: 1), to: 0),
+        ])
+        XCTAssertEqual(cluster.deliverNext().1, [
+            .install(page0, writable: false), .wake(page0), .send(.writeRequest(page0, from: 1), to: 0),
+        ])
+        // Deliver the write request before the home's self-sent done.
+        XCTAssertEqual(cluster.inFlight.map(\.message), [.done(page0, from: 1), .writeRequest(page0, from: 1)])
+        cluster.inFlight.swapAt(0, 1)
+        XCTAssertEqual(cluster.deliverNext().1, [])
+        XCTAssertEqual(cluster.nodes[0].stats.requestsQueued, 1)
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardWrite(page0, requester: 1, sendData: false), to: 0)])
+        XCTAssertEqual(cluster.settle().map(\.message), [
+            .forwardWrite(page0, requester: 1, sendData: false),
+            .grant(page0, writable: true, zeroFill: false, closed: true),
+            .done(page0, from: 1),
+        ])
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusive)
+        XCTAssertEqual(cluster.nodes[0].localState(page0), .invalid)
+        XCTAssertEqual(cluster.nodes[0].stats.protocolViolations + cluster.nodes[1].stats.protocolViolations, 0)
+    }
+
     func testRoundRobinQueueStartsAfterTheLastServedNode() {
         var entry = HomeEntryProbe()
         entry.wait(readers: [0, 1, 5], writers: [3])
@@ -248,7 +339,7 @@ final class TransitionTests: XCTestCase {
         var sink = RecordingEffects()
         node.receive(.done(page0, from: 1), &sink)
         node.receive(.readRequest(page1, from: 1), &sink)  // page1's home is node 1
-        node.receive(.data(page0, writable: true), &sink)
+        node.receive(.data(page0, writable: true, closed: false), &sink)
         node.receive(.invalidate(page0), &sink)
         XCTAssertEqual(sink.effects.count, 4)
         XCTAssertTrue(sink.effects.allSatisfy { if case .violation = $0 { true } else { false } })
@@ -262,7 +353,7 @@ final class TransitionTests: XCTestCase {
         var sink = RecordingEffects()
         node.fault(page, .write, &sink)
         node.receive(.writeRequest(page, from: 0), &sink)
-        node.receive(.grant(page, writable: true, zeroFill: true), &sink)
+        node.receive(.grant(page, writable: true, zeroFill: true, closed: true), &sink)
         XCTAssertEqual(node.localState(page), .exclusive)
         node.removeContainer(7)
         XCTAssertEqual(node.localState(page), .invalid)
