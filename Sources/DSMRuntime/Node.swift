@@ -33,6 +33,8 @@ final class Node {
     var retiredPages: [PageRecord] = []
     /// Pages with a fault not yet answered (program threads blocked on them).
     var faultsWaiting = 0
+    /// Calls of this node's program threads not yet answered.
+    var callsWaiting = 0
 
     /// On the heap: a pthread mutex must not move, and `&property` of a
     /// class may hand C a temporary.
@@ -52,8 +54,15 @@ final class Node {
     private var wantsWritable: [Bool]
     /// Pages asked for ahead of a run of sequential misses (DSM_PREFETCH, 0: off).
     let prefetchWindow: Int = environment("DSM_PREFETCH").flatMap { Int($0) } ?? 0
-    /// How long the runtime thread polls before sleeping (DSM_SPIN_US).
-    let spinNanoseconds: UInt64 = UInt64(environment("DSM_SPIN_US").flatMap { UInt64($0) } ?? 0) * 1000
+    /// How long the runtime thread polls, while a program thread of its node
+    /// waits on it, before sleeping. Polling saves two thread wake-ups per
+    /// fault or call, but only pays when the node has a CPU of its own
+    /// (bound, one node per CPU); with several nodes per CPU it steals from
+    /// them. DSM_SPIN_US overrides.
+    lazy var spinNanoseconds: UInt64 = {
+        if let text = environment("DSM_SPIN_US"), let us = UInt64(text) { return us * 1000 }
+        return configuration.bind && nodes <= Int(cdsm_online_cpus()) ? 50_000 : 0
+    }()
 
     private static let uffdTag: UInt64 = 1 << 32
     private static let bellTag: UInt64 = 2 << 32
@@ -193,6 +202,7 @@ final class Node {
             call.complete(runLocally(call.request))
             return
         }
+        callsWaiting += 1
         if id == 0 {
             service!.handle(call.request, caller: call.caller, reply: .local(call), node: self)
         } else {
@@ -216,7 +226,9 @@ final class Node {
     /// Answers a request, locally or over the wire.
     func answer(_ destination: ReplyDestination, _ reply: ServiceReply) {
         switch destination {
-        case .local(let call): call.complete(reply)
+        case .local(let call):
+            callsWaiting -= 1
+            call.complete(reply)
         case .remote(let node, let callID): sendReply(reply, callID: callID, to: node)
         case .none: break
         }
@@ -235,7 +247,7 @@ final class Node {
         while true {
             let timeout = service?.millisecondsUntilNextDeadline() ?? -1
             var n: Int32 = 0
-            if spinNanoseconds > 0 && (faultsWaiting > 0 || !pendingRemote.isEmpty) {
+            if spinNanoseconds > 0 && (faultsWaiting > 0 || callsWaiting > 0) {
                 // A program thread of this node is blocked on an answer,
                 // which usually comes within tens of microseconds: polling
                 // a little can be cheaper than two wake-ups (DSM_SPIN_US).
@@ -320,6 +332,7 @@ final class Node {
             var r = WireReader(payload)
             let result: Int64 = r.get()
             if case .exitArrive = call.request { announceDeparture() }
+            callsWaiting -= 1
             call.complete(ServiceReply(result: result, data: r.rest()))
         case .exiting:
             // Sent only after the exit rendezvous: the run is ending well.

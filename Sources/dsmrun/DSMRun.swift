@@ -22,8 +22,9 @@ struct DSMRun: ParsableCommand {
     @Flag(help: "Run main on every node (mpirun-like); System V segments and semaphores are shared.")
     var spmd = false
 
-    @Flag(help: "Pin node i to CPU i mod CPUs and prefer its memory on that CPU's NUMA node (libnuma).")
-    var bind = false
+    @Flag(inversion: .prefixedNo,
+          help: "Pin node i to CPU i mod CPUs, memory on its NUMA node (libnuma). Default: on when every node can have a CPU of its own.")
+    var bind: Bool?
 
     @Flag(help: "Say what the launcher and the nodes do.")
     var verbose = false
@@ -83,7 +84,7 @@ struct DSMRun: ParsableCommand {
             throw ExitCode(2)
         }
         let launcher = Launcher(nodes: nodes, program: program, arguments: arguments, runtime: library, verbose: verbose,
-                                stats: statsFormat, bind: bind)
+                                stats: statsFormat, bind: bind ?? (nodes <= Int(cdsm_online_cpus())))
         throw ExitCode(launcher.run())
     }
 }

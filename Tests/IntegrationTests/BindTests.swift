@@ -24,6 +24,23 @@ final class BindTests: XCTestCase {
         return (online, cpus)
     }
 
+    /// More nodes than CPUs: not bound unless asked.
+    func testMoreNodesThanCPUsAreNotBoundByDefault() throws {
+        let (online, _) = try affinities([], nodes: 1)
+        let (_, cpus) = try affinities([], nodes: online + 1)
+        if online > 1 {
+            for node in 0...online { XCTAssertTrue(cpus[node]?.contains(",") ?? false, "node \(node) bound: \(cpus)") }
+        }
+    }
+
+    /// As many nodes as CPUs: bound by default, like --bind.
+    func testNodesAreBoundByDefaultWhenEachHasACPU() throws {
+        let (online, _) = try affinities(["--no-bind"], nodes: 1)
+        let nodes = min(online, 4)
+        let (_, cpus) = try affinities([], nodes: nodes)
+        for node in 0..<nodes { XCTAssertEqual(cpus[node], String(node % online), "node \(node): \(cpus)") }
+    }
+
     func testBindPinsEachNodeToOneCPU() throws {
         let (online, cpus) = try affinities(["--bind"], nodes: 3)
         XCTAssertGreaterThan(online, 0)
@@ -32,9 +49,9 @@ final class BindTests: XCTestCase {
         }
     }
 
-    func testWithoutBindNodesMayRunAnywhere() throws {
+    func testNoBindLeavesNodesWhereTheyWere() throws {
         // Unbound nodes keep the launcher's CPU set (whatever it is here).
-        let (online, cpus) = try affinities([], nodes: 2)
+        let (online, cpus) = try affinities(["--no-bind"], nodes: 2)
         XCTAssertEqual(cpus[0], cpus[1], "\(cpus)")
         if online > 1 { XCTAssertTrue(cpus[0]?.contains(",") ?? false, "an unbound node is pinned: \(cpus)") }
     }
