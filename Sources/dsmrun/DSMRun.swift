@@ -23,7 +23,7 @@ struct DSMRun: ParsableCommand {
     var spmd = false
 
     @Flag(inversion: .prefixedNo,
-          help: "Pin node i to CPU i mod CPUs, memory on its NUMA node (libnuma). Default: on when every node can have a CPU of its own.")
+          help: "Pin node i to CPU i mod CPUs, memory on its NUMA node (libnuma). Default: on when 2 or more nodes can each have a CPU of their own.")
     var bind: Bool?
 
     @Flag(help: "Say what the launcher and the nodes do.")
@@ -84,7 +84,7 @@ struct DSMRun: ParsableCommand {
             throw ExitCode(2)
         }
         let launcher = Launcher(nodes: nodes, program: program, arguments: arguments, runtime: library, verbose: verbose,
-                                stats: statsFormat, bind: bind ?? (nodes <= Int(cdsm_online_cpus())))
+                                stats: statsFormat, bind: bind ?? (nodes >= 2 && nodes <= Int(cdsm_online_cpus())))
         throw ExitCode(launcher.run())
     }
 }
