@@ -37,6 +37,8 @@ enum ServiceRequest {
     case addContainer(container: ContainerID, pages: UInt32, address: UInt64)
     /// node 0 -> every node: a container is gone; no answer.
     case destroyContainer(container: ContainerID)
+    /// How many semaphores a set has (SETALL reads that many values).
+    case semaphoreCount(id: Int32)
     /// node -> node 0: the program thread behind call `callID` of this node
     /// was interrupted by a signal; if its semop still waits, it fails with
     /// EINTR. No answer (the semop's own answer follows either way).
@@ -87,6 +89,8 @@ enum ServiceRequest {
             w.put(UInt8(11)); w.put(container)
         case .interruptSemop(let callID):
             w.put(UInt8(12)); w.put(callID)
+        case .semaphoreCount(let id):
+            w.put(UInt8(13)); w.put(id)
         case .mapAttachment, .unmapAttachment, .interrupted:
             preconditionFailure("local requests never travel")
         }
@@ -119,6 +123,7 @@ enum ServiceRequest {
         case 10: request = .addContainer(container: r.get(), pages: r.get(), address: r.get())
         case 11: request = .destroyContainer(container: r.get())
         case 12: request = .interruptSemop(callID: r.get())
+        case 13: request = .semaphoreCount(id: r.get())
         default: return nil
         }
         return r.failed ? nil : (request, caller)

@@ -150,12 +150,10 @@ public func dsmSwiftSemctl(_ id: Int32, _ number: Int32, _ command: Int32, _ val
     var toSet: [UInt16] = []
     if command == SETALL, let values {
         // The set's size is needed to read the caller's array: ask first,
-        // as the kernel reads sem_nsems values.
-        let stat = node.perform(.semctl(id: id, number: 0, command: IPC_STAT, value: 0, values: [], uid: 0, gid: 0, mode: 0))
-        if stat.result < 0 { return Int(stat.result) }
-        var r = WireReader(stat.data)
-        let count = Int(SemStatusWire.read(&r).nsems)
-        toSet = Array(UnsafeBufferPointer(start: values, count: count))
+        // as the kernel reads sem_nsems values (permissions come after).
+        let count = node.perform(.semaphoreCount(id: id))
+        if count.result < 0 { return Int(count.result) }
+        toSet = Array(UnsafeBufferPointer(start: values, count: Int(count.result)))
     }
     let p = status.pointee.perm
     let reply = node.perform(.semctl(id: id, number: number, command: command, value: value, values: toSet,

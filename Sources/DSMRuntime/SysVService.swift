@@ -102,6 +102,9 @@ extension ClusterService {
             }
             answerCompletions(node: node)
 
+        case .semaphoreCount(let id):
+            node.answer(reply, namespace.semaphoreCount(id: id).map { ServiceReply(result: Int64($0)) } ?? .error(.invalidArgument))
+
         case .interruptSemop(let callID):
             interrupt(.remote(node: caller.node, callID: callID), node: node)
 

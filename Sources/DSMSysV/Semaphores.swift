@@ -388,6 +388,14 @@ extension SysVNamespace {
         return added
     }
 
+    /// How many semaphores set `id` has, or nil for an unknown id: what the
+    /// kernel reads before copying SETALL's array (no permission check yet;
+    /// semctl makes it).
+    public func semaphoreCount(id: Int32) -> Int? {
+        guard let slot = semaphoreSets.slot(forIdentifier: id) else { return nil }
+        return semaphoreSets[slot].semaphores.count
+    }
+
     /// The checks semtimedop() makes before it reads the operations: EINVAL
     /// for no operations or a negative id, E2BIG past SEMOPM. The runtime
     /// may call this before copying a caller's array; semop repeats them.

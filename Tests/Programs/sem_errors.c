@@ -242,6 +242,27 @@ static void single_node(void)
     }
     OK(semctl(acc, 0, IPC_RMID));
 
+    /* SETALL needs alter permission only, GETALL read permission. */
+    int wo = semget(IPC_PRIVATE, 2, IPC_CREAT | 0620); /* egid stays 0: the group bits apply */
+    if (wo < 0)
+        t_die(errno, "semget(0620 set)");
+    if (geteuid() == 0 && seteuid(65534) == 0) {
+        unsigned short put[2] = {3, 4}, got[2] = {0, 0};
+        errno = 0;
+        int r5 = semctl(wo, 0, SETALL, (union t_semun){.array = put});
+        int e5 = errno;
+        errno = 0;
+        int r6 = semctl(wo, 0, GETALL, (union t_semun){.array = got});
+        int e6 = errno;
+        if (seteuid(0) < 0)
+            t_die(errno, "seteuid(0) (restore)");
+        CHECK(r5 == 0, "SETALL as uid 65534 on a 0620 set: %d errno %d (%s), expected success", r5, e5, strerror(e5));
+        CHECK(r6 == -1 && e6 == EACCES, "GETALL as uid 65534 on a 0620 set: %d errno %d (%s), expected EACCES", r6, e6,
+              strerror(e6));
+        CHECK(semctl(wo, 1, GETVAL) == 4, "SETALL by uid 65534 did not set the values");
+    }
+    OK(semctl(wo, 0, IPC_RMID));
+
     /* IPC_RMID, then every use fails. */
     OK(semctl(id, 0, IPC_RMID));
     EXPECT_ERR2(op1(id, 0, -1, IPC_NOWAIT), EINVAL, EIDRM);
