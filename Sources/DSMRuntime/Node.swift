@@ -54,6 +54,8 @@ final class Node {
     private var wantsWritable: [Bool]
     /// Pages asked for ahead of a run of sequential misses (DSM_PREFETCH, 0: off).
     let prefetchWindow: Int = environment("DSM_PREFETCH").flatMap { Int($0) } ?? 0
+    /// A read miss on an even page also fetches the next one (DSM_PREFETCH_BUDDY=0: off).
+    let buddyPrefetch = environment("DSM_PREFETCH_BUDDY") != "0"
     /// How long the runtime thread polls, while a program thread of its node
     /// waits on it, before sleeping. Polling saves two thread wake-ups per
     /// fault or call, but only pays when the node has a CPU of its own
