@@ -38,17 +38,19 @@ void dsm_preload_enter_runtime_thread(void) { runtime_thread = 1; }
 static int join(void) {
     pthread_mutex_lock(&join_lock);
     if (!active && !declined) {
-        if (dsm_swift_start()) active = 1;
-        else declined = 1;
+        if (dsm_swift_start()) __atomic_store_n(&active, 1, __ATOMIC_RELEASE);
+        else __atomic_store_n(&declined, 1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&join_lock);
     return active;
 }
 
+/* Read without the lock by every interposed call: atomic loads, paired
+ * with the release stores in join(). */
 static int use_dsm(void) {
     if (!configured || runtime_thread) return 0;
-    if (active) return 1;
-    if (declined) return 0;
+    if (__atomic_load_n(&active, __ATOMIC_ACQUIRE)) return 1;
+    if (__atomic_load_n(&declined, __ATOMIC_ACQUIRE)) return 0;
     return join();
 }
 
@@ -208,7 +210,11 @@ static int dsm_semop(int id, struct sembuf *operations, size_t count, const stru
             errno = EINVAL;
             return -1;
         }
-        timeout_ns = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec;
+        /* Clamped: a timeout past ~292 years is no timeout to speak of. */
+        if (timeout->tv_sec > (INT64_MAX - 999999999LL) / 1000000000LL)
+            timeout_ns = INT64_MAX;
+        else
+            timeout_ns = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec;
     }
     dsm_sem_operation ops[count ? count : 1];
     for (size_t i = 0; i < count; i++) {

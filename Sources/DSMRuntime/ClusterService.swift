@@ -13,7 +13,19 @@ final class ClusterService {
     let nodes: Int
     /// Where the next segment is placed (same address on every node).
     var nextAddress: UInt64
-    var namespace = SysVNamespace()
+    var namespace = SysVNamespace(limits: ClusterService.limits)
+
+    /// Linux's limits, except SHMMAX and SHMALL: a segment is a memfd on
+    /// every node plus per-page state (about 20 bytes a page), so the run
+    /// caps one segment at 16 GiB and all of them at 64 GiB, as a
+    /// kernel.shmmax / kernel.shmall setting would (shmget says EINVAL /
+    /// ENOSPC beyond).
+    static let limits: SysVLimits = {
+        var l = SysVLimits.linux
+        l.shmmax = 16 << 30
+        l.shmall = (64 << 30) / UInt64(dsmPageSize)
+        return l
+    }()
     /// Containers every node knows, with their canonical address.
     var announced: [ContainerID: UInt64] = [:]
 
@@ -22,11 +34,22 @@ final class ClusterService {
 
     /// Calls waiting for every node to acknowledge a new container.
     struct PendingBroadcast {
+        var container: ContainerID
         var acknowledgementsMissing: Int
-        var reply: ReplyDestination
-        var answer: ServiceReply
+        /// Attachers waiting for every node to know the container: the first
+        /// one, and any that came while the acknowledgements were missing.
+        var waiting: [(ReplyDestination, ServiceReply)]
     }
     var broadcasts: [UInt64: PendingBroadcast] = [:]
+
+    /// Answers an attacher of `container` once every node knows it.
+    func answerWhenAnnounced(_ container: ContainerID, _ reply: ReplyDestination, _ answer: ServiceReply, node: Node) {
+        if let id = broadcasts.first(where: { $0.value.container == container })?.key {
+            broadcasts[id]!.waiting.append((reply, answer))
+        } else {
+            node.answer(reply, answer)
+        }
+    }
     var nextBroadcastID: UInt64 = 1 << 62
 
     /// Blocked semops with a timeout: when each gives up.
@@ -73,7 +96,7 @@ final class ClusterService {
         }
         let id = nextBroadcastID
         nextBroadcastID += 1
-        broadcasts[id] = PendingBroadcast(acknowledgementsMissing: nodes - 1, reply: reply, answer: answer)
+        broadcasts[id] = PendingBroadcast(container: container, acknowledgementsMissing: nodes - 1, waiting: [(reply, answer)])
         let request = ServiceRequest.addContainer(container: container, pages: pages, address: address)
         for peer in 1..<nodes {
             node.sendCall(request, caller: Caller.current(node: 0), callID: id, to: peer)
@@ -86,7 +109,7 @@ final class ClusterService {
         pending.acknowledgementsMissing -= 1
         if pending.acknowledgementsMissing == 0 {
             broadcasts[id] = nil
-            node.answer(pending.reply, pending.answer)
+            for (reply, answer) in pending.waiting { node.answer(reply, answer) }
         } else {
             broadcasts[id] = pending
         }
@@ -95,7 +118,7 @@ final class ClusterService {
 
     func destroyEverywhere(_ container: ContainerID, node: Node) {
         _ = node.runLocally(.destroyContainer(container: container))
-        for peer in 1..<max(nodes, 1) {
+        for peer in 1..<nodes {
             node.sendCall(.destroyContainer(container: container), caller: Caller.current(node: 0), callID: 0, to: peer)
         }
     }
@@ -117,13 +140,16 @@ extension ReplyDestination {
 
 extension Node {
     /// Writes out everything queued for every peer (at exit).
+    /// Gives up after 5 s: a peer that takes nothing is gone or stuck, and
+    /// the launcher deals with it.
     func flushEverything() {
+        let deadline = monotonicMilliseconds() + 5_000
         for case let connection? in mesh.peers {
-            while connection.hasPendingOutput {
+            while connection.hasPendingOutput && monotonicMilliseconds() < deadline {
                 do { try connection.flush() } catch { break }
                 if connection.hasPendingOutput {
                     var p = pollfd(fd: connection.fd, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&p, 1, 1000)
+                    _ = poll(&p, 1, 100)
                 }
             }
         }

@@ -87,8 +87,8 @@ public func dsmSwiftShmat(_ id: Int32, _ address: UInt64, _ flags: Int32) -> Int
     var address = address
     if address != 0 {
         if flags & SHM_RND != 0 {
+            // Rounded down to 0 it means "anywhere", as on Linux without SHM_REMAP.
             address &= ~(shmLowBoundary - 1)
-            if address == 0 { return -Int(EINVAL) }
         } else if address % shmLowBoundary != 0 {
             return -Int(EINVAL)
         }
@@ -103,10 +103,7 @@ public func dsmSwiftShmat(_ id: Int32, _ address: UInt64, _ flags: Int32) -> Int
     let canonical: UInt64 = r.get()
     let mapped = node.perform(.mapAttachment(container: container, pages: pages, canonical: canonical,
                                              address: address, fixed: address != 0, readOnly: readOnly, shmid: id))
-    if mapped.result < 0 {
-        _ = node.perform(.shmDetach(id: id))
-        return Int(mapped.result)
-    }
+    if mapped.result < 0 { _ = node.perform(.shmDetach(id: id)) }
     return Int(mapped.result)
 }
 

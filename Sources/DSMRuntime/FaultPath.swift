@@ -28,8 +28,9 @@ import Glibc
 
 /// ioctl errors of the fault path: which ones are part of normal life.
 enum UffdOutcome {
-    /// EEXIST: the page is already there (a racing install); ENOENT: the
-    /// attachment vanished under a shmdt. Both are harmless.
+    /// EEXIST: already there (a wake or protect that raced nothing harmful;
+    /// an install that finds its page present is caught by the caller as a
+    /// protocol bug); ENOENT: the attachment vanished under a shmdt.
     case benign
     /// EAGAIN: the address space was changing; try again.
     case retry

@@ -59,6 +59,9 @@ final class LocalContainer {
             close(fd)
             throw e
         }
+        // A forked child would inherit the mapping but not the coherence
+        // (userfaultfd registrations are not inherited): keep it out.
+        madvise(view, size, MADV_DONTFORK)
         self.memfd = fd
         self.view = view
     }
@@ -92,6 +95,7 @@ final class LocalContainer {
             guard mapped != MAP_FAILED else { throw Errno(rawValue: cdsm_errno()) }
         }
         hint = UInt64(UInt(bitPattern: mapped))
+        madvise(mapped, size, MADV_DONTFORK)
         if let uffd {
             let r = cdsm_uffd_register(uffd, hint, UInt64(size))
             if r < 0 {

@@ -97,7 +97,7 @@ final class Node {
         epoll = cdsm_epoll_create()
         callBell = cdsm_eventfd()
         if epoll < 0 || callBell < 0 { fatal("cannot create the event loop: \(Errno(rawValue: -min(epoll, callBell)))") }
-        faultBatch = .allocate(capacity: 32)
+        faultBatch = .allocate(capacity: faultBatchCapacity)
         zeroPage = UnsafeMutableRawPointer.allocate(byteCount: dsmPageSize, alignment: dsmPageSize)
         zeroPage.initializeMemory(as: UInt8.self, repeating: 0, count: dsmPageSize)
         wantsWritable = [Bool](repeating: false, count: configuration.nodes)
@@ -278,7 +278,11 @@ final class Node {
     private func coordinatorReadable() {
         let result = try? mesh.coordinator.receive()
         if result == .endOfStream || result == nil {
-            if finishing { return }
+            if finishing {
+                // Level-triggered: an ended stream would wake the loop forever.
+                _ = cdsm_epoll_remove(epoll, mesh.coordinator.fd)
+                return
+            }
             fatal("the launcher (dsmrun) is gone; stopping", status: abortedByPeerStatus)
         }
     }
@@ -373,15 +377,14 @@ final class Node {
             return ServiceReply(result: 0)
         case .destroyContainer(let container):
             if let c = containers.removeValue(forKey: container) {
+                releaseWaiters(c, attachments: c.attachments)
                 if configuration.stats { retiredPages += c.busiestPages() }
                 coherence.removeContainer(container)
                 attachmentIndex.rebuild(from: containers)
             }
             return ServiceReply(result: 0)
         case .mapAttachment(let container, let pages, let canonical, let address, let fixed, let readOnly, let shmid):
-            guard let c = ensureContainer(container, pages: pages, canonical: canonical) else {
-                return .error(.noMemory)
-            }
+            let c = ensureContainer(container, pages: pages, canonical: canonical)
             do {
                 // One node: nothing to keep coherent, so no fault is trapped
                 // and the program runs on plain shared memory.
@@ -395,10 +398,11 @@ final class Node {
             }
         case .unmapAttachment(let address):
             for (_, c) in containers {
-                if let a = c.detach(at: address) {
-                    attachmentIndex.rebuild(from: containers)
-                    return ServiceReply(result: Int64(a.shmid))
-                }
+                guard let a = c.attachments.first(where: { $0.start == address }) else { continue }
+                releaseWaiters(c, attachments: [a])
+                _ = c.detach(at: address)
+                attachmentIndex.rebuild(from: containers)
+                return ServiceReply(result: Int64(a.shmid))
             }
             return .error(.invalidArgument)
         default:
@@ -406,8 +410,19 @@ final class Node {
         }
     }
 
+    /// Before attachments go away: threads still blocked on a fault there
+    /// are woken (their access then fails as Linux's would, with SIGSEGV on
+    /// the unmapped range) and stop counting as waiting.
+    private func releaseWaiters(_ c: LocalContainer, attachments: [LocalContainer.Attachment]) {
+        for a in attachments { _ = cdsm_uffd_wake(uffd, a.start, a.length) }
+        for i in 0..<c.pages where c.counters.waitingSince[i] != 0 {
+            c.counters.waitingSince[i] = 0
+            faultsWaiting -= 1
+        }
+    }
+
     @discardableResult
-    func ensureContainer(_ container: ContainerID, pages: UInt32, canonical: UInt64) -> LocalContainer? {
+    func ensureContainer(_ container: ContainerID, pages: UInt32, canonical: UInt64) -> LocalContainer {
         if let c = containers[container] { return c }
         do {
             let c = try LocalContainer(id: container, pages: Int(pages), canonicalAddress: canonical)

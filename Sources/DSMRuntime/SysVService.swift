@@ -30,7 +30,7 @@ extension ClusterService {
                     announced[attachment.container] = address
                     broadcastContainer(attachment.container, pages: pages, address: address, then: reply, with: answer, node: node)
                 } else {
-                    node.answer(reply, answer)
+                    answerWhenAnnounced(attachment.container, reply, answer, node: node)
                 }
             }
 

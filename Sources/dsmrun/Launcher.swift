@@ -1,4 +1,5 @@
 import CDSMKernel
+import Synchronization
 import DSMCore
 import DSMTransport
 #if canImport(Glibc)
@@ -130,8 +131,10 @@ final class Launcher {
                 alive -= 1
                 let ending = describe(node: node, raw: raw)
                 if verbose { warn(ending.description) }
-                // Anything the node left in its process group goes with it.
+                // Anything the node left in its process group goes with it;
+                // then the group is forgotten (its id may be reused).
                 kill(-pid, SIGKILL)
+                groups[node] = 0
                 if ending.status != 0 {
                     if ending.secondary {
                         if secondaryFailure == nil { secondaryFailure = ending }
@@ -152,7 +155,7 @@ final class Launcher {
                 stopAll(signal: SIGKILL)
                 killed = true
             }
-            if rendezvous.failed && stopDeadline == nil {
+            if rendezvous.failed.load(ordering: .acquiring) && stopDeadline == nil {
                 warn("the nodes could not meet: \(rendezvous.failure ?? "unknown error"); stopping")
                 stopAll(signal: SIGTERM)
                 stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds
@@ -162,7 +165,7 @@ final class Launcher {
             }
             usleep(5_000)
         }
-        rendezvous.giveUp = true
+        rendezvous.giveUp.store(true, ordering: .releasing)
         if let f = firstFailure {
             return f.status
         }
@@ -220,8 +223,11 @@ final class Launcher {
 final class RendezvousThread {
     let coordinator: Coordinator
     private var thread = pthread_t()
-    nonisolated(unsafe) var giveUp = false
-    nonisolated(unsafe) var failed = false
+    /// Set by the launcher's thread when the run is over.
+    let giveUp = Atomic<Bool>(false)
+    /// Set (after `failure`) when the rendezvous failed.
+    let failed = Atomic<Bool>(false)
+    /// Written before `failed` is set, read after it is seen.
     nonisolated(unsafe) var failure: String?
 
     init(coordinator: Coordinator) { self.coordinator = coordinator }
@@ -231,12 +237,13 @@ final class RendezvousThread {
         pthread_create(&thread, nil, { context in
             let me = Unmanaged<RendezvousThread>.fromOpaque(context!).takeRetainedValue()
             do {
-                try me.coordinator.run(timeoutMilliseconds: 60_000, shouldGiveUp: { me.giveUp }, log: { warn($0) })
-                me.coordinator.declineLateComers(shouldGiveUp: { me.giveUp })
+                try me.coordinator.run(timeoutMilliseconds: 60_000, shouldGiveUp: { me.giveUp.load(ordering: .acquiring) },
+                                       log: { warn($0) })
+                me.coordinator.declineLateComers(shouldGiveUp: { me.giveUp.load(ordering: .acquiring) })
             } catch {
-                if !me.giveUp {
+                if !me.giveUp.load(ordering: .acquiring) {
                     me.failure = "\(error)"
-                    me.failed = true
+                    me.failed.store(true, ordering: .releasing)
                 }
             }
             return nil
@@ -244,7 +251,7 @@ final class RendezvousThread {
     }
 
     func join() {
-        giveUp = true
+        giveUp.store(true, ordering: .releasing)
         pthread_join(thread, nil)
     }
 }
