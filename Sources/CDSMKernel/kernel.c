@@ -147,18 +147,31 @@ int cdsm_thread_eventfd(void) {
     return thread_eventfd;
 }
 
+/* The mask saved by cdsm_block_signals, per thread. */
+static __thread sigset_t saved_mask;
+
+void cdsm_block_signals(void) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved_mask);
+}
+
+void cdsm_unblock_signals(void) { pthread_sigmask(SIG_SETMASK, &saved_mask, NULL); }
+
 int cdsm_wait_interruptible(uint32_t *word, uint32_t expected, int fd) {
+    int result = 0;
     while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
         struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, -1);
+        int r = ppoll(&p, 1, NULL, &saved_mask);
         if (r < 0 && errno == EINTR) {
-            if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) return -EINTR;
+            if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) result = -EINTR;
             break;
         }
         uint64_t count;
         if (r > 0) (void)!read(fd, &count, sizeof count);
     }
-    return 0;
+    cdsm_unblock_signals();
+    return result;
 }
 
 void cdsm_ring(int fd) {

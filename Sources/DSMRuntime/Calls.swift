@@ -175,6 +175,8 @@ final class LocalCall {
 
     /// Program thread: wait for the reply; false if a signal handler ran
     /// first (the call is still in flight).
+    /// Expects the caller's signals blocked (cdsm_block_signals) since
+    /// before the call was handed over; unblocks them.
     func waitInterruptibly() -> Bool {
         cdsm_wait_interruptible(doneWord, 0, bell) == 0
     }

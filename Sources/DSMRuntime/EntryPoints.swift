@@ -146,8 +146,9 @@ public func dsmSwiftSemctl(_ id: Int32, _ number: Int32, _ command: Int32, _ val
     let node = runtimeNode!
     var toSet: [UInt16] = []
     if command == SETALL, let values {
-        // The set's size is needed to read the caller's array: ask first,
-        // as the kernel reads sem_nsems values (permissions come after).
+        // The set's size is needed to read the caller's array: ask first
+        // (with the id and alter-permission checks the kernel makes before
+        // it copies sem_nsems values).
         let count = node.perform(.semaphoreCount(id: id))
         if count.result < 0 { return Int(count.result) }
         toSet = Array(UnsafeBufferPointer(start: values, count: Int(count.result)))

@@ -171,6 +171,7 @@ final class Node {
         let call = LocalCall(request, caller: Caller.current(node: id))
         call.bell = cdsm_thread_eventfd()
         if call.bell < 0 { return perform(request) }
+        cdsm_block_signals()
         hand(call)
         if call.waitInterruptibly() { return call.reply }
         hand(LocalCall(.interrupted(call), caller: call.caller))

@@ -103,7 +103,7 @@ extension ClusterService {
             answerCompletions(node: node)
 
         case .semaphoreCount(let id):
-            node.answer(reply, namespace.semaphoreCount(id: id).map { ServiceReply(result: Int64($0)) } ?? .error(.invalidArgument))
+            node.answer(reply, ServiceReply(namespace.semaphoreCountForSetAll(id: id, caller: credentials).map { Int32($0) }))
 
         case .interruptSemop(let callID):
             interrupt(.remote(node: caller.node, callID: callID), node: node)

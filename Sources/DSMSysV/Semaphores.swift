@@ -388,12 +388,13 @@ extension SysVNamespace {
         return added
     }
 
-    /// How many semaphores set `id` has, or nil for an unknown id: what the
-    /// kernel reads before copying SETALL's array (no permission check yet;
-    /// semctl makes it).
-    public func semaphoreCount(id: Int32) -> Int? {
-        guard let slot = semaphoreSets.slot(forIdentifier: id) else { return nil }
-        return semaphoreSets[slot].semaphores.count
+    /// How many values SETALL copies from the caller: the set's size, after
+    /// the checks semctl_main() makes before copy_from_user (EINVAL for an
+    /// unknown id, EACCES without alter permission).
+    public func semaphoreCountForSetAll(id: Int32, caller: IPCCredentials) -> Result<Int, Errno> {
+        guard let slot = semaphoreSets.slot(forIdentifier: id) else { return .failure(.invalidArgument) }
+        guard semaphoreSets[slot].permissions.grants(0o222, to: caller) else { return .failure(.permissionDenied) }
+        return .success(semaphoreSets[slot].semaphores.count)
     }
 
     /// The checks semtimedop() makes before it reads the operations: EINVAL

@@ -50,6 +50,18 @@ final class SemaphoreModelTests: XCTestCase {
                        .invalidArgument)
     }
 
+    /// What SETALL copies from the caller: checked for the id and alter
+    /// permission before the caller's array is read (group write only).
+    func testSetAllCountNeedsAlterPermissionOnly() throws {
+        var ns = SysVNamespace()
+        let id = try makeSet(&ns, count: 3, mode: 0o620)
+        XCTAssertEqual(ns.semaphoreCountForSetAll(id: id, caller: root).value, 3)
+        XCTAssertEqual(ns.semaphoreCountForSetAll(id: id, caller: Callers.user(1000, gid: 0)).value, 3,
+                       "group write is enough")
+        XCTAssertFails(ns.semaphoreCountForSetAll(id: id, caller: Callers.user(1000, gid: 500)), .permissionDenied)
+        XCTAssertFails(ns.semaphoreCountForSetAll(id: id + 1, caller: root), .invalidArgument)
+    }
+
     func testSemopErrors() throws {
         var ns = SysVNamespace()
         let id = try makeSet(&ns, values: [1, 0])

@@ -63,9 +63,18 @@ void cdsm_futex_wake(uint32_t *word);
 /// The calling thread's eventfd for interruptible waits (created on first
 /// use, closed when the thread ends), or -errno.
 int cdsm_thread_eventfd(void);
-/// Waits until *word != expected, ringing through `eventfd`; returns -EINTR
-/// when a signal handler ran first, whatever its SA_RESTART (poll is never
-/// restarted, as System V semop is not). 0 once the word changed.
+/// Blocks every signal in the calling thread until cdsm_wait_interruptible
+/// (which waits with the saved mask) or cdsm_unblock_signals: a signal that
+/// comes while a semop is being handed over is then seen by the wait, as
+/// the kernel sees one that arrives during the call. The mask is saved per
+/// thread.
+void cdsm_block_signals(void);
+void cdsm_unblock_signals(void);
+/// Waits until *word != expected, ringing through `eventfd`, with the
+/// signal mask saved by cdsm_block_signals (ppoll swaps it in atomically);
+/// returns -EINTR when a signal handler ran first, whatever its SA_RESTART
+/// (ppoll is never restarted, as System V semop is not). 0 once the word
+/// changed. Restores the saved mask before returning.
 int cdsm_wait_interruptible(uint32_t *word, uint32_t expected, int eventfd);
 /// Rings an eventfd.
 void cdsm_ring(int eventfd);
