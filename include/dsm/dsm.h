@@ -79,7 +79,9 @@ static inline int dsm_nodes(void)
 /* Blocks until every node of the run has called dsm_barrier() the same
  * number of times; memory written by any node before its call is visible to
  * every node after the barrier returns. Returns 0 on success, -1 with errno
- * set on failure. In a plain run it returns 0 immediately. */
+ * set on failure. In a plain run it returns 0 immediately. It is a barrier
+ * between nodes: call it from one thread of each node at a time (two threads
+ * of one node count as two arrivals). */
 static inline int dsm_barrier(void)
 {
     dsm_h_entry_fn_ fn = dsm_h_entry_(DSM_H_BARRIER_);
