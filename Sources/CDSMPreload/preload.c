@@ -166,13 +166,32 @@ int shmctl(int id, int command, struct shmid_ds *buffer) {
     if (!use_dsm()) return real_shmctl(id, command, buffer);
     dsm_shm_status status;
     memset(&status, 0, sizeof status);
-    int needs_buffer = command == IPC_STAT || command == SHM_STAT || command == SHM_STAT_ANY || command == IPC_SET;
+    int needs_buffer = command == IPC_STAT || command == SHM_STAT || command == SHM_STAT_ANY || command == IPC_SET ||
+                       command == IPC_INFO || command == SHM_INFO;
     if (needs_buffer && buffer == NULL) {
         errno = EFAULT;
         return -1;
     }
     if (command == IPC_SET) perm_from_c(&buffer->shm_perm, &status.perm);
-    long r = dsm_swift_shmctl(id, command, &status);
+    dsm_ipc_info info;
+    memset(&info, 0, sizeof info);
+    long r = dsm_swift_shmctl(id, command, &status, &info);
+    if (r >= 0 && command == IPC_INFO) {
+        struct shminfo *out = (struct shminfo *)buffer;
+        memset(out, 0, sizeof *out);
+        out->shmmax = (unsigned long)info.values[0];
+        out->shmmin = (unsigned long)info.values[1];
+        out->shmmni = (unsigned long)info.values[2];
+        out->shmseg = (unsigned long)info.values[3];
+        out->shmall = (unsigned long)info.values[4];
+    } else if (r >= 0 && command == SHM_INFO) {
+        struct shm_info *out = (struct shm_info *)buffer;
+        memset(out, 0, sizeof *out);
+        out->used_ids = (int)info.values[0];
+        out->shm_tot = (unsigned long)info.values[1];
+        out->shm_rss = (unsigned long)info.values[2];
+        out->shm_swp = (unsigned long)info.values[3];
+    }
     if (r >= 0 && (command == IPC_STAT || command == SHM_STAT || command == SHM_STAT_ANY)) {
         memset(buffer, 0, sizeof *buffer);
         perm_to_c(&status.perm, &buffer->shm_perm);
@@ -275,8 +294,27 @@ int semctl(int id, int number, int command, ...) {
         errno = EFAULT;
         return -1;
     }
+    if ((command == IPC_INFO || command == SEM_INFO) && arg.__buf == NULL) {
+        errno = EFAULT;
+        return -1;
+    }
+    dsm_ipc_info info;
+    memset(&info, 0, sizeof info);
     long r = dsm_swift_semctl(id, number, command, command == SETVAL ? arg.val : 0,
-                              (command == GETALL || command == SETALL) ? arg.array : NULL, &status);
+                              (command == GETALL || command == SETALL) ? arg.array : NULL, &status, &info);
+    if (r >= 0 && (command == IPC_INFO || command == SEM_INFO)) {
+        struct seminfo *out = arg.__buf;
+        out->semmap = (int)info.values[0];
+        out->semmni = (int)info.values[1];
+        out->semmns = (int)info.values[2];
+        out->semmnu = (int)info.values[3];
+        out->semmsl = (int)info.values[4];
+        out->semopm = (int)info.values[5];
+        out->semume = (int)info.values[6];
+        out->semusz = (int)info.values[7];
+        out->semvmx = (int)info.values[8];
+        out->semaem = (int)info.values[9];
+    }
     if (r >= 0 && (command == IPC_STAT || command == SEM_STAT || command == SEM_STAT_ANY)) {
         memset(arg.buf, 0, sizeof *arg.buf);
         perm_to_c(&status.perm, &arg.buf->sem_perm);

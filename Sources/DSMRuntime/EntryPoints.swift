@@ -6,6 +6,7 @@
 import CDSMKernel
 import CDSMPreload
 import DSMCore
+import DSMSysV
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -116,12 +117,17 @@ public func dsmSwiftShmdt(_ address: UInt64) -> Int {
 }
 
 @_cdecl("dsm_swift_shmctl")
-public func dsmSwiftShmctl(_ id: Int32, _ command: Int32, _ status: UnsafeMutablePointer<dsm_shm_status>) -> Int {
+public func dsmSwiftShmctl(_ id: Int32, _ command: Int32, _ status: UnsafeMutablePointer<dsm_shm_status>,
+                           _ info: UnsafeMutablePointer<dsm_ipc_info>) -> Int {
     let p = status.pointee.perm
     let reply = runtimeNode.perform(.shmctl(id: id, command: command, uid: p.uid, gid: p.gid, mode: p.mode))
     if reply.result >= 0 && !reply.data.isEmpty {
-        var r = WireReader(reply.data)
-        status.pointee = ShmStatusWire.read(&r)
+        if command == SysV.IPC_INFO || command == SysV.SHM_INFO {
+            InfoWire.decode(reply.data, into: info)
+        } else {
+            var r = WireReader(reply.data)
+            status.pointee = ShmStatusWire.read(&r)
+        }
     }
     return Int(reply.result)
 }
@@ -142,7 +148,8 @@ public func dsmSwiftSemop(_ id: Int32, _ operations: UnsafePointer<dsm_sem_opera
 
 @_cdecl("dsm_swift_semctl")
 public func dsmSwiftSemctl(_ id: Int32, _ number: Int32, _ command: Int32, _ value: Int32,
-                           _ values: UnsafeMutablePointer<UInt16>?, _ status: UnsafeMutablePointer<dsm_sem_status>) -> Int {
+                           _ values: UnsafeMutablePointer<UInt16>?, _ status: UnsafeMutablePointer<dsm_sem_status>,
+                           _ info: UnsafeMutablePointer<dsm_ipc_info>) -> Int {
     let node = runtimeNode!
     var toSet: [UInt16] = []
     if command == SETALL, let values {
@@ -161,6 +168,8 @@ public func dsmSwiftSemctl(_ id: Int32, _ number: Int32, _ command: Int32, _ val
     if command == GETALL, let values {
         let got: [UInt16] = r.getArray()
         for (i, v) in got.enumerated() { values[i] = v }
+    } else if command == SysV.IPC_INFO || command == SysV.SEM_INFO {
+        InfoWire.decode(reply.data, into: info)
     } else if !reply.data.isEmpty {
         status.pointee = SemStatusWire.read(&r)
     }
@@ -206,5 +215,23 @@ enum PermWire {
 
     static func read(_ r: inout WireReader) -> dsm_ipc_perm {
         dsm_ipc_perm(key: r.get(), uid: r.get(), gid: r.get(), cuid: r.get(), cgid: r.get(), mode: r.get(), seq: r.get())
+    }
+}
+
+/// IPC_INFO / SHM_INFO / SEM_INFO records on the wire: a list of numbers.
+enum InfoWire {
+    static func encode(_ values: [Int64]) -> [UInt8] {
+        var w = WireWriter()
+        w.put(array: values)
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8], into info: UnsafeMutablePointer<dsm_ipc_info>) {
+        var r = WireReader(bytes)
+        let values: [Int64] = r.getArray()
+        withUnsafeMutableBytes(of: &info.pointee.values) { raw in
+            let slots = raw.bindMemory(to: Int64.self)
+            for (i, v) in values.prefix(slots.count).enumerated() { slots[i] = v }
+        }
     }
 }

@@ -57,6 +57,11 @@ extension ClusterService {
                     var w = WireWriter()
                     ShmStatusWire.write(dsm_shm_status(s), into: &w)
                     answer.data = w.bytes
+                case .limits(let l, _):
+                    answer.data = InfoWire.encode([l.shmmax, l.shmmin, l.shmmni, l.shmseg, l.shmall].map { Int64(clamping: $0) })
+                case .usage(let u, _):
+                    answer.data = InfoWire.encode([Int64(u.usedIDs), Int64(clamping: u.totalPages),
+                                                   Int64(clamping: u.residentPages), Int64(clamping: u.swappedPages)])
                 default: break
                 }
                 node.answer(reply, answer)
@@ -95,6 +100,9 @@ extension ClusterService {
                 switch result {
                 case .values(let all): w.put(array: all)
                 case .status(let s, _): SemStatusWire.write(dsm_sem_status(s), into: &w)
+                case .limits(let l, _):
+                    w.bytes = InfoWire.encode([l.semmap, l.semmni, l.semmns, l.semmnu, l.semmsl, l.semopm, l.semume,
+                                               l.semusz, l.semvmx, l.semaem].map { Int64($0) })
                 default: break
                 }
                 answer.data = w.bytes

@@ -80,6 +80,8 @@ final class DSMProgramTests: XCTestCase {
     func testShmErrorsNodes2() throws { try checkFailuresZero("shm_errors", nodes: 2, line: "shm_errors ") }
     func testSemErrorsNodes1() throws { try checkFailuresZero("sem_errors", nodes: 1, line: "sem_errors ") }
     func testSemErrorsNodes2() throws { try checkFailuresZero("sem_errors", nodes: 2, line: "sem_errors ") }
+    /// IPC_INFO, SHM_INFO and SEM_INFO fill the caller's buffer.
+    func testIPCInfoNodes2() throws { try checkFailuresZero("ipc_info", nodes: 2, line: "ipc_info ") }
     /// A signal handler interrupts a blocked semop with EINTR, on node 0 and remotely.
     func testSemEINTRNodes1() throws { try checkFailuresZero("sem_eintr", nodes: 1, line: "sem_eintr ") }
     func testSemEINTRNodes3() throws { try checkFailuresZero("sem_eintr", nodes: 3, line: "sem_eintr ") }

@@ -280,7 +280,7 @@ func runCommand(
 enum Programs {
     static let all = [
         "mgs", "matmul", "litmus", "sem_barrier", "shm_errors", "sem_errors", "dsm_api", "syscall_fault", "sleeper",
-        "threads", "affinity", "sem_eintr",
+        "threads", "affinity", "sem_eintr", "ipc_info",
     ]
 
     private static let lock = NSLock()

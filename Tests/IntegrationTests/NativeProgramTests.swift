@@ -42,6 +42,7 @@ final class NativeProgramTests: XCTestCase {
     func testSyscallFaultNative() throws { try checkNative("syscall_fault", line: "syscall_fault ") }
     func testThreadsNative() throws { try checkNative("threads", line: "threads ") }
     func testSemEINTRNative() throws { try checkNative("sem_eintr", line: "sem_eintr ") }
+    func testIPCInfoNative() throws { try checkNative("ipc_info", line: "ipc_info ") }
 
     /// Without the runtime the API reports node 0 of 1 even when the
     /// environment says otherwise.

@@ -35,6 +35,12 @@ typedef struct {
     uint64_t nsems;
 } dsm_sem_status;
 
+/// IPC_INFO / SHM_INFO / SEM_INFO records, as up to 10 numbers in the
+/// order of the C struct's fields (shminfo, shm_info, seminfo).
+typedef struct {
+    int64_t values[10];
+} dsm_ipc_info;
+
 typedef struct {
     uint16_t num;
     int16_t op;
@@ -55,14 +61,16 @@ void dsm_swift_exit(int status);
 long dsm_swift_shmget(int32_t key, uint64_t size, int32_t flags);
 long dsm_swift_shmat(int32_t id, uint64_t address, int32_t flags);
 long dsm_swift_shmdt(uint64_t address);
-/// `status` is read for IPC_SET and written for IPC_STAT / SHM_STAT.
-long dsm_swift_shmctl(int32_t id, int32_t command, dsm_shm_status *status);
+/// `status` is read for IPC_SET and written for IPC_STAT / SHM_STAT;
+/// `info` is written for IPC_INFO / SHM_INFO.
+long dsm_swift_shmctl(int32_t id, int32_t command, dsm_shm_status *status, dsm_ipc_info *info);
 long dsm_swift_semget(int32_t key, int32_t count, int32_t flags);
 /// timeout_ns < 0: no timeout.
 long dsm_swift_semop(int32_t id, const dsm_sem_operation *operations, uint64_t count, int64_t timeout_ns);
-/// `values` for GETALL/SETALL, `status` for IPC_STAT/IPC_SET.
+/// `values` for GETALL/SETALL, `status` for IPC_STAT/IPC_SET, `info` for
+/// IPC_INFO/SEM_INFO.
 long dsm_swift_semctl(int32_t id, int32_t number, int32_t command, int32_t value, uint16_t *values,
-                      dsm_sem_status *status);
+                      dsm_sem_status *status, dsm_ipc_info *info);
 int dsm_swift_node_id(void);
 int dsm_swift_nodes(void);
 int dsm_swift_barrier(void);
