@@ -10,11 +10,20 @@ import Glibc
 struct Caller {
     var uid: UInt32
     var gid: UInt32
+    /// Supplementary groups: Linux's permission checks (in_group_p) use them.
+    var groups: [UInt32] = []
     var pid: Int32
     var node: NodeID
 
     static func current(node: NodeID) -> Caller {
-        Caller(uid: geteuid(), gid: getegid(), pid: getpid(), node: node)
+        var groups = [gid_t](repeating: 0, count: 64)
+        var count = getgroups(Int32(groups.count), &groups)
+        if count < 0 {
+            let needed = getgroups(0, nil)
+            groups = [gid_t](repeating: 0, count: Int(max(needed, 0)))
+            count = getgroups(Int32(groups.count), &groups)
+        }
+        return Caller(uid: geteuid(), gid: getegid(), groups: Array(groups.prefix(Int(max(count, 0)))), pid: getpid(), node: node)
     }
 }
 
@@ -60,6 +69,7 @@ enum ServiceRequest {
         var w = WireWriter()
         w.put(caller.uid)
         w.put(caller.gid)
+        w.put(array: caller.groups)
         w.put(caller.pid)
         switch self {
         case .shmget(let key, let size, let flags):
@@ -99,7 +109,7 @@ enum ServiceRequest {
 
     static func decode(_ bytes: UnsafeRawBufferPointer, node: NodeID) -> (ServiceRequest, Caller)? {
         var r = WireReader(bytes)
-        let caller = Caller(uid: r.get(), gid: r.get(), pid: r.get(), node: node)
+        let caller = Caller(uid: r.get(), gid: r.get(), groups: r.getArray(), pid: r.get(), node: node)
         let request: ServiceRequest
         switch r.get(UInt8.self) {
         case 1: request = .shmget(key: r.get(), size: r.get(), flags: r.get())

@@ -10,7 +10,8 @@ import Glibc
 /// is answered from the pure model (DSMSysV) with Linux's semantics.
 extension ClusterService {
     func handleSysV(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination, node: Node) {
-        let credentials = IPCCredentials(uid: caller.uid, gid: caller.gid, pid: caller.pid, node: caller.node)
+        let credentials = IPCCredentials(uid: caller.uid, gid: caller.gid, supplementaryGroups: caller.groups,
+                                         pid: caller.pid, node: caller.node)
         let now = Int64(time(nil))
         switch request {
         case .shmget(let key, let size, let flags):

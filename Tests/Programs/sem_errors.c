@@ -22,6 +22,8 @@
  */
 #include "common.h"
 
+#include <grp.h>
+
 
 
 #define EXPECT_ERR(call, want)                                                                                        \
@@ -241,6 +243,40 @@ static void single_node(void)
         t_msg("note: not root; EACCES check skipped");
     }
     OK(semctl(acc, 0, IPC_RMID));
+
+    /* Supplementary groups count, as Linux's in_group_p() makes them. */
+    int grp = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+    if (grp < 0)
+        t_die(errno, "semget(group set)");
+    struct semid_ds gds;
+    memset(&gds, 0, sizeof gds);
+    OK(semctl(grp, 0, IPC_STAT, (union t_semun){.buf = &gds}));
+    gds.sem_perm.gid = 4321;
+    gds.sem_perm.mode = 0060;
+    OK(semctl(grp, 0, IPC_SET, (union t_semun){.buf = &gds}));
+    gid_t extra = 4321;
+    /* The creator's group (cgid 0) counts too: leave it with setegid. */
+    if (geteuid() == 0 && setgroups(1, &extra) == 0) {
+        if (setegid(65534) < 0 || seteuid(65534) < 0)
+            t_die(errno, "setegid/seteuid(65534)");
+        errno = 0;
+        int with = semctl(grp, 0, GETVAL);
+        int e_with = errno;
+        if (seteuid(0) < 0 || setgroups(0, NULL) < 0)
+            t_die(errno, "restore uid and groups");
+        if (seteuid(65534) < 0)
+            t_die(errno, "seteuid(65534)");
+        errno = 0;
+        int without = semctl(grp, 0, GETVAL);
+        int e_without = errno;
+        if (seteuid(0) < 0 || setegid(0) < 0)
+            t_die(errno, "seteuid/setegid(0) (restore)");
+        CHECK(with == 0, "GETVAL through a supplementary group: %d errno %d (%s), expected 0", with, e_with,
+              strerror(e_with));
+        CHECK(without == -1 && e_without == EACCES, "GETVAL without the group: %d errno %d (%s), expected EACCES",
+              without, e_without, strerror(e_without));
+    }
+    OK(semctl(grp, 0, IPC_RMID));
 
     /* SETALL needs alter permission only, GETALL read permission. */
     int wo = semget(IPC_PRIVATE, 2, IPC_CREAT | 0620); /* egid stays 0: the group bits apply */
