@@ -31,7 +31,7 @@ struct Caller {
 /// node 0 (the System V namespace, the barrier); map/unmap run locally.
 enum ServiceRequest {
     case shmget(key: Int32, size: UInt64, flags: Int32)
-    case shmAttach(id: Int32, readOnly: Bool)
+    case shmAttach(id: Int32, readOnly: Bool, execute: Bool)
     case shmDetach(id: Int32)
     case shmctl(id: Int32, command: Int32, uid: UInt32, gid: UInt32, mode: UInt32)
     case semget(key: Int32, count: Int32, flags: Int32)
@@ -53,7 +53,8 @@ enum ServiceRequest {
     /// EINTR. No answer (the semop's own answer follows either way).
     case interruptSemop(callID: UInt64)
     // Local only: run on the runtime thread of the calling node.
-    case mapAttachment(container: ContainerID, pages: UInt32, canonical: UInt64, address: UInt64, fixed: Bool, readOnly: Bool, shmid: Int32)
+    case mapAttachment(container: ContainerID, pages: UInt32, canonical: UInt64, address: UInt64, fixed: Bool, readOnly: Bool,
+                       execute: Bool, shmid: Int32)
     case unmapAttachment(address: UInt64)
     /// A signal interrupted the program thread waiting for `call`.
     case interrupted(LocalCall)
@@ -74,8 +75,8 @@ enum ServiceRequest {
         switch self {
         case .shmget(let key, let size, let flags):
             w.put(UInt8(1)); w.put(key); w.put(size); w.put(flags)
-        case .shmAttach(let id, let readOnly):
-            w.put(UInt8(2)); w.put(id); w.put(readOnly)
+        case .shmAttach(let id, let readOnly, let execute):
+            w.put(UInt8(2)); w.put(id); w.put(readOnly); w.put(execute)
         case .shmDetach(let id):
             w.put(UInt8(3)); w.put(id)
         case .shmctl(let id, let command, let uid, let gid, let mode):
@@ -113,7 +114,7 @@ enum ServiceRequest {
         let request: ServiceRequest
         switch r.get(UInt8.self) {
         case 1: request = .shmget(key: r.get(), size: r.get(), flags: r.get())
-        case 2: request = .shmAttach(id: r.get(), readOnly: r.getBool())
+        case 2: request = .shmAttach(id: r.get(), readOnly: r.getBool(), execute: r.getBool())
         case 3: request = .shmDetach(id: r.get())
         case 4: request = .shmctl(id: r.get(), command: r.get(), uid: r.get(), gid: r.get(), mode: r.get())
         case 5: request = .semget(key: r.get(), count: r.get(), flags: r.get())

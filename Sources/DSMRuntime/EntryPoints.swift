@@ -95,15 +95,16 @@ public func dsmSwiftShmat(_ id: Int32, _ address: UInt64, _ flags: Int32) -> Int
         }
     }
     let readOnly = flags & SHM_RDONLY != 0
+    let execute = flags & SysV.SHM_EXEC != 0
     let node = runtimeNode!
-    let attached = node.perform(.shmAttach(id: id, readOnly: readOnly))
+    let attached = node.perform(.shmAttach(id: id, readOnly: readOnly, execute: execute))
     guard attached.result >= 0 else { return Int(attached.result) }
     var r = WireReader(attached.data)
     let container: UInt32 = r.get()
     let pages: UInt32 = r.get()
     let canonical: UInt64 = r.get()
     let mapped = node.perform(.mapAttachment(container: container, pages: pages, canonical: canonical,
-                                             address: address, fixed: address != 0, readOnly: readOnly, shmid: id))
+                                             address: address, fixed: address != 0, readOnly: readOnly, execute: execute, shmid: id))
     if mapped.result < 0 { _ = node.perform(.shmDetach(id: id)) }
     return Int(mapped.result)
 }

@@ -384,12 +384,12 @@ final class Node {
                 attachmentIndex.rebuild(from: containers)
             }
             return ServiceReply(result: 0)
-        case .mapAttachment(let container, let pages, let canonical, let address, let fixed, let readOnly, let shmid):
+        case .mapAttachment(let container, let pages, let canonical, let address, let fixed, let readOnly, let execute, let shmid):
             let c = ensureContainer(container, pages: pages, canonical: canonical)
             do {
                 // One node: nothing to keep coherent, so no fault is trapped
                 // and the program runs on plain shared memory.
-                let at = try c.attach(at: address, fixed: fixed, readOnly: readOnly, shmid: shmid,
+                let at = try c.attach(at: address, fixed: fixed, readOnly: readOnly, execute: execute, shmid: shmid,
                                       uffd: nodes > 1 ? uffd : nil)
                 if nodes > 1 { protectNewAttachment(c, at: at) }
                 attachmentIndex.rebuild(from: containers)

@@ -17,8 +17,8 @@ extension ClusterService {
         case .shmget(let key, let size, let flags):
             node.answer(reply, ServiceReply(namespace.shmget(key: key, size: size, flags: flags, caller: credentials, now: now)))
 
-        case .shmAttach(let id, let readOnly):
-            switch namespace.shmAttach(id: id, readOnly: readOnly, caller: credentials, now: now) {
+        case .shmAttach(let id, let readOnly, let execute):
+            switch namespace.shmAttach(id: id, readOnly: readOnly, execute: execute, caller: credentials, now: now) {
             case .failure(let e):
                 node.answer(reply, .error(e))
             case .success(let attachment):

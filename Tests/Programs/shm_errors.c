@@ -305,6 +305,26 @@ static void cross_node(void)
     }
 }
 
+/* Whether the mapping that holds `p` is executable, per /proc/self/maps. */
+static int mapping_is_executable(const void *p)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int exec = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && (unsigned long)p >= lo && (unsigned long)p < hi) {
+            exec = perms[2] == 'x';
+            break;
+        }
+    }
+    fclose(f);
+    return exec;
+}
+
 /* shmat at a given address: page-aligned works and returns it; a misaligned
  * address is EINVAL without SHM_RND and rounded down with it; an address
  * overlapping an existing mapping is EINVAL. */
@@ -337,6 +357,14 @@ static void given_address(void)
     if (r != (void *)-1) {
         CHECK(r[0] == 'g' && r[size - 1] == 'h', "a second attachment does not see the first one's writes");
         CHECK(shmdt(r) == 0, "shmdt(rounded): %s", strerror(errno));
+    }
+    /* SHM_EXEC maps the segment executable. */
+    char *x = shmat(id, NULL, SHM_EXEC);
+    CHECK(x != (void *)-1, "shmat(SHM_EXEC): %s", strerror(errno));
+    if (x != (void *)-1) {
+        CHECK(x[0] == 'g', "a SHM_EXEC attachment does not see the segment");
+        CHECK(mapping_is_executable(x), "a SHM_EXEC attachment is not executable in /proc/self/maps");
+        CHECK(shmdt(x) == 0, "shmdt(exec): %s", strerror(errno));
     }
     CHECK(shmctl(id, IPC_RMID, NULL) == 0, "IPC_RMID(private): %s", strerror(errno));
 }
