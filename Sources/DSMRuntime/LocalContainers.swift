@@ -100,8 +100,10 @@ final class LocalContainer {
         if let uffd {
             let r = cdsm_uffd_register(uffd, hint, UInt64(size))
             if r < 0 {
+                // shmat has no errno for "cannot trap faults there": the
+                // mapping could not be set up, which Linux reports as ENOMEM.
                 munmap(mapped, size)
-                throw Errno(rawValue: -r)
+                throw Errno.noMemory
             }
         }
         attachments.append(Attachment(start: hint, length: UInt64(size), readOnly: readOnly, shmid: shmid))
