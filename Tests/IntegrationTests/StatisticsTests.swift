@@ -4,12 +4,14 @@ import Foundation
 import XCTest
 
 final class StatisticsTests: XCTestCase {
-    /// Threads of two nodes hammer one counter page: the report must show
-    /// the faults, the pages moved and that page as ping-ponging.
+    /// Both nodes write the same page in every round of sem_barrier (its
+    /// packed slots), with a barrier between rounds, so the page must move
+    /// to each writer every round: the report must show the faults, the
+    /// pages moved and that page as ping-ponging.
     func testJSONReportShowsFaultsAndThePingPongPage() throws {
         let dsmrun = try Paths.requireDSMRun()
-        let exe = try Programs.path("threads")
-        let run = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: ["-n", "2", "--stats=json", "--spmd", exe, "4", "2000"],
+        let exe = try Programs.path("sem_barrier")
+        let run = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: ["-n", "2", "--stats=json", "--spmd", exe, "100"],
                                         label: "stats-json", timeout: Config.timeout(default: 120))
         XCTAssertEqual(run.result.termination, .exited(0), run.summary)
         let line = try XCTUnwrap(run.result.stderr.split(separator: "\n").first { $0.hasPrefix("dsm-stats ") },
