@@ -110,10 +110,12 @@ final class LocalContainer {
         return hint
     }
 
-    /// Removes the attachment starting at `address`; false if there is none.
-    func detach(at address: UInt64) -> Attachment? {
+    /// Removes the attachment starting at `address` (nil if there is none),
+    /// calling `beforeUnmap` while its range is still mapped.
+    func detach(at address: UInt64, beforeUnmap: (Attachment) -> Void) -> Attachment? {
         guard let i = attachments.firstIndex(where: { $0.start == address }) else { return nil }
         let a = attachments.remove(at: i)
+        beforeUnmap(a)
         munmap(UnsafeMutableRawPointer(bitPattern: UInt(a.start)), Int(a.length))
         return a
     }

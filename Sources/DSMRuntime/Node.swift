@@ -399,9 +399,7 @@ final class Node {
             }
         case .unmapAttachment(let address):
             for (_, c) in containers {
-                guard let a = c.attachments.first(where: { $0.start == address }) else { continue }
-                releaseWaiters(c, attachments: [a])
-                _ = c.detach(at: address)
+                guard let a = c.detach(at: address, beforeUnmap: { releaseWaiters(c, attachments: [$0]) }) else { continue }
                 attachmentIndex.rebuild(from: containers)
                 return ServiceReply(result: Int64(a.shmid))
             }
