@@ -26,6 +26,8 @@ let package = Package(
         .target(name: "DSMCoherence", dependencies: ["DSMCore"]),
         // The pure System V (shm/sem) object model with Linux semantics.
         .target(name: "DSMSysV", dependencies: ["DSMCore"]),
+        // The pure model of mutexes, conditions, barriers, rwlocks, semaphores, futexes at their home.
+        .target(name: "DSMSync"),
         // Wire format, TCP mesh, in-process loopback.
         .target(name: "DSMTransport", dependencies: ["DSMCore", "CDSMKernel"]),
         // Interposers and the start-up hook; they call the runtime's @_cdecl entry points.
@@ -33,7 +35,7 @@ let package = Package(
         // The preloaded library.
         .target(
             name: "DSMRuntime",
-            dependencies: ["CDSMPreload", "CDSMKernel", "DSMCore", "DSMCoherence", "DSMSysV", "DSMTransport"],
+            dependencies: ["CDSMPreload", "CDSMKernel", "DSMCore", "DSMCoherence", "DSMSysV", "DSMSync", "DSMTransport"],
             linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
         .executableTarget(name: "dsmrun", dependencies: [
@@ -43,6 +45,7 @@ let package = Package(
         ]),
         .testTarget(name: "DSMCoherenceTests", dependencies: ["DSMCoherence"]),
         .testTarget(name: "DSMSysVTests", dependencies: ["DSMSysV"]),
+        .testTarget(name: "DSMSyncTests", dependencies: ["DSMSync"]),
         // Tests drive nodes from plain threads; Swift 5 mode keeps them simple.
         .testTarget(name: "DSMTransportTests", dependencies: ["DSMTransport"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "IntegrationTests", dependencies: ["DSMCore"]),

@@ -4,6 +4,7 @@
 // before the program's main.
 #define _GNU_SOURCE
 #include "CDSMPreload.h"
+#include "internal.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -25,12 +26,13 @@ static int active;
  * program, or a forked child): calls pass through to the kernel. */
 static int declined;
 static pthread_mutex_t join_lock = PTHREAD_MUTEX_INITIALIZER;
-static __thread int runtime_thread;
+TLS int dsm_runtime_thread;
+TLS int dsm_in_runtime;
 static int (*real_main)(int, char **, char **);
 static int exit_status_seen;
 
 int dsm_preload_active(void) { return active; }
-void dsm_preload_enter_runtime_thread(void) { runtime_thread = 1; }
+void dsm_preload_enter_runtime_thread(void) { dsm_runtime_thread = 1; }
 
 /* The process joins the run at its first DSM call, not at start-up, so a
  * wrapper that only executes the program (sh -c, time, env) never joins and
@@ -38,7 +40,7 @@ void dsm_preload_enter_runtime_thread(void) { runtime_thread = 1; }
 static int join(void) {
     pthread_mutex_lock(&join_lock);
     if (!active && !declined) {
-        if (dsm_swift_start()) __atomic_store_n(&active, 1, __ATOMIC_RELEASE);
+        if (IN_RUNTIME(dsm_swift_start())) __atomic_store_n(&active, 1, __ATOMIC_RELEASE);
         else __atomic_store_n(&declined, 1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&join_lock);
@@ -48,7 +50,7 @@ static int join(void) {
 /* Read without the lock by every interposed call: atomic loads, paired
  * with the release stores in join(). */
 static int use_dsm(void) {
-    if (!configured || runtime_thread) return 0;
+    if (!configured || dsm_runtime_thread || dsm_in_runtime) return 0;
     if (__atomic_load_n(&active, __ATOMIC_ACQUIRE)) return 1;
     if (__atomic_load_n(&declined, __ATOMIC_ACQUIRE)) return 0;
     return join();
@@ -79,7 +81,11 @@ static void leave_cluster(void) {
     /* A node that made no DSM call still takes part in the exit rendezvous
      * (it may be the home of pages), unless it failed. */
     if (!active && exit_status_seen == 0) join();
-    if (active) dsm_swift_exit(exit_status_seen);
+    if (!active) return;
+    /* Image mode: node 0's streams have their buffers in the DSM heap; they
+     * are written out while every node still serves its pages. */
+    if (dsm_image) fflush(NULL);
+    IN_RUNTIME_VOID(dsm_swift_exit(exit_status_seen));
 }
 
 static int main_under_dsm(int argc, char **argv, char **envp) {
@@ -87,6 +93,13 @@ static int main_under_dsm(int argc, char **argv, char **envp) {
         configured = 1;
         pthread_atfork(NULL, NULL, forked_child);
         atexit(leave_cluster);
+        if (dsm_swift_image_mode()) {
+            /* Image mode always joins: every node hosts pages and threads. */
+            if (!join()) return real_main(argc, argv, envp);
+            int status = dsm_image_main(real_main, argc, argv, envp);
+            exit_status_seen = status;
+            return status;
+        }
     }
     int status = real_main(argc, argv, envp);
     exit_status_seen = status;
@@ -106,6 +119,7 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
 void exit(int status) {
     REAL(exit);
     exit_status_seen = status;
+    if (dsm_image && dsm_node != 0 && !dsm_runtime_thread) dsm_image_exit_elsewhere(status);
     real_exit(status);
     __builtin_unreachable();
 }
@@ -114,20 +128,20 @@ void exit(int status) {
 
 int dsm_rt_node_id(void) { return configured && !declined ? dsm_swift_node_id() : 0; }
 int dsm_rt_nodes(void) { return configured && !declined ? dsm_swift_nodes() : 1; }
-int dsm_rt_barrier(void) { return use_dsm() ? (int)as_result(dsm_swift_barrier()) : 0; }
+int dsm_rt_barrier(void) { return use_dsm() ? (int)as_result(IN_RUNTIME(dsm_swift_barrier())) : 0; }
 
 // --- shared memory ---------------------------------------------------------
 
 int shmget(key_t key, size_t size, int flags) {
     REAL(shmget);
     if (!use_dsm()) return real_shmget(key, size, flags);
-    return (int)as_result(dsm_swift_shmget(key, size, flags));
+    return (int)as_result(IN_RUNTIME(dsm_swift_shmget(key, size, flags)));
 }
 
 void *shmat(int id, const void *address, int flags) {
     REAL(shmat);
     if (!use_dsm()) return real_shmat(id, address, flags);
-    long r = dsm_swift_shmat(id, (uint64_t)(uintptr_t)address, flags);
+    long r = IN_RUNTIME(dsm_swift_shmat(id, (uint64_t)(uintptr_t)address, flags));
     if (r < 0 && r > -4096) {
         errno = (int)-r;
         return (void *)-1;
@@ -138,7 +152,7 @@ void *shmat(int id, const void *address, int flags) {
 int shmdt(const void *address) {
     REAL(shmdt);
     if (!use_dsm()) return real_shmdt(address);
-    return (int)as_result(dsm_swift_shmdt((uint64_t)(uintptr_t)address));
+    return (int)as_result(IN_RUNTIME(dsm_swift_shmdt((uint64_t)(uintptr_t)address)));
 }
 
 static void perm_to_c(const dsm_ipc_perm *in, struct ipc_perm *out) {
@@ -175,7 +189,7 @@ int shmctl(int id, int command, struct shmid_ds *buffer) {
     if (command == IPC_SET) perm_from_c(&buffer->shm_perm, &status.perm);
     dsm_ipc_info info;
     memset(&info, 0, sizeof info);
-    long r = dsm_swift_shmctl(id, command, &status, &info);
+    long r = IN_RUNTIME(dsm_swift_shmctl(id, command, &status, &info));
     if (r >= 0 && command == IPC_INFO) {
         struct shminfo *out = (struct shminfo *)buffer;
         memset(out, 0, sizeof *out);
@@ -211,7 +225,7 @@ int shmctl(int id, int command, struct shmid_ds *buffer) {
 int semget(key_t key, int count, int flags) {
     REAL(semget);
     if (!use_dsm()) return real_semget(key, count, flags);
-    return (int)as_result(dsm_swift_semget(key, count, flags));
+    return (int)as_result(IN_RUNTIME(dsm_swift_semget(key, count, flags)));
 }
 
 static int dsm_semop(int id, struct sembuf *operations, size_t count, const struct timespec *timeout) {
@@ -241,7 +255,7 @@ static int dsm_semop(int id, struct sembuf *operations, size_t count, const stru
         ops[i].op = operations[i].sem_op;
         ops[i].flags = operations[i].sem_flg;
     }
-    return (int)as_result(dsm_swift_semop(id, ops, count, timeout_ns));
+    return (int)as_result(IN_RUNTIME(dsm_swift_semop(id, ops, count, timeout_ns)));
 }
 
 int semop(int id, struct sembuf *operations, size_t count) {
@@ -300,8 +314,8 @@ int semctl(int id, int number, int command, ...) {
     }
     dsm_ipc_info info;
     memset(&info, 0, sizeof info);
-    long r = dsm_swift_semctl(id, number, command, command == SETVAL ? arg.val : 0,
-                              (command == GETALL || command == SETALL) ? arg.array : NULL, &status, &info);
+    long r = IN_RUNTIME(dsm_swift_semctl(id, number, command, command == SETVAL ? arg.val : 0,
+                                         (command == GETALL || command == SETALL) ? arg.array : NULL, &status, &info));
     if (r >= 0 && (command == IPC_INFO || command == SEM_INFO)) {
         struct seminfo *out = arg.__buf;
         out->semmap = (int)info.values[0];

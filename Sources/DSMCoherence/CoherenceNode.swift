@@ -46,6 +46,23 @@ public struct CoherenceNode: Sendable {
         containers[id] = ContainerPages(pages: pages, nodes: nodes)
     }
 
+    /// Every page of the container starts valid at `owner` with contents
+    /// that exist there (image mode's data, copied from the program on node
+    /// 0): homes name it owner, and `owner` holds each page exclusive. Every
+    /// node calls this with the same owner right after `addContainer`,
+    /// before any fault on the container.
+    public mutating func seedOwner(_ id: ContainerID, owner: NodeID) {
+        guard var pages = containers[id] else { return }
+        for i in pages.home.indices {
+            pages.home[i].owner = Int8(owner)
+            pages.home[i].copyset = NodeSet(bits: 1 << UInt64(owner))
+        }
+        if owner == node {
+            for i in pages.local.indices { pages.local[i].state = .exclusive }
+        }
+        containers[id] = pages
+    }
+
     /// Forgets a container. The runtime must have quiesced it cluster-wide
     /// first: a later message about its pages is reported as a violation.
     public mutating func removeContainer(_ id: ContainerID) {

@@ -52,7 +52,38 @@ enum ServiceRequest {
     /// was interrupted by a signal; if its semop still waits, it fails with
     /// EINTR. No answer (the semop's own answer follows either way).
     case interruptSemop(callID: UInt64)
+    // Image mode (ImageMode.swift, ThreadService.swift).
+    /// node -> node 0: set-up done, with the node's layout; answered when
+    /// every node is there (-EXDEV: the layout differs from node 0's).
+    case imageStart(fingerprint: UInt64)
+    /// creator -> host node: start a thread there; answered with its id.
+    case spawnThread(routine: UInt64, argument: UInt64, stackSize: UInt64, detached: Bool, node: NodeID)
+    /// -> the thread's node: wait for it to end; answered with its value.
+    case joinThread(thread: UInt64, node: NodeID)
+    case detachThread(thread: UInt64, node: NodeID)
+    /// -> the arena's node: free a heap block (a notice).
+    case remoteFree(address: UInt64, node: NodeID)
+    case remoteUsableSize(address: UInt64, node: NodeID)
+    /// node -> node 0: a thread called exit(status) (a notice).
+    case programExit(status: Int32)
+    /// node 0 -> node: the program has ended (a notice).
+    case programEnd
+    /// A synchronisation operation, served at the object's home (SyncService.swift).
+    case sync(SyncRequest)
+
     // Local only: run on the runtime thread of the calling node.
+    /// Creates the image containers (the data one filled from `dataStart`
+    /// on node 0) before any node may fault on them.
+    case prepareImage(dataStart: UInt64, dataPages: UInt32, heapBase: UInt64, heapPages: UInt32)
+    /// Maps the image containers over the program's address space.
+    case mapImage
+    /// The host thread started the thread of spawn `token` (error 0) or not.
+    case spawned(token: UInt64, thread: UInt64, error: Int32)
+    case threadFinished(thread: UInt64, value: UInt64)
+    /// The host thread has joined the finished thread: its stack may go.
+    case threadReaped(thread: UInt64, stack: UInt64)
+    /// Node 0: tell every node the program has ended.
+    case endProgram
     case mapAttachment(container: ContainerID, pages: UInt32, canonical: UInt64, address: UInt64, fixed: Bool, readOnly: Bool,
                        execute: Bool, shmid: Int32)
     case unmapAttachment(address: UInt64)
@@ -61,8 +92,30 @@ enum ServiceRequest {
 
     var isLocal: Bool {
         switch self {
-        case .mapAttachment, .unmapAttachment, .interrupted: return true
+        case .mapAttachment, .unmapAttachment, .interrupted, .prepareImage, .mapImage, .spawned, .threadFinished,
+             .threadReaped, .endProgram:
+            return true
         default: return false
+        }
+    }
+
+    /// Nobody waits for an answer: the calling thread goes on once it is sent.
+    var isNotice: Bool {
+        switch self {
+        case .remoteFree, .programExit, .programEnd: return true
+        case .sync(let s): return s.isNotice
+        default: return false
+        }
+    }
+
+    /// The node that serves the request.
+    func destination(nodes: Int) -> NodeID {
+        switch self {
+        case .spawnThread(_, _, _, _, let node), .joinThread(_, let node), .detachThread(_, let node),
+             .remoteFree(_, let node), .remoteUsableSize(_, let node):
+            return node
+        case .sync(let s): return s.home(nodes: nodes)
+        default: return 0
         }
     }
 
@@ -102,7 +155,26 @@ enum ServiceRequest {
             w.put(UInt8(12)); w.put(callID)
         case .semaphoreCount(let id):
             w.put(UInt8(13)); w.put(id)
-        case .mapAttachment, .unmapAttachment, .interrupted:
+        case .imageStart(let fingerprint):
+            w.put(UInt8(14)); w.put(fingerprint)
+        case .spawnThread(let routine, let argument, let stackSize, let detached, let node):
+            w.put(UInt8(15)); w.put(routine); w.put(argument); w.put(stackSize); w.put(detached); w.put(Int32(node))
+        case .joinThread(let thread, let node):
+            w.put(UInt8(16)); w.put(thread); w.put(Int32(node))
+        case .detachThread(let thread, let node):
+            w.put(UInt8(17)); w.put(thread); w.put(Int32(node))
+        case .remoteFree(let address, let node):
+            w.put(UInt8(18)); w.put(address); w.put(Int32(node))
+        case .remoteUsableSize(let address, let node):
+            w.put(UInt8(19)); w.put(address); w.put(Int32(node))
+        case .programExit(let status):
+            w.put(UInt8(20)); w.put(status)
+        case .programEnd:
+            w.put(UInt8(21))
+        case .sync(let s):
+            w.put(UInt8(22)); s.encode(into: &w)
+        case .mapAttachment, .unmapAttachment, .interrupted, .prepareImage, .mapImage, .spawned, .threadFinished,
+             .threadReaped, .endProgram:
             preconditionFailure("local requests never travel")
         }
         return w.bytes
@@ -135,6 +207,19 @@ enum ServiceRequest {
         case 11: request = .destroyContainer(container: r.get())
         case 12: request = .interruptSemop(callID: r.get())
         case 13: request = .semaphoreCount(id: r.get())
+        case 14: request = .imageStart(fingerprint: r.get())
+        case 15:
+            request = .spawnThread(routine: r.get(), argument: r.get(), stackSize: r.get(), detached: r.getBool(),
+                                   node: Int(r.get(Int32.self)))
+        case 16: request = .joinThread(thread: r.get(), node: Int(r.get(Int32.self)))
+        case 17: request = .detachThread(thread: r.get(), node: Int(r.get(Int32.self)))
+        case 18: request = .remoteFree(address: r.get(), node: Int(r.get(Int32.self)))
+        case 19: request = .remoteUsableSize(address: r.get(), node: Int(r.get(Int32.self)))
+        case 20: request = .programExit(status: r.get())
+        case 21: request = .programEnd
+        case 22:
+            guard let s = SyncRequest.decode(&r) else { return nil }
+            request = .sync(s)
         default: return nil
         }
         return r.failed ? nil : (request, caller)

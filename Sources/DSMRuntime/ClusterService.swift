@@ -30,6 +30,8 @@ final class ClusterService {
     var announced: [ContainerID: UInt64] = [:]
 
     private var barrierWaiters: [ReplyDestination] = []
+    /// Image start-up: each node's layout fingerprint, until all are in.
+    private var imageArrivals: [(node: NodeID, fingerprint: UInt64, reply: ReplyDestination)] = []
     private var exitWaiters: [ReplyDestination] = []
 
     /// Calls waiting for every node to acknowledge a new container.
@@ -64,6 +66,15 @@ final class ClusterService {
 
     func handle(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination, node: Node) {
         switch request {
+        case .imageStart(let fingerprint):
+            imageArrivals.append((caller.node, fingerprint, reply))
+            if imageArrivals.count == nodes {
+                let reference = imageArrivals.first { $0.node == 0 }!.fingerprint
+                for a in imageArrivals {
+                    node.answer(a.reply, a.fingerprint == reference ? ServiceReply(result: 0) : .error(.improperLink))
+                }
+                imageArrivals.removeAll()
+            }
         case .barrier:
             barrierWaiters.append(reply)
             if barrierWaiters.count == nodes {

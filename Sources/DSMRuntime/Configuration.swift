@@ -19,6 +19,13 @@ struct Configuration {
     /// Where segments are placed so that they sit at the same address on
     /// every node (DSM_BASE, hex).
     var base: UInt64
+    /// Image mode (DSM_MODE=image): main on node 0, threads spread.
+    var image = false
+    /// The program dsmrun was asked to run (DSM_PROGRAM).
+    var program: String?
+    /// Size of the image-mode heap, all arenas (DSM_HEAP_MB).
+    var heapBytes: UInt64 = 2 << 30
+    var placement: Placement = .roundRobin
 
     /// nil when the program runs without dsmrun.
     static func fromEnvironment() -> Configuration? {
@@ -37,9 +44,24 @@ struct Configuration {
             }
             base = value
         }
-        return Configuration(node: node, nodes: nodes, coordinator: coordinator, token: token,
-                             verbose: environment("DSM_VERBOSE") == "1",
-                             stats: environment("DSM_STATS") == "1", bind: environment("DSM_BIND") == "1", base: base)
+        var c = Configuration(node: node, nodes: nodes, coordinator: coordinator, token: token,
+                              verbose: environment("DSM_VERBOSE") == "1",
+                              stats: environment("DSM_STATS") == "1", bind: environment("DSM_BIND") == "1", base: base)
+        c.image = environment("DSM_MODE") == "image"
+        c.program = environment("DSM_PROGRAM")
+        if let text = environment("DSM_HEAP_MB") {
+            guard let mb = UInt64(text), mb >= 16, mb <= 1 << 20 else {
+                fatal("DSM_HEAP_MB must be a number of MiB from 16 to 1048576, got \(text)")
+            }
+            c.heapBytes = mb << 20
+        }
+        if let text = environment("DSM_PLACEMENT") {
+            guard let p = Placement(rawValue: text) else {
+                fatal("DSM_PLACEMENT must be round-robin or local, got \(text)")
+            }
+            c.placement = p
+        }
+        return c
     }
 }
 

@@ -62,6 +62,13 @@ func bindToProcessor(_ configuration: Configuration) {
 @_cdecl("dsm_swift_exit")
 public func dsmSwiftExit(_ status: Int32) {
     guard let node = runtimeNode else { return }
+    if node.configuration.image {
+        // The program's status is node 0's, whatever it is: every node
+        // leaves together once node 0 has told them the program ended.
+        if node.id == 0 { _ = node.perform(.endProgram) }
+        _ = node.perform(.exitArrive)
+        return
+    }
     // A failing node leaves at once; the launcher stops the others. A node
     // that finished well keeps serving its pages until every node is done.
     if status == 0 { _ = node.perform(.exitArrive) }

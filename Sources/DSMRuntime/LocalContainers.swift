@@ -81,12 +81,14 @@ final class LocalContainer {
     /// address, or anywhere if that is taken) and registers it.
     /// `uffd` nil: a run of one node, where no page ever needs fetching and
     /// the attachment is plain shared memory.
+    /// `replace`: the range is the program's own (its data image) and the
+    /// container takes its place.
     func attach(at address: UInt64, fixed: Bool, readOnly: Bool, execute: Bool, shmid: Int32,
-                uffd: Int32?) throws(Errno) -> UInt64 {
+                uffd: Int32?, replace: Bool = false) throws(Errno) -> UInt64 {
         let protection = (readOnly ? PROT_READ : (PROT_READ | PROT_WRITE)) | (execute ? PROT_EXEC : 0)
         var hint = address != 0 ? address : canonicalAddress
         var mapped = mmap(UnsafeMutableRawPointer(bitPattern: UInt(hint)), size, protection,
-                          MAP_SHARED | MAP_FIXED_NOREPLACE, memfd, 0)
+                          MAP_SHARED | (replace ? MAP_FIXED : MAP_FIXED_NOREPLACE), memfd, 0)
         if mapped == MAP_FAILED {
             let e = cdsm_errno()
             // shmat at a given address fails if it overlaps a mapping; with

@@ -2,6 +2,7 @@ import CDSMKernel
 import CDSMPreload
 import DSMCoherence
 import DSMCore
+import DSMSync
 import DSMTransport
 #if canImport(Glibc)
 import Glibc
@@ -47,6 +48,14 @@ final class Node {
     private var takenCalls: [LocalCall] = []
     var pendingRemote: [UInt64: LocalCall] = [:]
     private var nextCallID: UInt64 = 1
+    /// Image mode: the threads this node hosts, by pthread_t.
+    var hostedThreads: [UInt64: HostedThread] = [:]
+    var hostedStacks: [UInt64: UInt64] = [:]
+    /// Spawns handed to the host thread, by token: who waits, detached.
+    var pendingSpawns: [UInt64: (ReplyDestination, Bool)] = [:]
+    var nextSpawnToken: UInt64 = 1
+    /// Synchronisation objects homed here (image mode).
+    var syncObjects = SyncObjects<ReplyDestination>()
     /// Node 0 only: the System V namespace and the barriers.
     var service: ClusterService?
     /// Set once every node has finished: connections closing is then normal.
@@ -205,14 +214,43 @@ final class Node {
             call.complete(runLocally(call.request))
             return
         }
+        let target = call.request.destination(nodes: nodes)
+        if call.request.isNotice {
+            // Sent (or done) now; later calls of this node to the same
+            // node travel behind it.
+            if target == id {
+                handleHere(call.request, caller: call.caller, reply: .none)
+            } else {
+                sendCall(call.request, caller: call.caller, callID: 0, to: target)
+            }
+            call.complete(ServiceReply(result: 0))
+            return
+        }
         callsWaiting += 1
-        if id == 0 {
-            service!.handle(call.request, caller: call.caller, reply: .local(call), node: self)
+        if target == id {
+            handleHere(call.request, caller: call.caller, reply: .local(call))
         } else {
             let callID = nextCallID
             nextCallID &+= 1
             pendingRemote[callID] = call
-            sendCall(call.request, caller: call.caller, callID: callID, to: 0)
+            sendCall(call.request, caller: call.caller, callID: callID, to: target)
+        }
+    }
+
+    /// A request this node serves, from one of its threads or from a peer.
+    func handleHere(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination) {
+        switch request {
+        case .addContainer, .destroyContainer:
+            answer(reply, runLocally(request))
+        case .sync(let s):
+            handleSync(s, reply: reply)
+        case .spawnThread, .joinThread, .detachThread, .remoteFree, .remoteUsableSize, .programEnd:
+            handleThreadRequest(request, reply: reply)
+        case .programExit where id == 0:
+            handleThreadRequest(request, reply: reply)
+        default:
+            guard let service else { fatal("node \(caller.node) sent a service call to node \(id)") }
+            service.handle(request, caller: caller, reply: reply, node: self)
         }
     }
 
@@ -248,7 +286,9 @@ final class Node {
         let tags = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
         while true {
-            let timeout = service?.millisecondsUntilNextDeadline() ?? -1
+            let serviceTimeout = service?.millisecondsUntilNextDeadline() ?? -1
+            let syncTimeout = millisecondsUntilSyncDeadline()
+            let timeout = serviceTimeout < 0 ? syncTimeout : (syncTimeout < 0 ? serviceTimeout : min(serviceTimeout, syncTimeout))
             var n: Int32 = 0
             if spinNanoseconds > 0 && (faultsWaiting > 0 || callsWaiting > 0) {
                 // A program thread of this node is blocked on an answer,
@@ -273,6 +313,7 @@ final class Node {
                 }
             }
             service?.expireDeadlines(node: self)
+            expireSyncDeadlines()
         }
     }
 
@@ -326,13 +367,7 @@ final class Node {
                 fatal("node \(peer) sent a malformed call")
             }
             let destination: ReplyDestination = header.a == 0 ? .none : .remote(node: peer, callID: header.a)
-            switch request {
-            case .addContainer, .destroyContainer:
-                answer(destination, runLocally(request))
-            default:
-                guard let service else { fatal("node \(peer) sent a service call to node \(id)") }
-                service.handle(request, caller: caller, reply: destination, node: self)
-            }
+            handleHere(request, caller: caller, reply: destination)
         case .reply:
             if let service, service.acknowledged(header.a, node: self) { return }
             guard let call = pendingRemote.removeValue(forKey: header.a) else { return }
@@ -397,6 +432,19 @@ final class Node {
             } catch {
                 return .error(error)
             }
+        case .prepareImage(let dataStart, let dataPages, _, let heapPages):
+            prepareImage(dataStart: dataStart, dataPages: dataPages, heapPages: heapPages)
+            return ServiceReply(result: 0)
+        case .mapImage:
+            return mapImage()
+        case .spawned, .threadFinished, .threadReaped:
+            threadEvent(request)
+            return ServiceReply(result: 0)
+        case .endProgram:
+            for peer in 0..<nodes where peer != id {
+                sendCall(.programEnd, caller: Caller(uid: 0, gid: 0, pid: 0, node: id), callID: 0, to: peer)
+            }
+            return ServiceReply(result: 0)
         case .unmapAttachment(let address):
             for (_, c) in containers {
                 guard let a = c.detach(at: address, beforeUnmap: { releaseWaiters(c, attachments: [$0]) }) else { continue }

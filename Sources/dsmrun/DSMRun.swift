@@ -12,6 +12,9 @@ struct DSMRun: ParsableCommand {
         commandName: "dsmrun",
         abstract: "Run a program on N nodes as one shared-memory machine.",
         discussion: """
+            Without --spmd (image mode), main runs once, on node 0; the program's threads are placed over the \
+            nodes and its heap, data, bss and thread stacks are shared coherently, with pthread mutexes, \
+            conditions, barriers, rwlocks and semaphores served cluster-wide.
             With --spmd, main runs on every node (DSM_NODE_ID = 0..N-1, DSM_NODES = N) and System V \
             shared memory segments and semaphores are shared by key across the nodes.
             """)
@@ -21,6 +24,9 @@ struct DSMRun: ParsableCommand {
 
     @Flag(help: "Run main on every node (mpirun-like); System V segments and semaphores are shared.")
     var spmd = false
+
+    @Option(help: "Image mode: where new threads go: round-robin (from the creator's next node) or local.")
+    var placement: PlacementPolicy = .roundRobin
 
     @Flag(inversion: .prefixedNo,
           help: "Pin node i to CPU i mod CPUs, memory on its NUMA node (libnuma). Default: on when 2 or more nodes can each have a CPU of their own.")
@@ -46,7 +52,7 @@ struct DSMRun: ParsableCommand {
             let a = arguments[i]
             if a == "--" || !a.hasPrefix("-") { break }
             if a == "--stats" { arguments[i] = "--stats=table" }
-            if a == "-n" || a == "--runtime" { i += 1 }
+            if a == "-n" || a == "--runtime" || a == "--placement" { i += 1 }
             i += 1
         }
         main(arguments)
@@ -74,19 +80,21 @@ struct DSMRun: ParsableCommand {
             warn(problem.message)
             throw ExitCode(problem.status)
         }
-        guard spmd else {
-            warn("image mode (threads spread over nodes) is not available yet; run SPMD programs with --spmd")
-            throw ExitCode(2)
-        }
         let library = runtime ?? environment("DSM_RUNTIME") ?? defaultRuntimePath()
         guard access(library, R_OK) == 0 else {
             warn("runtime library not found: \(library) (build it with `swift build -c release`, or pass --runtime)")
             throw ExitCode(2)
         }
         let launcher = Launcher(nodes: nodes, program: program, arguments: arguments, runtime: library, verbose: verbose,
-                                stats: statsFormat, bind: bind ?? (nodes >= 2 && nodes <= Int(cdsm_online_cpus())))
+                                stats: statsFormat, bind: bind ?? (nodes >= 2 && nodes <= Int(cdsm_online_cpus())),
+                                image: !spmd, placement: placement)
         throw ExitCode(launcher.run())
     }
+}
+
+enum PlacementPolicy: String, ExpressibleByArgument {
+    case roundRobin = "round-robin"
+    case local
 }
 
 enum StatsFormat: String, ExpressibleByArgument {

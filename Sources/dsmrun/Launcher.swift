@@ -16,11 +16,16 @@ final class Launcher {
     let verbose: Bool
     let stats: StatsFormat?
     let bind: Bool
+    /// Image mode: main on node 0, whose status is the program's.
+    let image: Bool
+    let placement: PlacementPolicy
     /// Process group of each node (= its pid); read by the signal handler.
     let groups: UnsafeMutablePointer<pid_t>
 
     init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool, stats: StatsFormat?,
-         bind: Bool) {
+         bind: Bool, image: Bool, placement: PlacementPolicy) {
+        self.image = image
+        self.placement = placement
         self.stats = stats
         self.bind = bind
         self.nodes = nodes
@@ -62,7 +67,8 @@ final class Launcher {
                 continue
             }
             if s.hasPrefix("DSM_NODE_ID=") || s.hasPrefix("DSM_NODES=") || s.hasPrefix("DSM_COORD=")
-                || s.hasPrefix("DSM_TOKEN=") || s.hasPrefix("DSM_VERBOSE=") || s.hasPrefix("DSM_STATS=") || s.hasPrefix("DSM_BIND=") { continue }
+                || s.hasPrefix("DSM_TOKEN=") || s.hasPrefix("DSM_VERBOSE=") || s.hasPrefix("DSM_STATS=") || s.hasPrefix("DSM_BIND=")
+                || s.hasPrefix("DSM_MODE=") || s.hasPrefix("DSM_PROGRAM=") || s.hasPrefix("DSM_PLACEMENT=") { continue }
             baseEnvironment.append(s)
         }
 
@@ -70,7 +76,7 @@ final class Launcher {
             let environment = baseEnvironment + [
                 "LD_PRELOAD=\(preload)", "DSM_NODE_ID=\(node)", "DSM_NODES=\(nodes)",
                 "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind ? 1 : 0)",
-            ]
+            ] + (image ? ["DSM_MODE=image", "DSM_PROGRAM=\(program)", "DSM_PLACEMENT=\(placement.rawValue)"] : ["DSM_MODE=spmd"])
             let pid = spawn(program, arguments, environment)
             if pid < 0 {
                 warn("cannot start node \(node): \(Errno(rawValue: -pid))")
@@ -115,6 +121,7 @@ final class Launcher {
         var status: Int32
         var description: String
         var secondary: Bool
+        var signalled = false
     }
 
     /// Waits for every node. The first real failure stops the others.
@@ -124,6 +131,7 @@ final class Launcher {
         var secondaryFailure: Ending?
         var stopDeadline: Int64?
         var killed = false
+        var programStatus: Int32?
         while alive > 0 {
             var raw: Int32 = 0
             let pid = waitpid(-1, &raw, WNOHANG)
@@ -135,6 +143,13 @@ final class Launcher {
                 // then the group is forgotten (its id may be reused).
                 kill(-pid, SIGKILL)
                 groups[node] = 0
+                if image && node == 0 && !ending.signalled {
+                    // The program's own exit: its status is the run's. The
+                    // other nodes leave with it; any that linger are stopped.
+                    programStatus = ending.status
+                    if stopDeadline == nil && alive > 0 { stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds }
+                    continue
+                }
                 if ending.status != 0 {
                     if ending.secondary {
                         if secondaryFailure == nil { secondaryFailure = ending }
@@ -169,6 +184,7 @@ final class Launcher {
         if let f = firstFailure {
             return f.status
         }
+        if let programStatus { return programStatus }
         if let s = secondaryFailure {
             warn(s.description)
             return s.status
@@ -190,7 +206,7 @@ final class Launcher {
         let name = String(cString: strsignal(signal))
         return Ending(node: node, status: 128 + signal,
                       description: "node \(node) (pid \(groups[node])) was killed by signal \(signal) (\(name))",
-                      secondary: false)
+                      secondary: false, signalled: true)
     }
 
     private func stopAll(signal: Int32) {

@@ -75,6 +75,81 @@ int dsm_swift_node_id(void);
 int dsm_swift_nodes(void);
 int dsm_swift_barrier(void);
 
+// --- image mode (Sources/CDSMPreload/image.c, DSMRuntime/ImageMode.swift) --
+
+/// 1 when dsmrun started this process in image mode and it is the program
+/// dsmrun named (not a wrapper that executes it).
+int dsm_swift_image_mode(void);
+/// Moves the executable's writable image [data_start, data_end) into its
+/// container, maps the heap container, and meets the other nodes, which must
+/// have the same layout (`fingerprint`). Writes where the heap is.
+long dsm_swift_image_setup(uint64_t data_start, uint64_t data_end, uint64_t fingerprint, uint64_t *heap_base,
+                           uint64_t *heap_size);
+/// A block of another node's heap arena is freed: tell its node.
+void dsm_swift_remote_free(uint64_t address, int node);
+/// The usable size of a block of another node's arena.
+long dsm_swift_remote_usable_size(uint64_t address, int node);
+/// Places a new thread on a node and starts it there; writes its id.
+long dsm_swift_thread_create(uint64_t routine, uint64_t argument, uint64_t stack_size, int detached, uint64_t *thread);
+/// The host thread started (error 0) or failed to start the thread of spawn `token`.
+void dsm_swift_spawned(uint64_t token, uint64_t thread, int error);
+/// A thread hosted here has finished with `value`.
+void dsm_swift_thread_finished(uint64_t thread, uint64_t value);
+/// The host thread has joined a finished thread: its stack may be freed.
+void dsm_swift_thread_reaped(uint64_t thread, uint64_t stack);
+long dsm_swift_thread_join(uint64_t thread, int node, uint64_t *value);
+long dsm_swift_thread_detach(uint64_t thread, int node);
+/// exit(status) from a thread of a node other than 0.
+void dsm_swift_program_exit(int32_t status);
+
+/// Synchronisation objects of image mode, served at their home node
+/// (Sources/CDSMPreload/sync.c, DSMRuntime/SyncService.swift).
+enum {
+    DSM_MUTEX_INIT = 1, /* argument: kind (0 normal, 1 recursive, 2 error-checking) */
+    DSM_MUTEX_LOCK,     /* argument: kind + 1, or 0 when not known */
+    DSM_MUTEX_TRYLOCK,
+    DSM_MUTEX_UNLOCK,
+    DSM_MUTEX_DESTROY,
+    DSM_COND_WAIT, /* argument: the mutex */
+    DSM_COND_SIGNAL,
+    DSM_COND_BROADCAST,
+    DSM_COND_DESTROY,
+    DSM_BARRIER_INIT, /* argument: count */
+    DSM_BARRIER_WAIT, /* result 1: the serial thread */
+    DSM_BARRIER_DESTROY,
+    DSM_RW_READ,
+    DSM_RW_TRYREAD,
+    DSM_RW_WRITE,
+    DSM_RW_TRYWRITE,
+    DSM_RW_UNLOCK,
+    DSM_RW_DESTROY,
+    DSM_SEM_INIT, /* argument: value */
+    DSM_SEM_WAIT,
+    DSM_SEM_TRYWAIT,
+    DSM_SEM_POST,
+    DSM_SEM_VALUE,
+    DSM_SEM_DESTROY,
+    DSM_FUTEX_SEQUENCE,
+    DSM_FUTEX_WAIT, /* argument: the sequence */
+    DSM_FUTEX_WAKE, /* argument: how many */
+};
+/// One synchronisation operation on the object at `object`; timeout_ns < 0:
+/// none. Returns >= 0 or -errno (mutex lock: 1 = tell the kind).
+long dsm_swift_sync(uint64_t object, int32_t operation, uint64_t argument, int64_t timeout_ns);
+
+/// What the host thread is asked to do (dsm_host_post).
+enum {
+    DSM_HOST_SPAWN = 1, /* a: routine, b: argument, c: stack size, d: token */
+    DSM_HOST_REAP = 2,  /* a: thread, b: its start record */
+    DSM_HOST_EXIT = 3,  /* a: status (node 0: run exit) */
+    DSM_HOST_END = 4,   /* the program ended: flush, leave */
+};
+void dsm_host_post(int kind, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
+/// Frees a block of this node's heap arena (a remote free arriving).
+void dsm_heap_free_here(void *p);
+/// Usable size of a block of this node's arena, 0 if none.
+size_t dsm_heap_usable_size(const void *p);
+
 // --- helpers the Swift side calls ---------------------------------------
 
 /// True once the runtime is started in this process.

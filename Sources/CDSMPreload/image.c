@@ -1,0 +1,479 @@
+// Image mode: one program, main on node 0, its threads spread over the nodes.
+//
+// Start-up (image_main, from the __libc_start_main hook in preload.c): every
+// node joins the run, moves the executable's writable data and bss into a
+// container and maps the heap container (Swift: ImageMode.swift), then
+//   - node 0 copies argv into the DSM heap and runs main on a stack taken
+//     from the DSM heap, so a pointer to main's locals works on any node;
+//   - the other nodes run the host loop on their main thread and wait.
+// Each node has one host thread (node 0: a helper; others: the main thread).
+// It does what the runtime thread must not (anything that touches DSM
+// memory): it creates the program's threads with stacks in the DSM heap,
+// joins them when they end and frees their stacks, runs exit() on node 0
+// for a thread of another node, and ends its node when the program ends.
+//
+// The malloc family is interposed here too: program threads allocate from
+// the DSM heap (heap.c); the runtime, the host's own bookkeeping and anything
+// before start-up use glibc's malloc.
+#define _GNU_SOURCE
+#include "CDSMPreload.h"
+#include "internal.h"
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <link.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/personality.h>
+#include <sys/resource.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+int dsm_image;
+int dsm_node;
+int dsm_nodes_count = 1;
+static uintptr_t data_start, data_end;
+
+int dsm_shared_address(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    return dsm_heap_contains(p) || (a >= data_start && a < data_end);
+}
+
+static void die(const char *message) {
+    char line[512];
+    int n = snprintf(line, sizeof line, "dsm[node %d]: %s\n", dsm_node, message);
+    if (n > 0) write(2, line, (size_t)n);
+    _exit(1);
+}
+
+// --- the malloc family ------------------------------------------------------
+
+static inline int use_heap(void) {
+    return !dsm_runtime_thread && !dsm_in_runtime && dsm_heap_ready();
+}
+
+void *malloc(size_t size) {
+    if (use_heap()) return dsm_heap_alloc(size, 16, 0);
+    return __libc_malloc(size);
+}
+
+void free(void *p) {
+    if (!p) return;
+    if (dsm_heap_contains(p)) dsm_heap_free(p);
+    else __libc_free(p);
+}
+
+void *calloc(size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (use_heap()) return dsm_heap_alloc(total, 16, 1);
+    return __libc_calloc(count, size);
+}
+
+void *realloc(void *p, size_t size) {
+    if (!p) return malloc(size);
+    if (!dsm_heap_contains(p)) {
+        /* glibc's block (allocated before start-up, or by the runtime). */
+        if (!use_heap()) return __libc_realloc(p, size);
+        size_t old = malloc_usable_size(p);
+        if (size <= old) return p;
+        void *q = malloc(size);
+        if (!q) return NULL;
+        memcpy(q, p, old);
+        __libc_free(p);
+        return q;
+    }
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    size_t old = malloc_usable_size(p);
+    if (size <= old && size >= old / 2) return p;
+    void *q = use_heap() ? dsm_heap_alloc(size, 16, 0) : __libc_malloc(size);
+    if (!q) return NULL;
+    memcpy(q, p, old < size ? old : size);
+    free(p);
+    return q;
+}
+
+void *reallocarray(void *p, size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, total);
+}
+
+static int power_of_two(size_t n) { return n && !(n & (n - 1)); }
+
+int posix_memalign(void **out, size_t alignment, size_t size) {
+    if (!power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+    void *p = use_heap() ? dsm_heap_alloc(size, alignment, 0) : __libc_memalign(alignment, size);
+    if (!p) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *aligned_alloc(size_t alignment, size_t size) {
+    if (!power_of_two(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return use_heap() ? dsm_heap_alloc(size, alignment, 0) : __libc_memalign(alignment, size);
+}
+
+void *memalign(size_t alignment, size_t size) { return aligned_alloc(power_of_two(alignment) ? alignment : 16, size); }
+
+void *valloc(size_t size) { return aligned_alloc(4096, size); }
+
+void *pvalloc(size_t size) { return aligned_alloc(4096, (size + 4095) & ~4095UL); }
+
+size_t malloc_usable_size(void *p) {
+    static size_t (*real)(void *);
+    if (!p) return 0;
+    if (!dsm_heap_contains(p)) {
+        if (!real) real = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+        return real(p);
+    }
+    size_t n = dsm_heap_usable_size(p);
+    if (n == 0) n = (size_t)IN_RUNTIME(dsm_swift_remote_usable_size((uint64_t)(uintptr_t)p, dsm_heap_arena_of(p)));
+    return n;
+}
+
+void dsm_remote_free(void *p) {
+    /* The runtime thread allocates privately; it never frees program
+     * memory, and could not wait on itself to send the message. */
+    if (dsm_runtime_thread) return;
+    IN_RUNTIME_VOID(dsm_swift_remote_free((uint64_t)(uintptr_t)p, dsm_heap_arena_of(p)));
+}
+
+// --- the host thread's queue -------------------------------------------------
+
+typedef struct host_item {
+    int kind;
+    uint64_t a, b, c, d;
+    struct host_item *next;
+} host_item;
+
+static host_item *host_head, *host_tail;
+static volatile int host_lock_word;
+static int host_bell = -1;
+
+void dsm_host_post(int kind, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+    host_item *item = __libc_malloc(sizeof *item);
+    if (!item) die("out of memory in the host queue");
+    *item = (host_item){kind, a, b, c, d, NULL};
+    while (__atomic_exchange_n(&host_lock_word, 1, __ATOMIC_ACQUIRE)) sched_yield();
+    if (host_tail) host_tail->next = item;
+    else host_head = item;
+    host_tail = item;
+    __atomic_store_n(&host_lock_word, 0, __ATOMIC_RELEASE);
+    uint64_t one = 1;
+    ssize_t w = write(host_bell, &one, sizeof one);
+    (void)w;
+}
+
+static host_item *host_take(void) {
+    uint64_t count;
+    for (;;) {
+        while (__atomic_exchange_n(&host_lock_word, 1, __ATOMIC_ACQUIRE)) sched_yield();
+        host_item *item = host_head;
+        if (item) {
+            host_head = item->next;
+            if (!host_head) host_tail = NULL;
+        }
+        __atomic_store_n(&host_lock_word, 0, __ATOMIC_RELEASE);
+        if (item) return item;
+        ssize_t r = read(host_bell, &count, sizeof count);
+        (void)r;
+    }
+}
+
+// --- the program's threads ---------------------------------------------------
+
+typedef struct {
+    void *(*start)(void *);
+    void *arg;
+    void *stack;
+} hosted_start;
+
+static TLS hosted_start *hosted_self;
+static TLS int hosted_finished;
+
+static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static int (*real_pthread_join)(pthread_t, void **);
+static int (*real_pthread_detach)(pthread_t);
+typedef void (*pthread_exit_fn)(void *) __attribute__((noreturn));
+static pthread_exit_fn real_pthread_exit;
+
+static void resolve_thread_functions(void) {
+    if (real_pthread_create) return;
+    real_pthread_join = (int (*)(pthread_t, void **))dlsym(RTLD_NEXT, "pthread_join");
+    real_pthread_detach = (int (*)(pthread_t))dlsym(RTLD_NEXT, "pthread_detach");
+    real_pthread_exit = (pthread_exit_fn)dlsym(RTLD_NEXT, "pthread_exit");
+    __atomic_store_n(&real_pthread_create,
+                     (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))dlsym(RTLD_NEXT, "pthread_create"),
+                     __ATOMIC_RELEASE);
+}
+
+/* The thread's value is handed to whoever joins it; its stack is freed by
+ * the host once the thread is really gone. */
+static void hosted_finish(void *value) {
+    if (hosted_finished) return;
+    hosted_finished = 1;
+    IN_RUNTIME_VOID(dsm_swift_thread_finished((uint64_t)pthread_self(), (uint64_t)(uintptr_t)value));
+    dsm_host_post(DSM_HOST_REAP, (uint64_t)pthread_self(), (uint64_t)(uintptr_t)hosted_self, 0, 0);
+}
+
+static void *hosted_trampoline(void *p) {
+    hosted_start *start = p;
+    hosted_self = start;
+    void *value = start->start(start->arg);
+    hosted_finish(value);
+    return value;
+}
+
+#define DEFAULT_STACK (8UL << 20)
+
+static void host_spawn(uint64_t routine, uint64_t arg, uint64_t stack_size, uint64_t token) {
+    size_t size = stack_size ? (size_t)stack_size : DEFAULT_STACK;
+    if (size < PTHREAD_STACK_MIN) size = PTHREAD_STACK_MIN;
+    size = (size + 4095) & ~4095UL;
+    void *stack = dsm_heap_alloc(size, 4096, 0);
+    hosted_start *start = __libc_malloc(sizeof *start);
+    if (!stack || !start) {
+        if (stack) dsm_heap_free(stack);
+        __libc_free(start);
+        IN_RUNTIME_VOID(dsm_swift_spawned(token, 0, EAGAIN));
+        return;
+    }
+    start->start = (void *(*)(void *))(uintptr_t)routine;
+    start->arg = (void *)(uintptr_t)arg;
+    start->stack = stack;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstack(&attr, stack, size);
+    pthread_t thread;
+    int r = real_pthread_create(&thread, &attr, hosted_trampoline, start);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        dsm_heap_free(stack);
+        __libc_free(start);
+    }
+    IN_RUNTIME_VOID(dsm_swift_spawned(token, r == 0 ? (uint64_t)thread : 0, r));
+}
+
+/* The stack is freed by the runtime once the thread is also joined or
+ * detached: until then its id (an address in that stack) stays taken. */
+static void host_reap(uint64_t thread, uint64_t record) {
+    hosted_start *start = (hosted_start *)(uintptr_t)record;
+    real_pthread_join((pthread_t)thread, NULL);
+    IN_RUNTIME_VOID(dsm_swift_thread_reaped(thread, (uint64_t)(uintptr_t)start->stack));
+    __libc_free(start);
+}
+
+/* The program ended on node 0: flush this node's streams, take part in the
+ * exit rendezvous (pages stay served until every node is there), leave. */
+static void host_end(void) {
+    fflush(NULL);
+    IN_RUNTIME_VOID(dsm_swift_exit(0));
+    _exit(0);
+}
+
+static void host_loop(void) {
+    for (;;) {
+        host_item *item = host_take();
+        switch (item->kind) {
+        case DSM_HOST_SPAWN: host_spawn(item->a, item->b, item->c, item->d); break;
+        case DSM_HOST_REAP: host_reap(item->a, item->b); break;
+        case DSM_HOST_EXIT: exit((int)item->a); break;
+        case DSM_HOST_END: host_end(); break;
+        }
+        __libc_free(item);
+    }
+}
+
+static void *host_thread_main(void *unused) {
+    (void)unused;
+    host_loop();
+    return NULL;
+}
+
+static uint64_t placement_hint;
+
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *), void *arg) {
+    resolve_thread_functions();
+    if (!dsm_image || !dsm_heap_ready() || dsm_runtime_thread || dsm_in_runtime)
+        return real_pthread_create(thread, attr, start, arg);
+    size_t stack_size = 0;
+    int detach_state = PTHREAD_CREATE_JOINABLE;
+    if (attr) {
+        pthread_attr_getstacksize(attr, &stack_size);
+        pthread_attr_getdetachstate(attr, &detach_state);
+    }
+    uint64_t id = 0;
+    long r = IN_RUNTIME(dsm_swift_thread_create((uint64_t)(uintptr_t)start, (uint64_t)(uintptr_t)arg, stack_size,
+                                                detach_state == PTHREAD_CREATE_DETACHED, &id));
+    (void)placement_hint;
+    if (r < 0) return (int)-r;
+    *thread = (pthread_t)id;
+    return 0;
+}
+
+int pthread_join(pthread_t thread, void **value) {
+    resolve_thread_functions();
+    int node = dsm_image ? dsm_heap_arena_of((void *)thread) : -1;
+    if (node < 0 || dsm_runtime_thread || dsm_in_runtime) return real_pthread_join(thread, value);
+    if (pthread_equal(thread, pthread_self())) return EDEADLK;
+    uint64_t v = 0;
+    long r = IN_RUNTIME(dsm_swift_thread_join((uint64_t)thread, node, &v));
+    if (r < 0) return (int)-r;
+    if (value) *value = (void *)(uintptr_t)v;
+    return 0;
+}
+
+int pthread_detach(pthread_t thread) {
+    resolve_thread_functions();
+    int node = dsm_image ? dsm_heap_arena_of((void *)thread) : -1;
+    if (node < 0 || dsm_runtime_thread || dsm_in_runtime) return real_pthread_detach(thread);
+    long r = IN_RUNTIME(dsm_swift_thread_detach((uint64_t)thread, node));
+    return r < 0 ? (int)-r : 0;
+}
+
+void pthread_exit(void *value) {
+    resolve_thread_functions();
+    if (hosted_self) hosted_finish(value);
+    real_pthread_exit(value);
+}
+
+// --- start-up ---------------------------------------------------------------
+
+struct writable_image {
+    uintptr_t start, end;
+};
+
+/* The main executable's writable data and bss, minus what RELRO makes
+ * read-only after relocation. */
+static int find_writable(struct dl_phdr_info *info, size_t size, void *out) {
+    (void)size;
+    struct writable_image *w = out;
+    uintptr_t relro_end = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_GNU_RELRO) relro_end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + 4095) & ~4095UL;
+    }
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+        uintptr_t start = (info->dlpi_addr + ph->p_vaddr) & ~4095UL;
+        uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + 4095) & ~4095UL;
+        if (start < relro_end) start = relro_end;
+        if (start < end) {
+            w->start = start;
+            w->end = end;
+        }
+    }
+    return 1; /* the first object is the executable */
+}
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+    h ^= v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
+    return h;
+}
+
+static int (*image_real_main)(int, char **, char **);
+static int image_argc;
+static char **image_argv, **image_envp;
+static int image_status;
+static ucontext_t main_context, start_context;
+
+static void main_on_dsm_stack(void) { image_status = image_real_main(image_argc, image_argv, image_envp); }
+
+/* argv in the DSM heap: a thread on another node may read it. */
+static char **shared_argv(int argc, char **argv) {
+    size_t bytes = (size_t)(argc + 1) * sizeof(char *);
+    for (int i = 0; i < argc; i++) bytes += strlen(argv[i]) + 1;
+    char **copy = dsm_heap_alloc(bytes, 16, 0);
+    if (!copy) return argv;
+    char *text = (char *)(copy + argc + 1);
+    for (int i = 0; i < argc; i++) {
+        size_t n = strlen(argv[i]) + 1;
+        memcpy(text, argv[i], n);
+        copy[i] = text;
+        text += n;
+    }
+    copy[argc] = NULL;
+    return copy;
+}
+
+int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **argv, char **envp) {
+    resolve_thread_functions();
+    int persona = personality(0xffffffff);
+    if (persona < 0 || !(persona & ADDR_NO_RANDOMIZE))
+        die("image mode needs address-space randomisation off (dsmrun turns it off; was the program started by dsmrun?)");
+    struct writable_image w = {0, 0};
+    dl_iterate_phdr(find_writable, &w);
+    data_start = w.start;
+    data_end = w.end;
+    /* Same binary, same libraries, same places: checked against node 0. */
+    uint64_t fingerprint = mix(mix(mix(mix(0, w.start), w.end), (uint64_t)(uintptr_t)real_main),
+                               (uint64_t)(uintptr_t)dlsym(RTLD_NEXT, "printf"));
+    fingerprint = mix(fingerprint, (uint64_t)(uintptr_t)&dsm_image_main);
+    uint64_t heap_base = 0, heap_size = 0;
+    long r = IN_RUNTIME(dsm_swift_image_setup(w.start, w.end, fingerprint, &heap_base, &heap_size));
+    if (r < 0) die("image set-up failed");
+    dsm_node = dsm_swift_node_id();
+    dsm_nodes_count = dsm_swift_nodes();
+    host_bell = eventfd(0, EFD_CLOEXEC);
+    if (host_bell < 0) die("cannot create the host's eventfd");
+    extern int dsm_heap_setup(uint64_t, uint64_t, int, int);
+    if (dsm_heap_setup(heap_base, heap_size, dsm_node, dsm_nodes_count) != 0) die("cannot set up the DSM heap");
+    dsm_image = 1;
+
+    if (dsm_node != 0) {
+        host_loop();
+        _exit(0);
+    }
+    pthread_t host;
+    dsm_in_runtime++;
+    if (real_pthread_create(&host, NULL, host_thread_main, NULL) != 0) die("cannot start the host thread");
+    dsm_in_runtime--;
+
+    struct rlimit limit;
+    size_t stack_size = DEFAULT_STACK;
+    if (getrlimit(RLIMIT_STACK, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur > 65536)
+        stack_size = limit.rlim_cur > (256UL << 20) ? (256UL << 20) : (size_t)limit.rlim_cur;
+    void *stack = dsm_heap_alloc(stack_size, 4096, 0);
+    if (!stack) die("cannot allocate main's stack in the DSM heap");
+    image_real_main = real_main;
+    image_argc = argc;
+    image_argv = shared_argv(argc, argv);
+    image_envp = envp;
+    getcontext(&main_context);
+    main_context.uc_stack.ss_sp = stack;
+    main_context.uc_stack.ss_size = stack_size;
+    main_context.uc_link = &start_context;
+    makecontext(&main_context, main_on_dsm_stack, 0);
+    swapcontext(&start_context, &main_context);
+    return image_status;
+}
+
+/* exit() on a node other than 0: the program's exit happens on node 0. */
+void dsm_image_exit_elsewhere(int status) {
+    fflush(NULL);
+    IN_RUNTIME_VOID(dsm_swift_program_exit(status));
+    for (;;) pause();
+}

@@ -1,0 +1,61 @@
+// Shared by the C files of the preload (not part of its module interface).
+#ifndef CDSM_PRELOAD_INTERNAL_H
+#define CDSM_PRELOAD_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* Set on threads the runtime owns (the runtime thread): every interposer
+ * passes their calls straight through. */
+extern TLS int dsm_runtime_thread;
+/* > 0 while a program thread runs inside the runtime (a Swift entry point):
+ * what the runtime allocates there is private memory, never the DSM heap. */
+extern TLS int dsm_in_runtime;
+
+#define IN_RUNTIME(expr)                                                                                          \
+    ({                                                                                                            \
+        dsm_in_runtime++;                                                                                         \
+        __typeof__(expr) in_runtime_result_ = (expr);                                                             \
+        dsm_in_runtime--;                                                                                         \
+        in_runtime_result_;                                                                                       \
+    })
+#define IN_RUNTIME_VOID(expr)                                                                                     \
+    do {                                                                                                          \
+        dsm_in_runtime++;                                                                                         \
+        expr;                                                                                                     \
+        dsm_in_runtime--;                                                                                         \
+    } while (0)
+
+/* Image mode is on in this process (main runs on node 0, threads spread). */
+extern int dsm_image;
+extern int dsm_node;
+extern int dsm_nodes_count;
+
+/* The DSM heap (heap.c). */
+void *dsm_heap_alloc(size_t size, size_t alignment, int zero);
+void dsm_heap_free(void *p);
+int dsm_heap_contains(const void *p);
+int dsm_heap_arena_of(const void *p);
+size_t dsm_heap_usable_size(const void *p);
+/* Frees a block of another node's arena (image.c: a message to its node). */
+void dsm_remote_free(void *p);
+
+/* Whether `p` is in memory every node shares in image mode (heap, data). */
+int dsm_shared_address(const void *p);
+
+/* Whether synchronisation objects at `p` go to the distributed service. */
+static inline int dsm_sync_object(const void *p) {
+    return dsm_image && !dsm_runtime_thread && !dsm_in_runtime && dsm_shared_address(p);
+}
+
+/* Image mode start-up on every node (image.c): node 0 returns main's
+ * status, the other nodes never return. */
+int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **argv, char **envp);
+/* exit() on a node other than 0. */
+void dsm_image_exit_elsewhere(int status) __attribute__((noreturn));
+int dsm_heap_ready(void);
+
+#endif

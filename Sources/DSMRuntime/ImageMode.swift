@@ -1,0 +1,89 @@
+// Image mode's address space: the executable's writable data and bss become
+// a container (node 0 keeps the contents it has, the others start with every
+// page invalid), and the heap container is mapped at one fixed address on
+// every node. The C side (Sources/CDSMPreload/image.c) finds the data,
+// serves malloc from the heap and runs main on node 0.
+
+import CDSMKernel
+import CDSMPreload
+import DSMCoherence
+import DSMCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Container ids of the image (SysV segments count up from 1).
+let dataContainerID: ContainerID = 0xFFFF_FF01
+let heapContainerID: ContainerID = 0xFFFF_FF02
+/// Where the heap sits on every node (below the mmap area, which ASLR-less
+/// processes fill downwards from just under the stack).
+let heapBase: UInt64 = 0x1000_0000_0000
+
+@_cdecl("dsm_swift_image_mode")
+public func dsmSwiftImageMode() -> Int32 {
+    guard let configuration = processConfiguration, configuration.image else { return 0 }
+    // A wrapper dsmrun was asked to run (sh -c, env) is not the program:
+    // it runs as itself and the program it executes joins.
+    guard let program = configuration.program, let expected = realpath(program, nil) else { return 1 }
+    defer { free(expected) }
+    guard let actual = realpath("/proc/self/exe", nil) else { return 1 }
+    defer { free(actual) }
+    return strcmp(expected, actual) == 0 ? 1 : 0
+}
+
+@_cdecl("dsm_swift_image_setup")
+public func dsmSwiftImageSetup(_ dataStart: UInt64, _ dataEnd: UInt64, _ fingerprint: UInt64,
+                               _ heapStart: UnsafeMutablePointer<UInt64>, _ heapSize: UnsafeMutablePointer<UInt64>) -> Int {
+    let node = runtimeNode!
+    let configuration = node.configuration
+    let heapPages = UInt32(configuration.heapBytes / UInt64(dsmPageSize))
+    let dataPages = UInt32((dataEnd - dataStart) / UInt64(dsmPageSize))
+    _ = node.perform(.prepareImage(dataStart: dataStart, dataPages: dataPages, heapBase: heapBase, heapPages: heapPages))
+    // Every node has the containers before any of them may fault on them.
+    let met = node.perform(.imageStart(fingerprint: fingerprint))
+    if met.result == -Int64(EXDEV) {
+        fatal("""
+            this node's address-space layout differs from node 0's (the same binary and libraries must load at the \
+            same addresses on every node, with address-space randomisation off)
+            """)
+    }
+    let mapped = node.perform(.mapImage)
+    if mapped.result < 0 { fatal("cannot map the program's image: \(Errno(rawValue: Int32(-mapped.result)))") }
+    heapStart.pointee = heapBase
+    heapSize.pointee = UInt64(heapPages) * UInt64(dsmPageSize)
+    return 0
+}
+
+extension Node {
+    /// Runtime thread: creates the image containers; node 0 fills the data
+    /// container with the program's current data, and owns every page of it.
+    func prepareImage(dataStart: UInt64, dataPages: UInt32, heapPages: UInt32) {
+        if dataPages > 0 {
+            let c = ensureContainer(dataContainerID, pages: dataPages, canonical: dataStart)
+            if id == 0 {
+                // The program's data is still its private mapping here, and
+                // only the runtime runs before main.
+                c.view.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(dataStart))!, byteCount: c.size)
+            }
+            coherence.seedOwner(dataContainerID, owner: 0)
+        }
+        ensureContainer(heapContainerID, pages: heapPages, canonical: heapBase)
+    }
+
+    func mapImage() -> ServiceReply {
+        let uffd: Int32? = nodes > 1 ? self.uffd : nil
+        do {
+            if let data = containers[dataContainerID] {
+                _ = try data.attach(at: data.canonicalAddress, fixed: true, readOnly: false, execute: false, shmid: -1,
+                                    uffd: uffd, replace: true)
+            }
+            if let heap = containers[heapContainerID] {
+                _ = try heap.attach(at: heapBase, fixed: true, readOnly: false, execute: false, shmid: -1, uffd: uffd)
+            }
+        } catch {
+            return .error(error)
+        }
+        attachmentIndex.rebuild(from: containers)
+        return ServiceReply(result: 0)
+    }
+}

@@ -1,0 +1,168 @@
+// Synchronisation in image mode: pthread mutexes, conditions, barriers,
+// rwlocks, spin locks, POSIX semaphores and futex waits on shared memory go
+// to the object's home node (a hash of its address), where DSMSync's model
+// queues and grants them. The object's memory is never used as a lock word,
+// so no page moves for a lock; the data it protects moves by coherence.
+
+import CDSMKernel
+import CDSMPreload
+import DSMCore
+import DSMSync
+import DSMTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct SyncRequest {
+    var object: UInt64
+    var operation: SyncOperation
+    /// The calling thread (pthread_self(), unique cluster-wide in image mode).
+    var thread: UInt64
+    /// Relative; < 0: none.
+    var timeoutNanoseconds: Int64
+
+    var isNotice: Bool { false }
+
+    /// The object's home: spread by address.
+    func home(nodes: Int) -> NodeID {
+        Int(((object >> 3) &* 0x9E37_79B9_7F4A_7C15) >> 33) % nodes
+    }
+
+    init(object: UInt64, operation: SyncOperation, thread: UInt64, timeoutNanoseconds: Int64) {
+        self.object = object
+        self.operation = operation
+        self.thread = thread
+        self.timeoutNanoseconds = timeoutNanoseconds
+    }
+
+    /// From the C entry point's operation code.
+    init?(object: UInt64, code: Int32, argument: UInt64, thread: UInt64, timeoutNanoseconds: Int64) {
+        guard let operation = SyncRequest.operation(code: code, argument: argument) else { return nil }
+        self.init(object: object, operation: operation, thread: thread, timeoutNanoseconds: timeoutNanoseconds)
+    }
+
+    static func operation(code: Int32, argument: UInt64) -> SyncOperation? {
+        switch Int(code) {
+        case Int(DSM_MUTEX_INIT): return .mutexInit(MutexKind(rawValue: UInt8(truncatingIfNeeded: argument)) ?? .normal)
+        case Int(DSM_MUTEX_LOCK), Int(DSM_MUTEX_TRYLOCK):
+            let kind = argument == 0 ? nil : MutexKind(rawValue: UInt8(truncatingIfNeeded: argument - 1))
+            return .mutexLock(kind: kind, tryOnly: Int(code) == Int(DSM_MUTEX_TRYLOCK))
+        case Int(DSM_MUTEX_UNLOCK): return .mutexUnlock
+        case Int(DSM_MUTEX_DESTROY): return .mutexDestroy
+        case Int(DSM_COND_WAIT): return .condWait(mutex: argument)
+        case Int(DSM_COND_SIGNAL): return .condSignal
+        case Int(DSM_COND_BROADCAST): return .condBroadcast
+        case Int(DSM_COND_DESTROY): return .condDestroy
+        case Int(DSM_BARRIER_INIT): return .barrierInit(count: UInt32(truncatingIfNeeded: argument))
+        case Int(DSM_BARRIER_WAIT): return .barrierWait
+        case Int(DSM_BARRIER_DESTROY): return .barrierDestroy
+        case Int(DSM_RW_READ), Int(DSM_RW_TRYREAD): return .readLock(tryOnly: Int(code) == Int(DSM_RW_TRYREAD))
+        case Int(DSM_RW_WRITE), Int(DSM_RW_TRYWRITE): return .writeLock(tryOnly: Int(code) == Int(DSM_RW_TRYWRITE))
+        case Int(DSM_RW_UNLOCK): return .rwUnlock
+        case Int(DSM_RW_DESTROY): return .rwDestroy
+        case Int(DSM_SEM_INIT): return .semInit(value: UInt32(truncatingIfNeeded: argument))
+        case Int(DSM_SEM_WAIT), Int(DSM_SEM_TRYWAIT): return .semWait(tryOnly: Int(code) == Int(DSM_SEM_TRYWAIT))
+        case Int(DSM_SEM_POST): return .semPost
+        case Int(DSM_SEM_VALUE): return .semValue
+        case Int(DSM_SEM_DESTROY): return .semDestroy
+        case Int(DSM_FUTEX_SEQUENCE): return .futexSequence
+        case Int(DSM_FUTEX_WAIT): return .futexWait(sequence: argument)
+        case Int(DSM_FUTEX_WAKE): return .futexWake(count: Int32(truncatingIfNeeded: argument))
+        default: return nil
+        }
+    }
+
+    /// The operation as (code, argument), for the wire.
+    var code: (Int32, UInt64) {
+        switch operation {
+        case .mutexInit(let kind): return (Int32(DSM_MUTEX_INIT), UInt64(kind.rawValue))
+        case .mutexLock(let kind, let tryOnly):
+            return (Int32(tryOnly ? DSM_MUTEX_TRYLOCK : DSM_MUTEX_LOCK), kind.map { UInt64($0.rawValue) + 1 } ?? 0)
+        case .mutexUnlock: return (Int32(DSM_MUTEX_UNLOCK), 0)
+        case .mutexDestroy: return (Int32(DSM_MUTEX_DESTROY), 0)
+        case .condWait(let mutex): return (Int32(DSM_COND_WAIT), mutex)
+        case .condSignal: return (Int32(DSM_COND_SIGNAL), 0)
+        case .condBroadcast: return (Int32(DSM_COND_BROADCAST), 0)
+        case .condDestroy: return (Int32(DSM_COND_DESTROY), 0)
+        case .barrierInit(let count): return (Int32(DSM_BARRIER_INIT), UInt64(count))
+        case .barrierWait: return (Int32(DSM_BARRIER_WAIT), 0)
+        case .barrierDestroy: return (Int32(DSM_BARRIER_DESTROY), 0)
+        case .readLock(let tryOnly): return (Int32(tryOnly ? DSM_RW_TRYREAD : DSM_RW_READ), 0)
+        case .writeLock(let tryOnly): return (Int32(tryOnly ? DSM_RW_TRYWRITE : DSM_RW_WRITE), 0)
+        case .rwUnlock: return (Int32(DSM_RW_UNLOCK), 0)
+        case .rwDestroy: return (Int32(DSM_RW_DESTROY), 0)
+        case .semInit(let value): return (Int32(DSM_SEM_INIT), UInt64(value))
+        case .semWait(let tryOnly): return (Int32(tryOnly ? DSM_SEM_TRYWAIT : DSM_SEM_WAIT), 0)
+        case .semPost: return (Int32(DSM_SEM_POST), 0)
+        case .semValue: return (Int32(DSM_SEM_VALUE), 0)
+        case .semDestroy: return (Int32(DSM_SEM_DESTROY), 0)
+        case .futexSequence: return (Int32(DSM_FUTEX_SEQUENCE), 0)
+        case .futexWait(let sequence): return (Int32(DSM_FUTEX_WAIT), sequence)
+        case .futexWake(let count): return (Int32(DSM_FUTEX_WAKE), UInt64(UInt32(bitPattern: count)))
+        }
+    }
+
+    func encode(into w: inout WireWriter) {
+        let (c, argument) = code
+        w.put(object); w.put(thread); w.put(timeoutNanoseconds); w.put(c); w.put(argument)
+    }
+
+    static func decode(_ r: inout WireReader) -> SyncRequest? {
+        let object: UInt64 = r.get()
+        let thread: UInt64 = r.get()
+        let timeout: Int64 = r.get()
+        let code: Int32 = r.get()
+        let argument: UInt64 = r.get()
+        return SyncRequest(object: object, code: code, argument: argument, thread: thread, timeoutNanoseconds: timeout)
+    }
+}
+
+extension Node {
+    /// A synchronisation request for an object homed here.
+    func handleSync(_ request: SyncRequest, reply: ReplyDestination) {
+        let deadline = request.timeoutNanoseconds >= 0
+            ? monotonicNanoseconds() &+ UInt64(request.timeoutNanoseconds) : nil
+        let actions = syncObjects.handle(request.object, request.operation, thread: request.thread, deadline: deadline,
+                                         waiter: reply)
+        carryOut(actions)
+    }
+
+    func carryOut(_ actions: [SyncObjects<ReplyDestination>.Action]) {
+        for action in actions {
+            switch action {
+            case .reply(let waiter, let result):
+                answer(waiter, ServiceReply(result: result))
+            case .unlockMutex(let mutex, let thread):
+                let unlock = SyncRequest(object: mutex, operation: .mutexUnlock, thread: thread, timeoutNanoseconds: -1)
+                let home = unlock.home(nodes: nodes)
+                if home == id {
+                    handleSync(unlock, reply: .none)
+                } else {
+                    sendCall(.sync(unlock), caller: Caller(uid: 0, gid: 0, pid: 0, node: id), callID: 0, to: home)
+                }
+            }
+        }
+    }
+
+    /// Timed waits that ran out.
+    func expireSyncDeadlines() {
+        guard let next = syncObjects.nextDeadline, next <= monotonicNanoseconds() else { return }
+        carryOut(syncObjects.expire(now: monotonicNanoseconds()))
+    }
+
+    func millisecondsUntilSyncDeadline() -> Int32 {
+        guard let next = syncObjects.nextDeadline else { return -1 }
+        let now = monotonicNanoseconds()
+        if next <= now { return 0 }
+        return Int32(clamping: (next - now + 999_999) / 1_000_000)
+    }
+}
+
+@_cdecl("dsm_swift_sync")
+public func dsmSwiftSync(_ object: UInt64, _ operation: Int32, _ argument: UInt64, _ timeout: Int64) -> Int {
+    guard let request = SyncRequest(object: object, code: operation, argument: argument,
+                                    thread: UInt64(pthread_self()), timeoutNanoseconds: timeout) else {
+        return -Int(EINVAL)
+    }
+    return Int(runtimeNode.perform(.sync(request)).result)
+}
