@@ -47,8 +47,8 @@ void dsm_remote_free(void *p);
 int dsm_shared_address(const void *p);
 
 /* Whether synchronisation objects at `p` go to the distributed service. */
-static inline int dsm_sync_object(const void *p) {
-    return dsm_image && !dsm_runtime_thread && !dsm_in_runtime && dsm_shared_address(p);
+static inline int dsm_sync_object(const volatile void *p) {
+    return dsm_image && !dsm_runtime_thread && !dsm_in_runtime && dsm_shared_address((const void *)p);
 }
 
 /* Image mode start-up on every node (image.c): node 0 returns main's
