@@ -48,7 +48,9 @@ int dsm_shared_address(const void *p);
 
 /* Whether synchronisation objects at `p` go to the distributed service. */
 static inline int dsm_sync_object(const volatile void *p) {
-    return dsm_image && !dsm_runtime_thread && !dsm_in_runtime && dsm_shared_address((const void *)p);
+    /* One node: every thread is in one process, glibc's objects just work. */
+    return dsm_image && dsm_nodes_count > 1 && !dsm_runtime_thread && !dsm_in_runtime &&
+           dsm_shared_address((const void *)p);
 }
 
 /* Image mode start-up on every node (image.c): node 0 returns main's

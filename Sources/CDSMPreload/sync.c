@@ -14,9 +14,12 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <sched.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REAL(name)                                                                                                \
     static __typeof__(name) *real_##name;                                                                         \
@@ -24,6 +27,10 @@
 
 static long sync_call(const volatile void *object, int operation, uint64_t argument, int64_t timeout_ns) {
     return IN_RUNTIME(dsm_swift_sync((uint64_t)(uintptr_t)object, operation, argument, timeout_ns));
+}
+
+static void sync_notice(const volatile void *object, int operation, uint64_t argument) {
+    IN_RUNTIME_VOID(dsm_swift_sync_notice((uint64_t)(uintptr_t)object, operation, argument));
 }
 
 /* pthread functions return the error number; the service answers -errno. */
@@ -39,40 +46,310 @@ static int64_t timeout_until(const struct timespec *deadline) {
     return ns < 0 ? 0 : ns;
 }
 
-// --- mutexes ----------------------------------------------------------------
+// --- mutexes: node-cached lock tokens -----------------------------------------
 
-/* glibc keeps the type in __data.__kind (PTHREAD_MUTEX_KIND_MASK_NP = 3);
- * a statically initialised recursive or error-checking mutex has it there. */
-static uint64_t kind_in_object(const pthread_mutex_t *m) { return (uint64_t)(m->__data.__kind & 3); }
+/* A mutex is owned by a node, not a thread: while this node holds the
+ * mutex's token (granted by the mutex's home), its threads lock and unlock
+ * it here, with no message at all. When another node asks, the home recalls
+ * the token; this node gives it back once it has used it LOCK_BATCH times
+ * since it came, or as soon as the mutex has been free for LOCK_IDLE_NS (a
+ * thread in a tight lock/unlock loop keeps it for a batch: one hand-over
+ * costs a few messages and the page of the data it protects). Owner, recursion count
+ * and the error checks are local, since only this node's threads can hold
+ * the mutex while the token is here. Threads wait on a private futex word of
+ * the entry; the runtime thread flips `token` when grants and recalls come.
+ *
+ * Entries live in a private table, never in DSM memory: neither a program
+ * thread holding an entry's spin lock nor the runtime thread can fault. */
+typedef struct {
+    uint64_t object; /* 0: free slot */
+    volatile int lock;
+    uint32_t seq; /* futex word: bumped at every change a waiter may need */
+    uint32_t waiters;
+    uint32_t count;
+    pthread_t owner;
+    uint8_t kind; /* 0 normal, 1 recursive, 2 error-checking */
+    uint32_t uses; /* since the token came */
+    int64_t last_unlock;
+    uint8_t token, requesting, recall, locked;
+} lock_entry;
+
+#define LOCK_BATCH 16
+#define LOCK_IDLE_NS 50000
+
+#define LOCK_ENTRIES 16384
+static lock_entry *lock_table;
+static volatile int table_lock;
+
+static void spin(volatile int *word) {
+    for (int n = 0; __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE); n++)
+        if (n > 32) sched_yield();
+}
+static void unspin(volatile int *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
+
+/* The entry of `object`, created with `kind` when absent (kind < 0: only
+ * look). NULL when absent and not created, or the table is full. */
+static lock_entry *lock_entry_of(const volatile void *object, int kind) {
+    uint64_t key = (uint64_t)(uintptr_t)object;
+    spin(&table_lock);
+    if (!lock_table) {
+        lock_table = mmap(NULL, LOCK_ENTRIES * sizeof(lock_entry), PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (lock_table == MAP_FAILED) lock_table = NULL;
+    }
+    lock_entry *found = NULL;
+    if (lock_table) {
+        size_t i = (size_t)(((key >> 3) * 0x9E3779B97F4A7C15ULL) >> 50) % LOCK_ENTRIES;
+        for (size_t probes = 0; probes < LOCK_ENTRIES; probes++, i = (i + 1) % LOCK_ENTRIES) {
+            if (lock_table[i].object == key) {
+                found = &lock_table[i];
+                break;
+            }
+            if (lock_table[i].object == 0) {
+                if (kind >= 0) {
+                    found = &lock_table[i];
+                    found->kind = (uint8_t)kind;
+                    __atomic_store_n(&found->object, key, __ATOMIC_RELEASE);
+                }
+                break;
+            }
+        }
+    }
+    unspin(&table_lock);
+    return found;
+}
+
+static void futex_wait_private(uint32_t *word, uint32_t expected, const struct timespec *timeout) {
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, timeout, NULL, 0);
+}
+
+static void futex_wake_private(uint32_t *word, int count) {
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}
+
+static int64_t monotonic_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* glibc keeps the type in __data.__kind (PTHREAD_MUTEX_KIND_MASK_NP = 3),
+ * for a statically initialised mutex as for one set up by
+ * pthread_mutex_init: read once per node, before any lock is held (it may
+ * fault). */
+static int kind_in_object(const pthread_mutex_t *m) { return m->__data.__kind & 3; }
+
+/* timeout_ns < 0: none. `try`: never wait. */
+static int token_lock(const volatile void *object, int kind, int try, int64_t timeout_ns) {
+    lock_entry *e = lock_entry_of(object, -1);
+    if (!e) e = lock_entry_of(object, kind);
+    if (!e) return EAGAIN;
+    pthread_t self = pthread_self();
+    int64_t deadline = timeout_ns >= 0 ? monotonic_ns() + timeout_ns : -1;
+    for (;;) {
+        spin(&e->lock);
+        if (e->token && e->locked && pthread_equal(e->owner, self)) {
+            if (e->kind == 1) {
+                e->count++;
+                unspin(&e->lock);
+                return 0;
+            }
+            if (e->kind == 2 || try) {
+                unspin(&e->lock);
+                return try ? EBUSY : EDEADLK;
+            }
+            /* A normal mutex locked twice by its owner: deadlock, as glibc. */
+        }
+        if (e->token && !e->locked && !(e->recall && e->uses >= LOCK_BATCH)) {
+            e->locked = 1;
+            e->uses++;
+            e->owner = self;
+            e->count = 1;
+            unspin(&e->lock);
+            return 0;
+        }
+        if (try) {
+            int ask = !e->token && !e->requesting;
+            unspin(&e->lock);
+            if (!ask) return EBUSY;
+            long r = sync_call(object, DSM_TOKEN_TRY, 0, -1);
+            if (r != 1) return EBUSY;
+            spin(&e->lock);
+            e->token = 1;
+            e->recall = 0;
+            e->uses = 0;
+            unspin(&e->lock);
+            continue;
+        }
+        int ask = !e->token && !e->requesting;
+        if (ask) e->requesting = 1;
+        e->waiters++;
+        uint32_t seen = e->seq;
+        unspin(&e->lock);
+        if (ask) sync_notice(object, DSM_TOKEN_ACQUIRE, 0);
+        struct timespec left, *wait_for = NULL;
+        if (deadline >= 0) {
+            int64_t ns = deadline - monotonic_ns();
+            if (ns < 0) ns = 0;
+            left.tv_sec = ns / 1000000000LL;
+            left.tv_nsec = ns % 1000000000LL;
+            wait_for = &left;
+        }
+        if (!wait_for || left.tv_sec || left.tv_nsec) futex_wait_private(&e->seq, seen, wait_for);
+        spin(&e->lock);
+        e->waiters--;
+        int timed_out = deadline >= 0 && monotonic_ns() >= deadline;
+        int give_back = 0;
+        if (timed_out && e->waiters == 0 && e->token && !e->locked && e->recall) {
+            e->token = 0;
+            e->recall = 0;
+            give_back = 1;
+        }
+        unspin(&e->lock);
+        if (give_back) sync_notice(object, DSM_TOKEN_RELEASE, 0);
+        if (timed_out) return ETIMEDOUT;
+    }
+}
+
+static int token_unlock(const volatile void *object) {
+    lock_entry *e = lock_entry_of(object, -1);
+    if (!e) return EPERM;
+    spin(&e->lock);
+    if (!e->token || !e->locked || (!pthread_equal(e->owner, pthread_self()) && e->kind != 0)) {
+        int kind = e->kind;
+        unspin(&e->lock);
+        return kind == 0 ? 0 : EPERM;
+    }
+    if (e->kind == 1 && e->count > 1) {
+        e->count--;
+        unspin(&e->lock);
+        return 0;
+    }
+    e->locked = 0;
+    e->count = 0;
+    e->last_unlock = monotonic_ns();
+    int give_back = e->recall && e->uses >= LOCK_BATCH;
+    if (give_back) {
+        e->token = 0;
+        e->recall = 0;
+    }
+    e->seq++;
+    uint32_t waiters = e->waiters;
+    unspin(&e->lock);
+    if (give_back) sync_notice(object, DSM_TOKEN_RELEASE, 0);
+    if (waiters) futex_wake_private(&e->seq, 1);
+    return 0;
+}
+
+/* Runtime thread: the token arrived. 1: nobody wants it any more (a timed
+ * lock gave up), give it back. */
+int dsm_lock_granted(uint64_t object) {
+    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, 0);
+    if (!e) return 1;
+    spin(&e->lock);
+    e->token = 1;
+    e->requesting = 0;
+    e->recall = 0;
+    e->uses = 0;
+    e->seq++;
+    int give_back = e->waiters == 0;
+    if (give_back) e->token = 0;
+    unspin(&e->lock);
+    futex_wake_private(&e->seq, INT_MAX);
+    return give_back;
+}
+
+/* Runtime thread: another node wants the token. 1: give it back now;
+ * 2: later (an unlock will, or dsm_lock_recall_due once the mutex idles). */
+int dsm_lock_recalled(uint64_t object) {
+    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, -1);
+    if (!e) return 0;
+    spin(&e->lock);
+    int outcome = 0;
+    if (e->token) {
+        e->recall = 1;
+        int idle = !e->locked && e->waiters == 0 && monotonic_ns() - e->last_unlock >= LOCK_IDLE_NS;
+        if (idle || (!e->locked && e->uses >= LOCK_BATCH)) {
+            e->token = 0;
+            e->recall = 0;
+            e->seq++;
+            outcome = 1;
+        } else {
+            outcome = 2;
+        }
+    }
+    unspin(&e->lock);
+    return outcome;
+}
+
+/* Runtime thread: a trylock on another node. 1: the mutex is free here,
+ * the token goes; 0: it is locked (busy). */
+int dsm_lock_try_recalled(uint64_t object) {
+    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, -1);
+    if (!e) return 1;
+    spin(&e->lock);
+    int give = 1;
+    if (e->token) {
+        if (e->locked) {
+            give = 0;
+        } else {
+            e->token = 0;
+            e->recall = 0;
+            e->seq++;
+        }
+    }
+    unspin(&e->lock);
+    return give;
+}
+
+/* Runtime thread, for a recall it deferred: 1: give the token back now
+ * (the mutex idles); 0: not yet; -1: nothing left to do (gone already). */
+int dsm_lock_recall_due(uint64_t object) {
+    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, -1);
+    if (!e) return -1;
+    spin(&e->lock);
+    int outcome = 0;
+    if (!e->token || !e->recall) {
+        outcome = -1;
+    } else if (!e->locked && e->waiters == 0 && monotonic_ns() - e->last_unlock >= LOCK_IDLE_NS) {
+        e->token = 0;
+        e->recall = 0;
+        e->seq++;
+        outcome = 1;
+    }
+    unspin(&e->lock);
+    return outcome;
+}
 
 int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *attr) {
     REAL(pthread_mutex_init);
-    if (!dsm_sync_object(m)) return real_pthread_mutex_init(m, attr);
-    int type = PTHREAD_MUTEX_NORMAL;
-    if (attr) pthread_mutexattr_gettype(attr, &type);
-    uint64_t kind = type == PTHREAD_MUTEX_RECURSIVE ? 1 : type == PTHREAD_MUTEX_ERRORCHECK ? 2 : 0;
-    /* The object too, for a program that looks at it (and a static-style
-     * reader of __kind). */
-    real_pthread_mutex_init(m, attr);
-    return as_error(sync_call(m, DSM_MUTEX_INIT, kind, -1));
+    int r = real_pthread_mutex_init(m, attr);
+    if (r != 0 || !dsm_sync_object(m)) return r;
+    int kind = kind_in_object(m);
+    lock_entry *e = lock_entry_of(m, kind);
+    if (e) {
+        spin(&e->lock);
+        e->kind = (uint8_t)kind;
+        unspin(&e->lock);
+    }
+    return 0;
 }
 
-static int mutex_lock(pthread_mutex_t *m, int operation, int64_t timeout) {
-    long r = sync_call(m, operation, 0, timeout);
-    if (r == 1) r = sync_call(m, operation, kind_in_object(m) + 1, timeout);
-    return as_error(r);
+static int mutex_lock(pthread_mutex_t *m, int try, int64_t timeout) {
+    int kind = lock_entry_of(m, -1) ? 0 : kind_in_object(m);
+    return token_lock(m, kind, try, timeout);
 }
 
 int pthread_mutex_lock(pthread_mutex_t *m) {
     REAL(pthread_mutex_lock);
     if (!dsm_sync_object(m)) return real_pthread_mutex_lock(m);
-    return mutex_lock(m, DSM_MUTEX_LOCK, -1);
+    return mutex_lock(m, 0, -1);
 }
 
 int pthread_mutex_trylock(pthread_mutex_t *m) {
     REAL(pthread_mutex_trylock);
     if (!dsm_sync_object(m)) return real_pthread_mutex_trylock(m);
-    return mutex_lock(m, DSM_MUTEX_TRYLOCK, -1);
+    return mutex_lock(m, 1, -1);
 }
 
 int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *deadline) {
@@ -80,19 +357,26 @@ int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *deadline)
     if (!dsm_sync_object(m)) return real_pthread_mutex_timedlock(m, deadline);
     int64_t timeout = timeout_until(deadline);
     if (timeout < 0) return EINVAL;
-    return mutex_lock(m, DSM_MUTEX_LOCK, timeout);
+    return mutex_lock(m, 0, timeout);
 }
 
 int pthread_mutex_unlock(pthread_mutex_t *m) {
     REAL(pthread_mutex_unlock);
     if (!dsm_sync_object(m)) return real_pthread_mutex_unlock(m);
-    return as_error(sync_call(m, DSM_MUTEX_UNLOCK, 0, -1));
+    return token_unlock(m);
 }
 
 int pthread_mutex_destroy(pthread_mutex_t *m) {
     REAL(pthread_mutex_destroy);
     if (!dsm_sync_object(m)) return real_pthread_mutex_destroy(m);
-    return as_error(sync_call(m, DSM_MUTEX_DESTROY, 0, -1));
+    lock_entry *e = lock_entry_of(m, -1);
+    if (e) {
+        spin(&e->lock);
+        int busy = e->locked || e->waiters;
+        unspin(&e->lock);
+        if (busy) return EBUSY;
+    }
+    return 0;
 }
 
 // --- condition variables ------------------------------------------------------
@@ -103,11 +387,15 @@ int pthread_cond_init(pthread_cond_t *c, const pthread_condattr_t *attr) {
     return 0;
 }
 
-/* The condition's home queues the thread, then releases the mutex for it:
- * a signal sent by whoever takes the mutex next cannot be missed. */
+/* The condition's home gives the thread a ticket before it releases the
+ * mutex: a signal sent by whoever takes the mutex next reaches the ticket. */
 static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t timeout) {
-    int r = as_error(sync_call(c, DSM_COND_WAIT, (uint64_t)(uintptr_t)m, timeout));
-    int relock = mutex_lock(m, DSM_MUTEX_LOCK, -1);
+    long ticket = sync_call(c, DSM_COND_ENQUEUE, 0, -1);
+    if (ticket < 0) return (int)-ticket;
+    int unlocked = token_unlock(m);
+    if (unlocked) return unlocked;
+    int r = as_error(sync_call(c, DSM_COND_AWAIT, (uint64_t)ticket, timeout));
+    int relock = mutex_lock(m, 0, -1);
     return r ? r : relock;
 }
 
@@ -128,13 +416,15 @@ int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct t
 int pthread_cond_signal(pthread_cond_t *c) {
     REAL(pthread_cond_signal);
     if (!dsm_sync_object(c)) return real_pthread_cond_signal(c);
-    return as_error(sync_call(c, DSM_COND_SIGNAL, 0, -1));
+    sync_notice(c, DSM_COND_SIGNAL, 0);
+    return 0;
 }
 
 int pthread_cond_broadcast(pthread_cond_t *c) {
     REAL(pthread_cond_broadcast);
     if (!dsm_sync_object(c)) return real_pthread_cond_broadcast(c);
-    return as_error(sync_call(c, DSM_COND_BROADCAST, 0, -1));
+    sync_notice(c, DSM_COND_BROADCAST, 0);
+    return 0;
 }
 
 int pthread_cond_destroy(pthread_cond_t *c) {
@@ -202,36 +492,36 @@ int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *deadl
     return as_error(sync_call(l, DSM_RW_WRITE, 0, timeout));
 }
 
-// --- spin locks: served as plain mutexes (nobody spins across nodes) ---------
+// --- spin locks: token mutexes (nobody spins across nodes) -------------------
 
 int pthread_spin_init(pthread_spinlock_t *s, int shared) {
     REAL(pthread_spin_init);
     if (!dsm_sync_object(s)) return real_pthread_spin_init(s, shared);
-    return as_error(sync_call(s, DSM_MUTEX_INIT, 0, -1));
+    return 0;
 }
 
 int pthread_spin_lock(pthread_spinlock_t *s) {
     REAL(pthread_spin_lock);
     if (!dsm_sync_object(s)) return real_pthread_spin_lock(s);
-    return as_error(sync_call(s, DSM_MUTEX_LOCK, 1, -1));
+    return token_lock(s, 0, 0, -1);
 }
 
 int pthread_spin_trylock(pthread_spinlock_t *s) {
     REAL(pthread_spin_trylock);
     if (!dsm_sync_object(s)) return real_pthread_spin_trylock(s);
-    return as_error(sync_call(s, DSM_MUTEX_TRYLOCK, 1, -1));
+    return token_lock(s, 0, 1, -1);
 }
 
 int pthread_spin_unlock(pthread_spinlock_t *s) {
     REAL(pthread_spin_unlock);
     if (!dsm_sync_object(s)) return real_pthread_spin_unlock(s);
-    return as_error(sync_call(s, DSM_MUTEX_UNLOCK, 0, -1));
+    return token_unlock(s);
 }
 
 int pthread_spin_destroy(pthread_spinlock_t *s) {
     REAL(pthread_spin_destroy);
     if (!dsm_sync_object(s)) return real_pthread_spin_destroy(s);
-    return as_error(sync_call(s, DSM_MUTEX_DESTROY, 0, -1));
+    return 0;
 }
 
 // --- pthread_once -----------------------------------------------------------
@@ -243,12 +533,12 @@ int pthread_once(pthread_once_t *once, void (*init)(void)) {
     REAL(pthread_once);
     if (!dsm_sync_object(once)) return real_pthread_once(once, init);
     if (__atomic_load_n(once, __ATOMIC_ACQUIRE) == 2) return 0;
-    sync_call(once, DSM_MUTEX_LOCK, 1, -1);
+    token_lock(once, 0, 0, -1);
     if (__atomic_load_n(once, __ATOMIC_ACQUIRE) != 2) {
         init();
         __atomic_store_n(once, 2, __ATOMIC_RELEASE);
     }
-    sync_call(once, DSM_MUTEX_UNLOCK, 0, -1);
+    token_unlock(once);
     return 0;
 }
 

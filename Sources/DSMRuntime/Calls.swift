@@ -70,6 +70,12 @@ enum ServiceRequest {
     case programEnd
     /// A synchronisation operation, served at the object's home (SyncService.swift).
     case sync(SyncRequest)
+    /// home -> node: the lock token of `object` is this node's (a notice).
+    case lockGranted(object: UInt64, node: NodeID)
+    /// home -> node: give the token of `object` back when it is free.
+    case lockRecalled(object: UInt64, node: NodeID)
+    /// home -> node: give the token of `object` now if it is free, or say busy.
+    case lockTryRecalled(object: UInt64, node: NodeID)
 
     // Local only: run on the runtime thread of the calling node.
     /// Creates the image containers (the data one filled from `dataStart`
@@ -102,7 +108,7 @@ enum ServiceRequest {
     /// Nobody waits for an answer: the calling thread goes on once it is sent.
     var isNotice: Bool {
         switch self {
-        case .remoteFree, .programExit, .programEnd: return true
+        case .remoteFree, .programExit, .programEnd, .lockGranted, .lockRecalled, .lockTryRecalled: return true
         case .sync(let s): return s.isNotice
         default: return false
         }
@@ -112,7 +118,8 @@ enum ServiceRequest {
     func destination(nodes: Int) -> NodeID {
         switch self {
         case .spawnThread(_, _, _, _, let node), .joinThread(_, let node), .detachThread(_, let node),
-             .remoteFree(_, let node), .remoteUsableSize(_, let node):
+             .remoteFree(_, let node), .remoteUsableSize(_, let node), .lockGranted(_, let node), .lockRecalled(_, let node),
+             .lockTryRecalled(_, let node):
             return node
         case .sync(let s): return s.home(nodes: nodes)
         default: return 0
@@ -173,6 +180,12 @@ enum ServiceRequest {
             w.put(UInt8(21))
         case .sync(let s):
             w.put(UInt8(22)); s.encode(into: &w)
+        case .lockGranted(let object, let node):
+            w.put(UInt8(23)); w.put(object); w.put(Int32(node))
+        case .lockRecalled(let object, let node):
+            w.put(UInt8(24)); w.put(object); w.put(Int32(node))
+        case .lockTryRecalled(let object, let node):
+            w.put(UInt8(25)); w.put(object); w.put(Int32(node))
         case .mapAttachment, .unmapAttachment, .interrupted, .prepareImage, .mapImage, .spawned, .threadFinished,
              .threadReaped, .endProgram:
             preconditionFailure("local requests never travel")
@@ -220,6 +233,9 @@ enum ServiceRequest {
         case 22:
             guard let s = SyncRequest.decode(&r) else { return nil }
             request = .sync(s)
+        case 23: request = .lockGranted(object: r.get(), node: Int(r.get(Int32.self)))
+        case 24: request = .lockRecalled(object: r.get(), node: Int(r.get(Int32.self)))
+        case 25: request = .lockTryRecalled(object: r.get(), node: Int(r.get(Int32.self)))
         default: return nil
         }
         return r.failed ? nil : (request, caller)

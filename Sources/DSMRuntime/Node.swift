@@ -56,6 +56,8 @@ final class Node {
     var nextSpawnToken: UInt64 = 1
     /// Synchronisation objects homed here (image mode).
     var syncObjects = SyncObjects<ReplyDestination>()
+    /// Lock tokens recalled but kept for a batch (SyncService.swift).
+    var deferredRecalls: [UInt64] = []
     /// Node 0 only: the System V namespace and the barriers.
     var service: ClusterService?
     /// Set once every node has finished: connections closing is then normal.
@@ -168,10 +170,24 @@ final class Node {
     /// Called on a program thread: hands the request to the runtime thread
     /// and sleeps until it is answered.
     func perform(_ request: ServiceRequest) -> ServiceReply {
-        let call = LocalCall(request, caller: Caller.current(node: id))
+        perform(request, caller: Caller.current(node: id))
+    }
+
+    func perform(_ request: ServiceRequest, caller: Caller) -> ServiceReply {
+        let call = LocalCall(request, caller: caller)
         hand(call)
         return call.wait()
     }
+
+    /// Hands a notice to the runtime thread and goes on: it is sent in the
+    /// order of this node's calls, nobody waits for its answer.
+    func post(_ request: ServiceRequest, caller: Caller) {
+        hand(LocalCall(request, caller: caller))
+    }
+
+    /// Synchronisation needs no credentials: this saves the system calls
+    /// of Caller.current.
+    var syncCaller: Caller { Caller(uid: 0, gid: 0, pid: 0, node: id) }
 
     /// As `perform`, for a semop: a signal handler running in the waiting
     /// thread makes it fail with EINTR, as Linux's semop does (never
@@ -244,6 +260,8 @@ final class Node {
             answer(reply, runLocally(request))
         case .sync(let s):
             handleSync(s, reply: reply)
+        case .lockGranted, .lockRecalled, .lockTryRecalled:
+            lockTokenEvent(request)
         case .spawnThread, .joinThread, .detachThread, .remoteFree, .remoteUsableSize, .programEnd:
             handleThreadRequest(request, reply: reply)
         case .programExit where id == 0:
@@ -314,6 +332,7 @@ final class Node {
             }
             service?.expireDeadlines(node: self)
             expireSyncDeadlines()
+            checkDeferredRecalls()
         }
     }
 

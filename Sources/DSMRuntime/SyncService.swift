@@ -21,7 +21,8 @@ struct SyncRequest {
     /// Relative; < 0: none.
     var timeoutNanoseconds: Int64
 
-    var isNotice: Bool { false }
+    /// Sent without waiting for an answer (dsm_swift_sync_notice).
+    var isNotice = false
 
     /// The object's home: spread by address.
     func home(nodes: Int) -> NodeID {
@@ -43,13 +44,12 @@ struct SyncRequest {
 
     static func operation(code: Int32, argument: UInt64) -> SyncOperation? {
         switch Int(code) {
-        case Int(DSM_MUTEX_INIT): return .mutexInit(MutexKind(rawValue: UInt8(truncatingIfNeeded: argument)) ?? .normal)
-        case Int(DSM_MUTEX_LOCK), Int(DSM_MUTEX_TRYLOCK):
-            let kind = argument == 0 ? nil : MutexKind(rawValue: UInt8(truncatingIfNeeded: argument - 1))
-            return .mutexLock(kind: kind, tryOnly: Int(code) == Int(DSM_MUTEX_TRYLOCK))
-        case Int(DSM_MUTEX_UNLOCK): return .mutexUnlock
-        case Int(DSM_MUTEX_DESTROY): return .mutexDestroy
-        case Int(DSM_COND_WAIT): return .condWait(mutex: argument)
+        case Int(DSM_TOKEN_ACQUIRE): return .tokenAcquire
+        case Int(DSM_TOKEN_TRY): return .tokenTry
+        case Int(DSM_TOKEN_RELEASE): return .tokenRelease
+        case Int(DSM_TOKEN_BUSY): return .tokenBusy
+        case Int(DSM_COND_ENQUEUE): return .condEnqueue
+        case Int(DSM_COND_AWAIT): return .condAwait(ticket: argument)
         case Int(DSM_COND_SIGNAL): return .condSignal
         case Int(DSM_COND_BROADCAST): return .condBroadcast
         case Int(DSM_COND_DESTROY): return .condDestroy
@@ -75,12 +75,12 @@ struct SyncRequest {
     /// The operation as (code, argument), for the wire.
     var code: (Int32, UInt64) {
         switch operation {
-        case .mutexInit(let kind): return (Int32(DSM_MUTEX_INIT), UInt64(kind.rawValue))
-        case .mutexLock(let kind, let tryOnly):
-            return (Int32(tryOnly ? DSM_MUTEX_TRYLOCK : DSM_MUTEX_LOCK), kind.map { UInt64($0.rawValue) + 1 } ?? 0)
-        case .mutexUnlock: return (Int32(DSM_MUTEX_UNLOCK), 0)
-        case .mutexDestroy: return (Int32(DSM_MUTEX_DESTROY), 0)
-        case .condWait(let mutex): return (Int32(DSM_COND_WAIT), mutex)
+        case .tokenAcquire: return (Int32(DSM_TOKEN_ACQUIRE), 0)
+        case .tokenTry: return (Int32(DSM_TOKEN_TRY), 0)
+        case .tokenRelease: return (Int32(DSM_TOKEN_RELEASE), 0)
+        case .tokenBusy: return (Int32(DSM_TOKEN_BUSY), 0)
+        case .condEnqueue: return (Int32(DSM_COND_ENQUEUE), 0)
+        case .condAwait(let ticket): return (Int32(DSM_COND_AWAIT), ticket)
         case .condSignal: return (Int32(DSM_COND_SIGNAL), 0)
         case .condBroadcast: return (Int32(DSM_COND_BROADCAST), 0)
         case .condDestroy: return (Int32(DSM_COND_DESTROY), 0)
@@ -99,6 +99,14 @@ struct SyncRequest {
         case .futexSequence: return (Int32(DSM_FUTEX_SEQUENCE), 0)
         case .futexWait(let sequence): return (Int32(DSM_FUTEX_WAIT), sequence)
         case .futexWake(let count): return (Int32(DSM_FUTEX_WAKE), UInt64(UInt32(bitPattern: count)))
+        }
+    }
+
+    /// Who asks: a node for the lock token, the calling thread otherwise.
+    static func requester(_ code: Int32, node: Node) -> UInt64 {
+        switch Int(code) {
+        case Int(DSM_TOKEN_ACQUIRE), Int(DSM_TOKEN_TRY), Int(DSM_TOKEN_RELEASE), Int(DSM_TOKEN_BUSY): return UInt64(node.id)
+        default: return UInt64(pthread_self())
         }
     }
 
@@ -132,14 +140,67 @@ extension Node {
             switch action {
             case .reply(let waiter, let result):
                 answer(waiter, ServiceReply(result: result))
-            case .unlockMutex(let mutex, let thread):
-                let unlock = SyncRequest(object: mutex, operation: .mutexUnlock, thread: thread, timeoutNanoseconds: -1)
-                let home = unlock.home(nodes: nodes)
-                if home == id {
-                    handleSync(unlock, reply: .none)
-                } else {
-                    sendCall(.sync(unlock), caller: Caller(uid: 0, gid: 0, pid: 0, node: id), callID: 0, to: home)
-                }
+            case .grant(let object, let node):
+                deliver(.lockGranted(object: object, node: node), to: node)
+            case .recall(let object, let node):
+                deliver(.lockRecalled(object: object, node: node), to: node)
+            case .tryRecall(let object, let node):
+                deliver(.lockTryRecalled(object: object, node: node), to: node)
+            }
+        }
+    }
+
+    private func deliver(_ notice: ServiceRequest, to node: NodeID) {
+        if node == id {
+            handleHere(notice, caller: syncCaller, reply: .none)
+        } else {
+            sendCall(notice, caller: syncCaller, callID: 0, to: node)
+        }
+    }
+
+    /// A token arrived or is asked back: the node's lock table decides
+    /// whether it goes straight back to its home.
+    func lockTokenEvent(_ request: ServiceRequest) {
+        let giveBack: Bool
+        let object: UInt64
+        switch request {
+        case .lockGranted(let o, _):
+            object = o
+            giveBack = dsm_lock_granted(o) != 0
+        case .lockRecalled(let o, _):
+            object = o
+            let outcome = dsm_lock_recalled(o)
+            if outcome == 2 && !deferredRecalls.contains(o) { deferredRecalls.append(o) }
+            giveBack = outcome == 1
+        case .lockTryRecalled(let o, _):
+            object = o
+            giveBack = dsm_lock_try_recalled(o) == 1
+            if !giveBack {
+                let busy = SyncRequest(object: o, operation: .tokenBusy, thread: UInt64(id), timeoutNanoseconds: -1)
+                deliver(.sync(busy), to: busy.home(nodes: nodes))
+            }
+        default: return
+        }
+        if giveBack { releaseToken(object) }
+    }
+
+    private func releaseToken(_ object: UInt64) {
+        let release = SyncRequest(object: object, operation: .tokenRelease, thread: UInt64(id), timeoutNanoseconds: -1)
+        deliver(.sync(release), to: release.home(nodes: nodes))
+    }
+
+    /// Recalled tokens kept for a batch: given back once their mutex idles.
+    func checkDeferredRecalls() {
+        guard !deferredRecalls.isEmpty else { return }
+        var i = 0
+        while i < deferredRecalls.count {
+            let object = deferredRecalls[i]
+            switch dsm_lock_recall_due(object) {
+            case 1:
+                releaseToken(object)
+                deferredRecalls.remove(at: i)
+            case -1: deferredRecalls.remove(at: i)
+            default: i += 1
             }
         }
     }
@@ -151,6 +212,8 @@ extension Node {
     }
 
     func millisecondsUntilSyncDeadline() -> Int32 {
+        // A deferred recall is looked at again soon (the lock idles 50 µs).
+        if !deferredRecalls.isEmpty { return 1 }
         guard let next = syncObjects.nextDeadline else { return -1 }
         let now = monotonicNanoseconds()
         if next <= now { return 0 }
@@ -160,9 +223,19 @@ extension Node {
 
 @_cdecl("dsm_swift_sync")
 public func dsmSwiftSync(_ object: UInt64, _ operation: Int32, _ argument: UInt64, _ timeout: Int64) -> Int {
+    let node = runtimeNode!
     guard let request = SyncRequest(object: object, code: operation, argument: argument,
-                                    thread: UInt64(pthread_self()), timeoutNanoseconds: timeout) else {
+                                    thread: SyncRequest.requester(operation, node: node), timeoutNanoseconds: timeout) else {
         return -Int(EINVAL)
     }
-    return Int(runtimeNode.perform(.sync(request)).result)
+    return Int(node.perform(.sync(request), caller: node.syncCaller).result)
+}
+
+@_cdecl("dsm_swift_sync_notice")
+public func dsmSwiftSyncNotice(_ object: UInt64, _ operation: Int32, _ argument: UInt64) {
+    let node = runtimeNode!
+    guard var request = SyncRequest(object: object, code: operation, argument: argument,
+                                    thread: SyncRequest.requester(operation, node: node), timeoutNanoseconds: -1) else { return }
+    request.isNotice = true
+    node.post(.sync(request), caller: node.syncCaller)
 }

@@ -18,11 +18,16 @@ public struct SyncObjects<Waiter> {
         var write = false
     }
 
-    struct Mutex {
-        var kind: MutexKind?
-        var owner: UInt64?
-        var count = 0
-        var queue: [Pending] = []
+    /// A mutex (or spin lock, or pthread_once) is owned by a node: that
+    /// node's threads lock and unlock it locally while it holds the token,
+    /// and give it back when recalled (Sources/CDSMPreload/sync.c).
+    struct Token {
+        var holder: Int?
+        var queue: [Int] = []
+        var recalled = false
+        /// A trylock from another node: the holder is asked to give the
+        /// token up only if its mutex is free (`tryRecall`).
+        var trying: (node: Int, waiter: Waiter?)?
     }
 
     struct RWLock {
@@ -46,8 +51,11 @@ public struct SyncObjects<Waiter> {
         var queue: [Pending] = []
     }
 
-    var mutexes: [UInt64: Mutex] = [:]
+    var tokens: [UInt64: Token] = [:]
+    /// Condition waiters by ticket (`thread` holds the ticket, `write`
+    /// marks a ticket signalled before its waiter came to wait).
     var conditions: [UInt64: [Pending]] = [:]
+    var nextTicket: UInt64 = 1
     var rwlocks: [UInt64: RWLock] = [:]
     var barriers: [UInt64: Barrier] = [:]
     var semaphores: [UInt64: Semaphore] = [:]
@@ -58,15 +66,14 @@ public struct SyncObjects<Waiter> {
 
     public enum Action {
         case reply(Waiter, Int64)
-        /// A condition wait releases its mutex: unlock `mutex` for `thread`
-        /// at the mutex's home (a notice: nobody waits for its answer).
-        case unlockMutex(UInt64, thread: UInt64)
+        /// The lock token of `object` goes to node `to` (a message there).
+        case grant(UInt64, to: Int)
+        /// Node `from` is asked to give the token back.
+        case recall(UInt64, from: Int)
+        /// Node `from` is asked to give the token up now if its mutex is
+        /// free (`.tokenRelease`), or to say it is busy (`.tokenBusy`).
+        case tryRecall(UInt64, from: Int)
     }
-
-    /// The result of mutexLock when neither the request nor the home knows
-    /// the mutex's kind (a statically initialised mutex): the caller reads it
-    /// from the object and asks again.
-    public static var kindNeeded: Int64 { 1 }
     /// The result of barrierWait for the one thread that gets
     /// PTHREAD_BARRIER_SERIAL_THREAD.
     public static var serialThread: Int64 { 1 }
@@ -77,77 +84,99 @@ public struct SyncObjects<Waiter> {
         func reply(_ r: Int64) { if let waiter { out.append(.reply(waiter, r)) } }
         let me = Pending(thread: thread, waiter: waiter, deadline: deadline)
         switch operation {
-        case .mutexInit(let kind):
-            mutexes[object] = Mutex(kind: kind)
-            reply(0)
-        case .mutexLock(let kind, let tryOnly):
-            var m = mutexes[object] ?? Mutex()
-            if m.kind == nil {
-                guard let kind else {
-                    reply(Self.kindNeeded)
-                    return out
+        case .tokenAcquire:
+            let node = Int(thread)
+            var t = tokens[object] ?? Token()
+            if t.holder == nil {
+                t.holder = node
+                out.append(.grant(object, to: node))
+            } else if t.holder != node {
+                if !t.queue.contains(node) { t.queue.append(node) }
+                if !t.recalled {
+                    t.recalled = true
+                    out.append(.recall(object, from: t.holder!))
                 }
-                m.kind = kind
             }
-            if m.owner == nil {
-                m.owner = thread
-                m.count = 1
-                reply(0)
-            } else if m.owner == thread && m.kind == .recursive {
-                m.count += 1
-                reply(0)
-            } else if m.owner == thread && m.kind == .errorCheck {
-                reply(-SyncErrno.EDEADLK)
-            } else if tryOnly {
+            tokens[object] = t
+        case .tokenTry:
+            let node = Int(thread)
+            var t = tokens[object] ?? Token()
+            if t.holder == nil || t.holder == node {
+                t.holder = node
+                reply(1)
+            } else if t.trying != nil {
                 reply(-SyncErrno.EBUSY)
             } else {
-                m.queue.append(me)
+                t.trying = (node, waiter)
+                out.append(.tryRecall(object, from: t.holder!))
+            }
+            tokens[object] = t
+        case .tokenBusy:
+            guard var t = tokens[object], let trying = t.trying else { break }
+            t.trying = nil
+            if let w = trying.waiter { out.append(.reply(w, -SyncErrno.EBUSY)) }
+            tokens[object] = t
+        case .tokenRelease:
+            guard var t = tokens[object], t.holder == Int(thread) else { break }
+            t.holder = nil
+            t.recalled = false
+            if let trying = t.trying {
+                t.trying = nil
+                t.holder = trying.node
+                t.queue.removeAll { $0 == trying.node }
+                if let w = trying.waiter { out.append(.reply(w, 1)) }
+                if !t.queue.isEmpty {
+                    t.recalled = true
+                    out.append(.recall(object, from: trying.node))
+                }
+            } else if !t.queue.isEmpty {
+                let next = t.queue.removeFirst()
+                t.holder = next
+                out.append(.grant(object, to: next))
+                if !t.queue.isEmpty {
+                    // Others wait too: the new holder gives it back after
+                    // one use (its node's recall rule).
+                    t.recalled = true
+                    out.append(.recall(object, from: next))
+                }
+            }
+            tokens[object] = t.holder == nil ? nil : t
+        case .condEnqueue:
+            let ticket = nextTicket
+            nextTicket &+= 1
+            conditions[object, default: []].append(Pending(thread: ticket, waiter: nil, deadline: nil))
+            reply(Int64(ticket))
+        case .condAwait(let ticket):
+            guard var q = conditions[object], let i = q.firstIndex(where: { $0.thread == ticket }) else {
+                reply(0) // signalled and gone already
+                break
+            }
+            if q[i].write {
+                // Signalled before the waiter came to wait.
+                q.remove(at: i)
+                conditions[object] = q.isEmpty ? nil : q
+                reply(0)
+            } else {
+                q[i].waiter = waiter
+                q[i].deadline = deadline
+                conditions[object] = q
                 noteDeadline(deadline)
             }
-            mutexes[object] = m
-        case .mutexUnlock:
-            guard var m = mutexes[object], let owner = m.owner else {
-                reply(mutexes[object]?.kind == MutexKind.normal || mutexes[object]?.kind == nil ? 0 : -SyncErrno.EPERM)
-                break
-            }
-            if owner != thread && m.kind != .normal {
-                reply(-SyncErrno.EPERM)
-                break
-            }
-            if m.kind == .recursive && m.count > 1 {
-                m.count -= 1
-            } else if m.queue.isEmpty {
-                m.owner = nil
-                m.count = 0
-            } else {
-                let next = m.queue.removeFirst()
-                m.owner = next.thread
-                m.count = 1
-                if let w = next.waiter { out.append(.reply(w, 0)) }
-            }
-            mutexes[object] = m
-            reply(0)
-        case .mutexDestroy:
-            if let m = mutexes[object], m.owner != nil || !m.queue.isEmpty {
-                reply(-SyncErrno.EBUSY)
-            } else {
-                mutexes[object] = nil
-                reply(0)
-            }
-        case .condWait(let mutex):
-            conditions[object, default: []].append(me)
-            noteDeadline(deadline)
-            out.append(.unlockMutex(mutex, thread: thread))
         case .condSignal:
-            if var q = conditions[object], !q.isEmpty {
-                let next = q.removeFirst()
+            if var q = conditions[object], let i = q.firstIndex(where: { !$0.write }) {
+                signal(&q, at: i, into: &out)
                 conditions[object] = q.isEmpty ? nil : q
-                if let w = next.waiter { out.append(.reply(w, 0)) }
             }
             reply(0)
         case .condBroadcast:
-            for p in conditions.removeValue(forKey: object) ?? [] {
-                if let w = p.waiter { out.append(.reply(w, 0)) }
+            if var q = conditions[object] {
+                var i = 0
+                while i < q.count {
+                    if q[i].write { i += 1; continue }
+                    if signal(&q, at: i, into: &out) { continue }
+                    i += 1
+                }
+                conditions[object] = q.isEmpty ? nil : q
             }
             reply(0)
         case .condDestroy:
@@ -282,6 +311,18 @@ public struct SyncObjects<Waiter> {
         return out
     }
 
+    /// Marks ticket `i` signalled; wakes and removes it if its waiter waits.
+    @discardableResult
+    private func signal(_ q: inout [Pending], at i: Int, into out: inout [Action]) -> Bool {
+        if let w = q[i].waiter {
+            out.append(.reply(w, 0))
+            q.remove(at: i)
+            return true
+        }
+        q[i].write = true
+        return false
+    }
+
     /// After an unlock: readers go in while no writer holds the lock (glibc's
     /// default prefers readers); a writer goes in when nobody holds it.
     private func grantReadersAndWriters(_ l: inout RWLock, into out: inout [Action]) {
@@ -317,7 +358,7 @@ public struct SyncObjects<Waiter> {
         var earliest: UInt64?
         func sweep(_ queue: inout [Pending]) {
             queue.removeAll { p in
-                guard let d = p.deadline else { return false }
+                guard let d = p.deadline, p.waiter != nil else { return false }
                 if d <= now {
                     if let w = p.waiter { out.append(.reply(w, -SyncErrno.ETIMEDOUT)) }
                     return true
@@ -326,7 +367,6 @@ public struct SyncObjects<Waiter> {
                 return false
             }
         }
-        for key in Array(mutexes.keys) { sweep(&mutexes[key]!.queue) }
         for key in Array(conditions.keys) {
             sweep(&conditions[key]!)
             if conditions[key]!.isEmpty { conditions[key] = nil }
@@ -339,19 +379,21 @@ public struct SyncObjects<Waiter> {
     }
 }
 
-public enum MutexKind: UInt8, Sendable {
-    case normal = 0, recursive = 1, errorCheck = 2
-}
-
 /// What a program thread asks of a synchronisation object.
 public enum SyncOperation: Equatable, Sendable {
-    case mutexInit(MutexKind)
-    /// `kind` nil: the caller does not know it (see `kindNeeded`).
-    case mutexLock(kind: MutexKind?, tryOnly: Bool)
-    case mutexUnlock
-    case mutexDestroy
-    /// Wait on the condition and release `mutex` (for the same thread).
-    case condWait(mutex: UInt64)
+    /// Node `thread` asks for the lock token (a notice; `.grant` answers).
+    case tokenAcquire
+    /// Node `thread` takes the token if nobody holds it: 1, or EBUSY.
+    case tokenTry
+    /// Node `thread` gives the token back (a notice).
+    case tokenRelease
+    /// Node `thread` keeps the token: its mutex is locked (answers a tryRecall).
+    case tokenBusy
+    /// A thread about to wait: answered with its ticket at once, so that it
+    /// can release its mutex knowing a signal from now on reaches it.
+    case condEnqueue
+    /// Wait for the ticket's signal.
+    case condAwait(ticket: UInt64)
     case condSignal
     case condBroadcast
     case condDestroy

@@ -12,62 +12,76 @@ final class SyncObjectsTests: XCTestCase {
         actions.compactMap { if case .reply(let w, let r) = $0 { return (w, r) } else { return nil } }
     }
 
-    func testMutexQueuesAndHandsOverInOrder() {
-        var s = Model()
-        XCTAssertEqual(replies(s.handle(m, .mutexLock(kind: .normal, tryOnly: false), thread: 1, deadline: nil, waiter: 1)).map(\.1), [0])
-        XCTAssertTrue(s.handle(m, .mutexLock(kind: .normal, tryOnly: false), thread: 2, deadline: nil, waiter: 2).isEmpty)
-        XCTAssertTrue(s.handle(m, .mutexLock(kind: .normal, tryOnly: false), thread: 3, deadline: nil, waiter: 3).isEmpty)
-        XCTAssertEqual(replies(s.handle(m, .mutexTryLockProbe, thread: 4, deadline: nil, waiter: 4)).map(\.1), [-SyncErrno.EBUSY])
-        let r = replies(s.handle(m, .mutexUnlock, thread: 1, deadline: nil, waiter: 1))
-        XCTAssertEqual(r.map(\.0), [2, 1], "the next in line gets the mutex, then the unlocker its answer")
-        let r2 = replies(s.handle(m, .mutexUnlock, thread: 2, deadline: nil, waiter: 2))
-        XCTAssertEqual(r2.map(\.0), [3, 2])
+    private func grants(_ actions: [Model.Action]) -> [String] {
+        actions.compactMap {
+            switch $0 {
+            case .grant(_, let node): return "grant \(node)"
+            case .recall(_, let node): return "recall \(node)"
+            case .tryRecall(_, let node): return "try \(node)"
+            case .reply: return nil
+            }
+        }
     }
 
-    func testStaticMutexAsksForItsKindOnce() {
+    func testTokenGoesToTheFirstAskerAndIsRecalledOnceForTheOthers() {
         var s = Model()
-        XCTAssertEqual(replies(s.handle(m, .mutexLock(kind: nil, tryOnly: false), thread: 1, deadline: nil, waiter: 1)).map(\.1),
-                       [Model.kindNeeded])
-        XCTAssertEqual(replies(s.handle(m, .mutexLock(kind: .recursive, tryOnly: false), thread: 1, deadline: nil, waiter: 1)).map(\.1), [0])
-        XCTAssertEqual(replies(s.handle(m, .mutexLock(kind: nil, tryOnly: false), thread: 1, deadline: nil, waiter: 1)).map(\.1), [0],
-                       "known now: recursive relock by its owner")
+        XCTAssertEqual(grants(s.handle(m, .tokenAcquire, thread: 0, deadline: nil, waiter: nil)), ["grant 0"])
+        XCTAssertEqual(grants(s.handle(m, .tokenAcquire, thread: 1, deadline: nil, waiter: nil)), ["recall 0"])
+        XCTAssertEqual(grants(s.handle(m, .tokenAcquire, thread: 2, deadline: nil, waiter: nil)), [],
+                       "one recall is enough while it is pending")
+        XCTAssertEqual(grants(s.handle(m, .tokenRelease, thread: 0, deadline: nil, waiter: nil)), ["grant 1", "recall 1"],
+                       "node 2 still waits: the new holder is recalled at once")
+        XCTAssertEqual(grants(s.handle(m, .tokenRelease, thread: 1, deadline: nil, waiter: nil)), ["grant 2"])
+        XCTAssertEqual(grants(s.handle(m, .tokenRelease, thread: 0, deadline: nil, waiter: nil)), [],
+                       "a release from a node that does not hold it is ignored")
+        XCTAssertEqual(grants(s.handle(m, .tokenRelease, thread: 2, deadline: nil, waiter: nil)), [])
+        XCTAssertEqual(grants(s.handle(m, .tokenAcquire, thread: 3, deadline: nil, waiter: nil)), ["grant 3"],
+                       "free again")
     }
 
-    func testErrorCheckingMutex() {
+    func testTryLockAsksTheHolderToGiveUpAFreeMutex() {
         var s = Model()
-        _ = s.handle(m, .mutexInit(.errorCheck), thread: 1, deadline: nil, waiter: 1)
-        _ = s.handle(m, .mutexLock(kind: nil, tryOnly: false), thread: 1, deadline: nil, waiter: 1)
-        XCTAssertEqual(replies(s.handle(m, .mutexLock(kind: nil, tryOnly: false), thread: 1, deadline: nil, waiter: 1)).map(\.1),
-                       [-SyncErrno.EDEADLK])
-        XCTAssertEqual(replies(s.handle(m, .mutexUnlock, thread: 2, deadline: nil, waiter: 2)).map(\.1), [-SyncErrno.EPERM])
-        XCTAssertEqual(replies(s.handle(m, .mutexUnlock, thread: 1, deadline: nil, waiter: 1)).map(\.1), [0])
+        XCTAssertEqual(replies(s.handle(m, .tokenTry, thread: 0, deadline: nil, waiter: 10)).map(\.1), [1])
+        XCTAssertEqual(grants(s.handle(m, .tokenTry, thread: 1, deadline: nil, waiter: 11)), ["try 0"])
+        XCTAssertEqual(replies(s.handle(m, .tokenTry, thread: 2, deadline: nil, waiter: 12)).map(\.1), [-SyncErrno.EBUSY],
+                       "one try at a time")
+        XCTAssertEqual(replies(s.handle(m, .tokenBusy, thread: 0, deadline: nil, waiter: nil)).map { [$0.0, Int($0.1)] },
+                       [[11, -Int(SyncErrno.EBUSY)]])
+        XCTAssertEqual(grants(s.handle(m, .tokenTry, thread: 1, deadline: nil, waiter: 11)), ["try 0"])
+        let released = s.handle(m, .tokenRelease, thread: 0, deadline: nil, waiter: nil)
+        XCTAssertEqual(replies(released).map { [$0.0, Int($0.1)] }, [[11, 1]], "the free mutex goes to the trier")
+        XCTAssertEqual(grants(s.handle(m, .tokenAcquire, thread: 0, deadline: nil, waiter: nil)), ["recall 1"])
     }
 
-    func testConditionWaitReleasesTheMutexAndSignalWakesOne() {
+    func testConditionTicketsAreNotMissedBeforeTheWait() {
         var s = Model()
-        _ = s.handle(m, .mutexLock(kind: .normal, tryOnly: false), thread: 1, deadline: nil, waiter: 1)
-        let wait = s.handle(c, .condWait(mutex: m), thread: 1, deadline: nil, waiter: 1)
-        guard case .unlockMutex(let mutex, let thread)? = wait.first else { return XCTFail("no unlock: \(wait)") }
-        XCTAssertEqual(mutex, m)
-        XCTAssertEqual(thread, 1)
-        _ = s.handle(c, .condWait(mutex: m), thread: 2, deadline: nil, waiter: 2)
-        XCTAssertEqual(replies(s.handle(c, .condSignal, thread: 3, deadline: nil, waiter: 3)).map(\.0), [1, 3])
+        let t1 = replies(s.handle(c, .condEnqueue, thread: 1, deadline: nil, waiter: 1))[0].1
+        let t2 = replies(s.handle(c, .condEnqueue, thread: 2, deadline: nil, waiter: 2))[0].1
+        XCTAssertNotEqual(t1, t2)
+        // A signal between the enqueue and the wait (the waiter has released
+        // its mutex, the signaller took it) marks the first ticket.
+        XCTAssertEqual(replies(s.handle(c, .condSignal, thread: 3, deadline: nil, waiter: 3)).map(\.0), [3])
+        XCTAssertEqual(replies(s.handle(c, .condAwait(ticket: UInt64(t1)), thread: 1, deadline: nil, waiter: 1)).map(\.1), [0])
+        XCTAssertTrue(s.handle(c, .condAwait(ticket: UInt64(t2)), thread: 2, deadline: nil, waiter: 2).isEmpty)
         XCTAssertEqual(replies(s.handle(c, .condBroadcast, thread: 3, deadline: nil, waiter: 3)).map(\.0), [2, 3])
     }
 
     func testTimedWaitsExpire() {
         var s = Model()
-        _ = s.handle(m, .mutexLock(kind: .normal, tryOnly: false), thread: 1, deadline: nil, waiter: 1)
-        _ = s.handle(m, .mutexLock(kind: .normal, tryOnly: false), thread: 2, deadline: 100, waiter: 2)
-        _ = s.handle(c, .condWait(mutex: m), thread: 3, deadline: 200, waiter: 3)
+        let ticket = replies(s.handle(c, .condEnqueue, thread: 1, deadline: nil, waiter: 1))[0].1
+        XCTAssertTrue(s.handle(c, .condAwait(ticket: UInt64(ticket)), thread: 1, deadline: 200, waiter: 1).isEmpty)
+        let sem: UInt64 = 0x5000
+        XCTAssertTrue(s.handle(sem, .semWait(tryOnly: false), thread: 2, deadline: 100, waiter: 2).isEmpty)
         XCTAssertEqual(s.nextDeadline, 100)
         XCTAssertTrue(s.expire(now: 99).isEmpty)
         XCTAssertEqual(replies(s.expire(now: 150)).map { [$0.0, Int($0.1)] }, [[2, -Int(SyncErrno.ETIMEDOUT)]])
         XCTAssertEqual(s.nextDeadline, 200)
-        XCTAssertEqual(replies(s.expire(now: 250)).map(\.0), [3])
+        XCTAssertEqual(replies(s.expire(now: 250)).map(\.0), [1])
         XCTAssertNil(s.nextDeadline)
-        // The timed-out locker is gone from the queue: unlock frees the mutex.
-        XCTAssertEqual(replies(s.handle(m, .mutexUnlock, thread: 1, deadline: nil, waiter: 1)).map(\.0), [1])
+        // Gone from the queues: a post and a signal find nobody.
+        XCTAssertEqual(replies(s.handle(c, .condSignal, thread: 3, deadline: nil, waiter: 3)).map(\.0), [3])
+        XCTAssertEqual(replies(s.handle(sem, .semPost, thread: 3, deadline: nil, waiter: 3)).map(\.0), [3])
+        XCTAssertEqual(replies(s.handle(sem, .semValue, thread: 3, deadline: nil, waiter: 3)).map(\.1), [1])
     }
 
     func testBarrierReleasesAllWithOneSerialThread() {
@@ -117,8 +131,4 @@ final class SyncObjectsTests: XCTestCase {
         XCTAssertTrue(s.handle(f, .futexWait(sequence: UInt64(now)), thread: 1, deadline: nil, waiter: 1).isEmpty)
         XCTAssertEqual(replies(s.handle(f, .futexWake(count: 5), thread: 2, deadline: nil, waiter: 2)).map { $0.0 }, [1, 2])
     }
-}
-
-extension SyncOperation {
-    static var mutexTryLockProbe: SyncOperation { .mutexLock(kind: .normal, tryOnly: true) }
 }

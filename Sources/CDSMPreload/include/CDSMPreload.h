@@ -105,12 +105,12 @@ void dsm_swift_program_exit(int32_t status);
 /// Synchronisation objects of image mode, served at their home node
 /// (Sources/CDSMPreload/sync.c, DSMRuntime/SyncService.swift).
 enum {
-    DSM_MUTEX_INIT = 1, /* argument: kind (0 normal, 1 recursive, 2 error-checking) */
-    DSM_MUTEX_LOCK,     /* argument: kind + 1, or 0 when not known */
-    DSM_MUTEX_TRYLOCK,
-    DSM_MUTEX_UNLOCK,
-    DSM_MUTEX_DESTROY,
-    DSM_COND_WAIT, /* argument: the mutex */
+    DSM_TOKEN_ACQUIRE = 1, /* a mutex's token for this node (notice; granted by message) */
+    DSM_TOKEN_TRY,         /* the token if free: 1, or -EBUSY */
+    DSM_TOKEN_RELEASE,     /* notice */
+    DSM_TOKEN_BUSY,        /* notice: the mutex is locked here (answers a try recall) */
+    DSM_COND_ENQUEUE,      /* answered with a ticket */
+    DSM_COND_AWAIT,        /* argument: the ticket */
     DSM_COND_SIGNAL,
     DSM_COND_BROADCAST,
     DSM_COND_DESTROY,
@@ -136,6 +136,9 @@ enum {
 /// One synchronisation operation on the object at `object`; timeout_ns < 0:
 /// none. Returns >= 0 or -errno (mutex lock: 1 = tell the kind).
 long dsm_swift_sync(uint64_t object, int32_t operation, uint64_t argument, int64_t timeout_ns);
+/// As dsm_swift_sync, for an operation nobody waits on (unlock of a normal
+/// mutex, signal, broadcast, post): sent in order, not answered.
+void dsm_swift_sync_notice(uint64_t object, int32_t operation, uint64_t argument);
 
 /// What the host thread is asked to do (dsm_host_post).
 enum {
@@ -145,6 +148,13 @@ enum {
     DSM_HOST_END = 4,   /* the program ended: flush, leave */
 };
 void dsm_host_post(int kind, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
+/// The lock token of `object` arrived (granted) or is asked back
+/// (recalled). 1: give it back to its home now.
+int dsm_lock_granted(uint64_t object);
+int dsm_lock_recalled(uint64_t object);
+int dsm_lock_recall_due(uint64_t object);
+/// A trylock elsewhere: 1: the mutex is free, the token goes; 0: busy.
+int dsm_lock_try_recalled(uint64_t object);
 /// Frees a block of this node's heap arena (a remote free arriving).
 void dsm_heap_free_here(void *p);
 /// Usable size of a block of this node's arena, 0 if none.
