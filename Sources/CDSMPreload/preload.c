@@ -82,9 +82,19 @@ static void leave_cluster(void) {
      * (it may be the home of pages), unless it failed. */
     if (!active && exit_status_seen == 0) join();
     if (!active) return;
-    /* Image mode: node 0's streams have their buffers in the DSM heap; they
-     * are written out while every node still serves its pages. */
-    if (dsm_image) fflush(NULL);
+    /* Image mode: node 0 leaves from this library's destructor, below. */
+    if (dsm_image) return;
+    IN_RUNTIME_VOID(dsm_swift_exit(exit_status_seen));
+}
+
+/* Image mode, node 0: the program's exit has run its atexit handlers and the
+ * executable's destructors (which may touch shared pages: the other nodes
+ * still serve them); this library's destructor comes after the
+ * executable's. The streams are flushed here, while their buffers in the DSM
+ * heap can still be reached, then every node leaves together. */
+__attribute__((destructor)) static void leave_image(void) {
+    if (!dsm_image || !active || declined) return;
+    fflush(NULL);
     IN_RUNTIME_VOID(dsm_swift_exit(exit_status_seen));
 }
 
