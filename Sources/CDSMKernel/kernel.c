@@ -25,6 +25,17 @@ const uint64_t CDSM_UFFD_PAGEFAULT_FLAG_WRITE = UFFD_PAGEFAULT_FLAG_WRITE;
 const uint64_t CDSM_UFFD_PAGEFAULT_FLAG_WP = UFFD_PAGEFAULT_FLAG_WP;
 const uint8_t CDSM_UFFD_EVENT_PAGEFAULT = UFFD_EVENT_PAGEFAULT;
 
+/* The runtime's descriptors live at 512 and above: in image mode a thread
+ * on another node may use a descriptor number main opened on node 0, and it
+ * must meet EBADF there, never the runtime's userfaultfd or a socket. */
+int cdsm_high_fd(int fd) {
+    if (fd < 0 || fd >= 512) return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+    if (moved < 0) return fd;
+    close(fd);
+    return moved;
+}
+
 int cdsm_uffd_open(void) {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
@@ -47,7 +58,7 @@ int cdsm_uffd_open(void) {
         close(fd);
         return -saved;
     }
-    return fd;
+    return cdsm_high_fd(fd);
 }
 
 int cdsm_uffd_register(int uffd, uint64_t start, uint64_t len) {
@@ -139,7 +150,7 @@ static void make_thread_eventfd_key(void) { pthread_key_create(&thread_eventfd_k
 int cdsm_thread_eventfd(void) {
     if (thread_eventfd < 0) {
         pthread_once(&thread_eventfd_once, make_thread_eventfd_key);
-        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        int fd = cdsm_high_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (fd < 0) return -errno;
         thread_eventfd = fd;
         pthread_setspecific(thread_eventfd_key, (void *)(intptr_t)(fd + 1));
@@ -208,7 +219,7 @@ int cdsm_disable_aslr(void) {
 
 int cdsm_accept(int fd, struct sockaddr *address, unsigned int *length) {
     socklen_t l = *length;
-    int r = accept4(fd, address, &l, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int r = cdsm_high_fd(accept4(fd, address, &l, SOCK_CLOEXEC | SOCK_NONBLOCK));
     *length = l;
     return r;
 }
@@ -266,7 +277,7 @@ int cdsm_punch_hole(int fd, uint64_t offset, uint64_t length) {
 }
 
 int cdsm_memfd(const char *name) {
-    int fd = memfd_create(name, MFD_CLOEXEC);
+    int fd = cdsm_high_fd(memfd_create(name, MFD_CLOEXEC));
     return fd < 0 ? -errno : fd;
 }
 
@@ -276,7 +287,7 @@ int cdsm_memfd(const char *name) {
 const uint32_t CDSM_EPOLLIN = EPOLLIN, CDSM_EPOLLOUT = EPOLLOUT, CDSM_EPOLLHUP = EPOLLHUP, CDSM_EPOLLERR = EPOLLERR;
 
 int cdsm_epoll_create(void) {
-    int fd = epoll_create1(EPOLL_CLOEXEC);
+    int fd = cdsm_high_fd(epoll_create1(EPOLL_CLOEXEC));
     return fd < 0 ? -errno : fd;
 }
 
@@ -305,7 +316,7 @@ int cdsm_epoll_wait(int epoll, uint64_t *tags, uint32_t *events, int max, int ti
 }
 
 int cdsm_eventfd(void) {
-    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int fd = cdsm_high_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     return fd < 0 ? -errno : fd;
 }
 
@@ -319,6 +330,7 @@ int cdsm_pin_to_cpu(int cpu) {
 }
 
 int cdsm_online_cpus(void) { return (int)sysconf(_SC_NPROCESSORS_ONLN); }
+
 
 #include <dlfcn.h>
 

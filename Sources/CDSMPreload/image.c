@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -438,6 +439,14 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     dsm_node = dsm_swift_node_id();
     dsm_nodes_count = dsm_swift_nodes();
     host_bell = eventfd(0, EFD_CLOEXEC);
+    if (host_bell >= 0 && host_bell < 512) {
+        /* Out of the program's way, as the runtime's own (cdsm_high_fd). */
+        int moved = fcntl(host_bell, F_DUPFD_CLOEXEC, 512);
+        if (moved >= 0) {
+            close(host_bell);
+            host_bell = moved;
+        }
+    }
     if (host_bell < 0) die("cannot create the host's eventfd");
     extern int dsm_heap_setup(uint64_t, uint64_t, int, int);
     if (dsm_heap_setup(heap_base, heap_size, dsm_node, dsm_nodes_count) != 0) die("cannot set up the DSM heap");

@@ -45,7 +45,7 @@ public final class Listener {
 
     /// Listens on `host`, port chosen by the kernel unless given.
     public init(host: String, port: UInt16 = 0) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = cdsm_high_fd(socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
         guard fd >= 0 else { throw TransportError.system(lastErrno()) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -105,7 +105,7 @@ public func connect(to endpoint: Endpoint, timeoutMilliseconds: Int32) throws ->
     let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
     var address = try endpoint.socketAddress()
     while true {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = cdsm_high_fd(socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
         guard fd >= 0 else { throw TransportError.system(lastErrno()) }
         let r = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }

@@ -30,6 +30,8 @@ extern const uint8_t  CDSM_UFFD_EVENT_PAGEFAULT;
 /// UFFD_USER_MODE_ONLY), non-blocking, close-on-exec, and negotiates the
 /// API with WP support. Returns the fd or -errno.
 int cdsm_uffd_open(void);
+/// Moves a descriptor to 512 or above (closing the original); returns it.
+int cdsm_high_fd(int fd);
 
 /// Registers [start, start+len) for MISSING and WP faults. 0 or -errno.
 int cdsm_uffd_register(int uffd, uint64_t start, uint64_t len);
