@@ -5,6 +5,12 @@ latencies next to their floor, all measured in one invocation.
 
     python3 Benchmarks/run.py                 # sizes 256 512 1024, nodes 1-4
     python3 Benchmarks/run.py --sizes 256,512,1024,2048 --repeat 3
+    python3 Benchmarks/run.py --programs img_mgs,img_matmul   # pthreads, image mode
+
+mgs and matmul are the SPMD System V versions (`dsmrun --spmd`, native: N
+processes); img_mgs and img_matmul are the pthreads versions (image mode
+`dsmrun -n N prog size N`, one thread per node; native: one process with N
+threads).
 
 Prints tables and writes Benchmarks/results/{bench.csv,bench.json,speedup.png}
 (the plot needs matplotlib: `pip install matplotlib`). Each configuration is
@@ -40,6 +46,8 @@ def build(skip_swift):
     programs = {
         "mgs": os.path.join(ROOT, "Tests", "Programs", "mgs.c"),
         "matmul": os.path.join(ROOT, "Tests", "Programs", "matmul.c"),
+        "img_mgs": os.path.join(ROOT, "Tests", "Programs", "img_mgs.c"),
+        "img_matmul": os.path.join(ROOT, "Tests", "Programs", "img_matmul.c"),
         "fault_latency": os.path.join(ROOT, "Benchmarks", "fault_latency.c"),
         "floor": os.path.join(ROOT, "Benchmarks", "floor.c"),
     }
@@ -55,13 +63,23 @@ def fresh_key():
 
 
 def parse_time(out):
-    m = re.search(r"^time=([0-9.]+)", out, re.M)
+    m = re.search(r"(?:^|\s)time=([0-9.]+)", out, re.M)
     if not m:
         raise RuntimeError("no time= line in:\n" + out)
     return float(m.group(1))
 
 
+def image_mode(program):
+    return program.startswith("img_")
+
+
 def run_native(program, nodes, size):
+    if image_mode(program):
+        r = subprocess.run([os.path.join(BIN, program), str(size), str(nodes)], capture_output=True, text=True,
+                           timeout=1800)
+        if r.returncode != 0:
+            raise RuntimeError(f"native {program} {size} with {nodes} threads failed: {r.stdout}{r.stderr}")
+        return parse_time(r.stdout), None
     env = dict(os.environ, DSM_TEST_KEY=fresh_key(), DSM_NODES=str(nodes))
     procs = []
     for i in range(nodes):
@@ -77,8 +95,10 @@ def run_native(program, nodes, size):
 
 def run_dsm(program, nodes, size, extra=()):
     env = dict(os.environ, DSM_TEST_KEY=fresh_key())
-    r = subprocess.run([DSMRUN, "-n", str(nodes), "--stats=json", *extra, "--spmd",
-                        os.path.join(BIN, program), str(size)],
+    mode = [] if image_mode(program) else ["--spmd"]
+    program_args = [str(size), str(nodes)] if image_mode(program) else [str(size)]
+    r = subprocess.run([DSMRUN, "-n", str(nodes), "--stats=json", *extra, *mode,
+                        os.path.join(BIN, program), *program_args],
                        env=env, capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
         raise RuntimeError(f"dsmrun {program} {size} -n {nodes} failed ({r.returncode}): {r.stderr}")

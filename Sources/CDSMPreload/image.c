@@ -451,6 +451,11 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     extern int dsm_heap_setup(uint64_t, uint64_t, int, int);
     if (dsm_heap_setup(heap_base, heap_size, dsm_node, dsm_nodes_count) != 0) die("cannot set up the DSM heap");
     dsm_image = 1;
+    /* Every node writes to the same stdout: line by line, the lines of all
+     * nodes come out in the order they were written (a thread's line printed
+     * before main prints after joining it stays before), not when each
+     * node's buffer happens to fill. */
+    if (dsm_nodes_count > 1) setvbuf(stdout, NULL, _IOLBF, BUFSIZ);
 
     if (dsm_node != 0) {
         host_loop();
