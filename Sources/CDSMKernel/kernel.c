@@ -271,6 +271,8 @@ pid_t cdsm_spawn(const char *path, char *const argv[], char *const envp[]) {
 
 #include <sys/mman.h>
 
+const int CDSM_MADV_POPULATE_WRITE = MADV_POPULATE_WRITE;
+
 int cdsm_punch_hole(int fd, uint64_t offset, uint64_t length) {
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) != 0) return -errno;
     return 0;
@@ -307,6 +309,19 @@ int cdsm_epoll_wait(int epoll, uint64_t *tags, uint32_t *events, int max, int ti
     struct epoll_event e[64];
     if (max > 64) max = 64;
     int n = epoll_wait(epoll, e, max, timeout_ms);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) {
+        tags[i] = e[i].data.u64;
+        events[i] = e[i].events;
+    }
+    return n;
+}
+
+int cdsm_epoll_wait_us(int epoll, uint64_t *tags, uint32_t *events, int max, int64_t timeout_us) {
+    struct epoll_event e[64];
+    if (max > 64) max = 64;
+    struct timespec t = {.tv_sec = timeout_us / 1000000, .tv_nsec = (timeout_us % 1000000) * 1000};
+    int n = epoll_pwait2(epoll, e, max, &t, NULL);
     if (n < 0) return -errno;
     for (int i = 0; i < n; i++) {
         tags[i] = e[i].data.u64;

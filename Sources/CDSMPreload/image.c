@@ -268,7 +268,13 @@ static void host_spawn(uint64_t routine, uint64_t arg, uint64_t stack_size, uint
     pthread_attr_init(&attr);
     pthread_attr_setstack(&attr, stack, size);
     pthread_t thread;
+    /* What glibc allocates for the thread (its DTV, read by every TLS access
+     * of the runtime's code) must be private: in the DSM heap it could share
+     * a page with program data another node writes, and a TLS access would
+     * then fault while the runtime waits on that very thread. */
+    dsm_in_runtime++;
     int r = real_pthread_create(&thread, &attr, hosted_trampoline, start);
+    dsm_in_runtime--;
     pthread_attr_destroy(&attr);
     if (r != 0) {
         dsm_heap_free(stack);

@@ -39,7 +39,12 @@ public func dsmSwiftImageSetup(_ dataStart: UInt64, _ dataEnd: UInt64, _ fingerp
     let heapPages = UInt32(configuration.heapBytes / UInt64(dsmPageSize))
     let dataPages = UInt32((dataEnd - dataStart) / UInt64(dsmPageSize))
     _ = node.perform(.prepareImage(dataStart: dataStart, dataPages: dataPages, heapBase: heapBase, heapPages: heapPages))
-    // Every node has the containers before any of them may fault on them.
+    let mapped = node.perform(.mapImage)
+    if mapped.result < 0 { fatal("cannot map the program's image: \(Errno(rawValue: Int32(-mapped.result)))") }
+    // Every node has the containers, and has them mapped, before any node
+    // may fault on them: a read served by node 0 before its own mapping
+    // existed would leave that mapping writable behind the protocol's back.
+    // (Until then only the runtime runs here, which never touches them.)
     let met = node.perform(.imageStart(fingerprint: fingerprint))
     if met.result == -Int64(EXDEV) {
         fatal("""
@@ -47,8 +52,6 @@ public func dsmSwiftImageSetup(_ dataStart: UInt64, _ dataEnd: UInt64, _ fingerp
             same addresses on every node, with address-space randomisation off)
             """)
     }
-    let mapped = node.perform(.mapImage)
-    if mapped.result < 0 { fatal("cannot map the program's image: \(Errno(rawValue: Int32(-mapped.result)))") }
     heapStart.pointee = heapBase
     heapSize.pointee = UInt64(heapPages) * UInt64(dsmPageSize)
     return 0
@@ -74,8 +77,18 @@ extension Node {
         let uffd: Int32? = nodes > 1 ? self.uffd : nil
         do {
             if let data = containers[dataContainerID] {
-                _ = try data.attach(at: data.canonicalAddress, fixed: true, readOnly: false, execute: false, shmid: -1,
-                                    uffd: uffd, replace: true)
+                let at = try data.attach(at: data.canonicalAddress, fixed: true, readOnly: false, execute: false,
+                                         shmid: -1, uffd: uffd, replace: true)
+                if id == 0 {
+                    // Node 0 owns every page, whose contents are in the memfd
+                    // but not yet in its page tables: they are mapped now, so
+                    // that the downgrade when another node reads a page
+                    // write-protects a mapped page, whatever the kernel does
+                    // with empty page tables.
+                    if madvise(UnsafeMutableRawPointer(bitPattern: UInt(at)), data.size, CDSM_MADV_POPULATE_WRITE) != 0 {
+                        return .error(Errno(rawValue: cdsm_errno()))
+                    }
+                }
             }
             if let heap = containers[heapContainerID] {
                 _ = try heap.attach(at: heapBase, fixed: true, readOnly: false, execute: false, shmid: -1, uffd: uffd)

@@ -125,9 +125,12 @@ struct SyncRequest {
     }
 }
 
+let traceLocks = environment("DSM_TRACE_LOCKS") == "1"
+
 extension Node {
     /// A synchronisation request for an object homed here.
     func handleSync(_ request: SyncRequest, reply: ReplyDestination) {
+        if traceLocks { log("home \(String(request.object, radix: 16)) \(request.operation) from \(request.thread)") }
         let deadline = request.timeoutNanoseconds >= 0
             ? monotonicNanoseconds() &+ UInt64(request.timeoutNanoseconds) : nil
         let actions = syncObjects.handle(request.object, request.operation, thread: request.thread, deadline: deadline,
@@ -141,8 +144,10 @@ extension Node {
             case .reply(let waiter, let result):
                 answer(waiter, ServiceReply(result: result))
             case .grant(let object, let node):
+                if traceLocks { log("grant \(String(object, radix: 16)) to \(node)") }
                 deliver(.lockGranted(object: object, node: node), to: node)
             case .recall(let object, let node):
+                if traceLocks { log("recall \(String(object, radix: 16)) from \(node)") }
                 deliver(.lockRecalled(object: object, node: node), to: node)
             case .tryRecall(let object, let node):
                 deliver(.lockTryRecalled(object: object, node: node), to: node)
@@ -181,6 +186,7 @@ extension Node {
             }
         default: return
         }
+        if traceLocks { log("event \(request) giveBack=\(giveBack)") }
         if giveBack { releaseToken(object) }
     }
 
@@ -197,6 +203,7 @@ extension Node {
             let object = deferredRecalls[i]
             switch dsm_lock_recall_due(object) {
             case 1:
+                if traceLocks { log("deferred release \(String(object, radix: 16))") }
                 releaseToken(object)
                 deferredRecalls.remove(at: i)
             case -1: deferredRecalls.remove(at: i)
@@ -212,8 +219,6 @@ extension Node {
     }
 
     func millisecondsUntilSyncDeadline() -> Int32 {
-        // A deferred recall is looked at again soon (the lock idles 50 µs).
-        if !deferredRecalls.isEmpty { return 1 }
         guard let next = syncObjects.nextDeadline else { return -1 }
         let now = monotonicNanoseconds()
         if next <= now { return 0 }

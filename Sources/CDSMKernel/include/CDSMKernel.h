@@ -138,6 +138,8 @@ extern "C" {
 int cdsm_punch_hole(int fd, uint64_t offset, uint64_t length);
 /// memfd_create with MFD_CLOEXEC. fd or -errno.
 int cdsm_memfd(const char *name);
+/// MADV_POPULATE_WRITE (Linux 5.14), which Swift cannot import.
+extern const int CDSM_MADV_POPULATE_WRITE;
 #ifdef __cplusplus
 }
 #endif
@@ -155,6 +157,8 @@ int cdsm_epoll_remove(int epoll, int fd);
 int cdsm_epoll_wait(int epoll, uint64_t *tags, uint32_t *events, int max, int timeout_ms);
 /// A non-blocking, close-on-exec eventfd, or -errno.
 int cdsm_eventfd(void);
+/// epoll_wait with a timeout in microseconds (epoll_pwait2).
+int cdsm_epoll_wait_us(int epoll, uint64_t *tags, uint32_t *events, int max, int64_t timeout_us);
 #ifdef __cplusplus
 }
 #endif
