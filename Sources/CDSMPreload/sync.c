@@ -77,8 +77,16 @@ typedef struct {
 #define LOCK_BATCH 16
 #define LOCK_IDLE_NS 50000
 
-#define LOCK_ENTRIES 16384
+/* Entries are never freed (a mutex's kind and token outlive a destroy);
+ * they are taken in order from one large reserved region, so the memory
+ * used grows with the number of mutexes this node has used, and found
+ * through a chained hash of their address. */
+#define LOCK_BUCKETS 65536
+#define LOCK_ENTRIES_MAX (4u << 20)
+static int32_t *lock_buckets; /* index + 1 of the first entry, 0: none */
+static int32_t *lock_next;    /* per entry: index + 1 of the next in its chain */
 static lock_entry *lock_table;
+static uint32_t lock_used;
 static volatile int table_lock;
 
 static void spin(volatile int *word) {
@@ -87,32 +95,37 @@ static void spin(volatile int *word) {
 }
 static void unspin(volatile int *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
 
+static void *reserve(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 /* The entry of `object`, created with `kind` when absent (kind < 0: only
- * look). NULL when absent and not created, or the table is full. */
+ * look). NULL when absent and not created, or out of entries. */
 static lock_entry *lock_entry_of(const volatile void *object, int kind) {
     uint64_t key = (uint64_t)(uintptr_t)object;
     spin(&table_lock);
     if (!lock_table) {
-        lock_table = mmap(NULL, LOCK_ENTRIES * sizeof(lock_entry), PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (lock_table == MAP_FAILED) lock_table = NULL;
+        lock_buckets = reserve(LOCK_BUCKETS * sizeof(int32_t));
+        lock_next = reserve(LOCK_ENTRIES_MAX * sizeof(int32_t));
+        lock_table = reserve(LOCK_ENTRIES_MAX * sizeof(lock_entry));
     }
     lock_entry *found = NULL;
-    if (lock_table) {
-        size_t i = (size_t)(((key >> 3) * 0x9E3779B97F4A7C15ULL) >> 50) % LOCK_ENTRIES;
-        for (size_t probes = 0; probes < LOCK_ENTRIES; probes++, i = (i + 1) % LOCK_ENTRIES) {
-            if (lock_table[i].object == key) {
-                found = &lock_table[i];
+    if (lock_table && lock_buckets && lock_next) {
+        size_t bucket = (size_t)(((key >> 3) * 0x9E3779B97F4A7C15ULL) >> 48) % LOCK_BUCKETS;
+        for (int32_t i = lock_buckets[bucket]; i; i = lock_next[i - 1]) {
+            if (lock_table[i - 1].object == key) {
+                found = &lock_table[i - 1];
                 break;
             }
-            if (lock_table[i].object == 0) {
-                if (kind >= 0) {
-                    found = &lock_table[i];
-                    found->kind = (uint8_t)kind;
-                    __atomic_store_n(&found->object, key, __ATOMIC_RELEASE);
-                }
-                break;
-            }
+        }
+        if (!found && kind >= 0 && lock_used < LOCK_ENTRIES_MAX) {
+            uint32_t i = lock_used++;
+            found = &lock_table[i];
+            found->object = key;
+            found->kind = (uint8_t)kind;
+            lock_next[i] = lock_buckets[bucket];
+            lock_buckets[bucket] = (int32_t)(i + 1);
         }
     }
     unspin(&table_lock);

@@ -90,7 +90,13 @@ public struct SyncObjects<Waiter> {
             if t.holder == nil {
                 t.holder = node
                 out.append(.grant(object, to: node))
-            } else if t.holder != node {
+            } else if t.holder == node {
+                // The holder's release is on its way: a node asks only once
+                // it has given the token up, but its release and its next
+                // request can come from two threads in either order. It
+                // waits its turn behind the release.
+                if !t.queue.contains(node) { t.queue.append(node) }
+            } else {
                 if !t.queue.contains(node) { t.queue.append(node) }
                 if !t.recalled {
                     t.recalled = true
@@ -101,10 +107,11 @@ public struct SyncObjects<Waiter> {
         case .tokenTry:
             let node = Int(thread)
             var t = tokens[object] ?? Token()
-            if t.holder == nil || t.holder == node {
+            if t.holder == nil {
                 t.holder = node
                 reply(1)
-            } else if t.trying != nil {
+            } else if t.holder == node || t.trying != nil {
+                // (From the holder: its release is on its way; busy for now.)
                 reply(-SyncErrno.EBUSY)
             } else {
                 t.trying = (node, waiter)

@@ -39,6 +39,18 @@ final class SyncObjectsTests: XCTestCase {
                        "free again")
     }
 
+    /// A node's release and its next request come from two threads and may
+    /// arrive in either order: a request from the holder waits behind the
+    /// release instead of being dropped.
+    func testRequestOvertakingTheSameNodesReleaseIsKept() {
+        var s = Model()
+        XCTAssertEqual(grants(s.handle(m, .tokenAcquire, thread: 1, deadline: nil, waiter: nil)), ["grant 1"])
+        XCTAssertEqual(grants(s.handle(m, .tokenAcquire, thread: 1, deadline: nil, waiter: nil)), [])
+        XCTAssertEqual(replies(s.handle(m, .tokenTry, thread: 1, deadline: nil, waiter: 5)).map(\.1), [-SyncErrno.EBUSY])
+        XCTAssertEqual(grants(s.handle(m, .tokenRelease, thread: 1, deadline: nil, waiter: nil)), ["grant 1"])
+        XCTAssertEqual(grants(s.handle(m, .tokenAcquire, thread: 0, deadline: nil, waiter: nil)), ["recall 1"])
+    }
+
     func testTryLockAsksTheHolderToGiveUpAFreeMutex() {
         var s = Model()
         XCTAssertEqual(replies(s.handle(m, .tokenTry, thread: 0, deadline: nil, waiter: 10)).map(\.1), [1])
