@@ -281,6 +281,9 @@ enum Programs {
     static let all = [
         "mgs", "matmul", "litmus", "sem_barrier", "shm_errors", "sem_errors", "dsm_api", "syscall_fault", "sleeper",
         "threads", "affinity", "sem_eintr", "ipc_info",
+        // Image mode (plain pthreads programs, no DSM API).
+        "img_basic", "img_mgs", "img_matmul", "img_prodcons", "img_mutex", "img_barrier", "img_malloc", "img_exit",
+        "img_api",
     ]
 
     private static let lock = NSLock()
@@ -616,6 +619,26 @@ enum Runner {
         return try dsmCommand(
             dsmrun: dsmrun.path, arguments: ["-n", String(n), "--spmd", exe] + args, label: "dsm-\(program)-\(n)",
             timeout: timeout)
+    }
+
+    /// Runs `dsmrun -n N program args` (image mode: main on node 0, threads
+    /// spread) with the checks of `dsm`.
+    static func image(
+        _ program: String, nodes n: Int, args: [String] = [], timeout: Double, extra: [String] = []
+    ) throws -> DSMRun {
+        let dsmrun = try Paths.requireDSMRun()
+        let exe = try Programs.path(program)
+        return try dsmCommand(
+            dsmrun: dsmrun.path, arguments: ["-n", String(n)] + extra + [exe] + args, label: "image-\(program)-\(n)",
+            timeout: timeout)
+    }
+
+    /// Runs `program args` once as a plain process (the reference for an
+    /// image-mode run).
+    static func plain(_ program: String, args: [String] = [], timeout: Double) throws -> CommandResult {
+        let exe = try Programs.path(program)
+        return try runCommand(exe, args, environment: childEnvironment([:]), timeout: timeout,
+                              label: "plain-\(program)", marker: "DSM_TEST_RUN=\(UUID().uuidString)")
     }
 
     /// `dsmrun arguments...` with the checks of `dsm`.

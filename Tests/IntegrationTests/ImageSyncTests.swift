@@ -1,0 +1,126 @@
+// Image mode synchronisation and runtime services: plain pthreads programs
+// (Tests/Programs/img_*.c) that check themselves, run once as a plain
+// process (they must pass on the real kernel and glibc too) and under
+// `dsmrun -n N` with N = 1, 2, 4 (main on node 0, threads spread over the
+// nodes). Each program prints `FAIL: ...` lines for what went wrong and a
+// summary line; exit status 0 means pass (img_exit: status 3, from exit(3)
+// in a thread). Runner.image also checks that no process and no System V
+// object of the run is left behind.
+//
+// These tests need `.build/release/dsmrun` (`swift build -c release`).
+
+import Foundation
+import XCTest
+
+final class ImageSyncTests: XCTestCase {
+    // MARK: img_basic: globals, main's stack and the heap shared; join values
+
+    func testBasicPlain() throws { try checkPlain("img_basic", args: ["4"], line: "img_basic threads=") }
+    func testBasicNodes1() throws { try checkImage("img_basic", nodes: 1, args: ["4"], line: "img_basic threads=") }
+    func testBasicNodes2() throws { try checkImage("img_basic", nodes: 2, args: ["4"], line: "img_basic threads=") }
+    func testBasicNodes4() throws { try checkImage("img_basic", nodes: 4, args: ["4"], line: "img_basic threads=") }
+
+    // MARK: img_prodcons: bounded buffer, one mutex and two conditions
+
+    func testProdconsPlain() throws { try checkPlain("img_prodcons", line: "img_prodcons producers=") }
+    func testProdconsNodes1() throws { try checkImage("img_prodcons", nodes: 1, line: "img_prodcons producers=") }
+    func testProdconsNodes2() throws { try checkImage("img_prodcons", nodes: 2, line: "img_prodcons producers=") }
+    func testProdconsNodes4() throws { try checkImage("img_prodcons", nodes: 4, line: "img_prodcons producers=") }
+
+    // MARK: img_mutex: counter, recursive, error-checking, timedlock
+
+    /// 4 threads x 10^5 locked increments at every node count: with lock
+    /// tokens (a node keeps a mutex for a batch of uses) -n 4 takes a few
+    /// seconds on the 2-CPU test machine (a round trip per lock took ~64 s).
+    func testMutexPlain() throws { try checkPlain("img_mutex", line: "img_mutex threads=") }
+    func testMutexNodes1() throws { try checkImage("img_mutex", nodes: 1, line: "img_mutex threads=") }
+    func testMutexNodes2() throws { try checkImage("img_mutex", nodes: 2, line: "img_mutex threads=") }
+    func testMutexNodes4() throws { try checkImage("img_mutex", nodes: 4, line: "img_mutex threads=") }
+
+    // MARK: img_barrier: one serial thread per wait, writes visible after it
+
+    func testBarrierPlain() throws { try checkPlain("img_barrier", line: "img_barrier threads=") }
+    func testBarrierNodes1() throws { try checkImage("img_barrier", nodes: 1, line: "img_barrier threads=") }
+    func testBarrierNodes2() throws { try checkImage("img_barrier", nodes: 2, line: "img_barrier threads=") }
+    func testBarrierNodes4() throws { try checkImage("img_barrier", nodes: 4, line: "img_barrier threads=") }
+
+    // MARK: img_malloc: cross-node free, reuse past the heap's size, calloc, alignment
+
+    func testMallocPlain() throws { try checkPlain("img_malloc", line: "img_malloc threads=") }
+    func testMallocNodes1() throws { try checkImage("img_malloc", nodes: 1, line: "img_malloc threads=") }
+    func testMallocNodes2() throws { try checkImage("img_malloc", nodes: 2, line: "img_malloc threads=") }
+    func testMallocNodes4() throws { try checkImage("img_malloc", nodes: 4, line: "img_malloc threads=") }
+
+    // MARK: img_api: join/detach/exit/self, semaphores, rwlocks, spin, once, futex, atomics
+
+    func testAPIPlain() throws { try checkPlain("img_api", line: "img_api threads=") }
+    func testAPINodes1() throws { try checkImage("img_api", nodes: 1, line: "img_api threads=") }
+    func testAPINodes2() throws { try checkImage("img_api", nodes: 2, line: "img_api threads=") }
+    func testAPINodes4() throws { try checkImage("img_api", nodes: 4, line: "img_api threads=") }
+
+    // MARK: img_exit: exit(3) in a thread ends the program with status 3
+
+    func testExitPlain() throws {
+        let run = try Runner.plain("img_exit", timeout: Self.exitTimeout)
+        try checkExit(run.termination, run.stdout, summary: run.summary, what: "plain run of img_exit")
+        print("img_exit plain elapsed=\(String(format: "%.2f", run.elapsed)) s")
+    }
+
+    func testExitNodes1() throws { try checkExitImage(nodes: 1) }
+    func testExitNodes2() throws { try checkExitImage(nodes: 2) }
+    func testExitNodes4() throws { try checkExitImage(nodes: 4) }
+
+    // MARK: helpers
+
+    /// One run of any of the programs: they take seconds, give them minutes
+    /// on a loaded machine. Each program also has an alarm() of its own.
+    private static var timeout: Double { Config.timeout(default: 300) }
+    /// img_exit ends within a second, or dies of its alarm(30).
+    private static var exitTimeout: Double { Config.timeout(default: 90) }
+
+    /// The plain run passes: status 0, the summary line (starting with
+    /// `line`) with failures=0, and no FAIL line.
+    private func checkPlain(_ program: String, args: [String] = [], line: String) throws {
+        let run = try Runner.plain(program, args: args, timeout: Self.timeout)
+        let what = "plain run of `\(([program] + args).joined(separator: " "))`"
+        try checkPassed(run.termination, run.stdout, line: line, summary: run.summary, what: what)
+        print("\(program) plain elapsed=\(String(format: "%.2f", run.elapsed)) s")
+    }
+
+    /// The run under `dsmrun -n N` passes, as the plain one must.
+    private func checkImage(_ program: String, nodes n: Int, args: [String] = [], line: String) throws {
+        let run = try Runner.image(program, nodes: n, args: args, timeout: Self.timeout)
+        let what = "`dsmrun -n \(n) \(([program] + args).joined(separator: " "))`"
+        try checkPassed(run.result.termination, run.output, line: line, summary: run.summary, what: what)
+        print("\(program) nodes=\(n) elapsed=\(String(format: "%.2f", run.result.elapsed)) s")
+    }
+
+    private func checkPassed(
+        _ termination: Termination, _ stdout: String, line: String, summary: String, what: String
+    ) throws {
+        XCTAssertEqual(termination, .exited(0), "\(what) failed:\n\(summary)")
+        XCTAssertEqual(
+            Output.field("failures", in: stdout, line: line), "0",
+            "\(what): no `\(line)... failures=0` summary line:\n\(summary)")
+        let fails = stdout.split(separator: "\n").filter { $0.contains("FAIL") }
+        XCTAssertTrue(fails.isEmpty, "\(what) reported failures:\n\(summary)")
+    }
+
+    private func checkExitImage(nodes n: Int) throws {
+        let run = try Runner.image("img_exit", nodes: n, timeout: Self.exitTimeout)
+        try checkExit(run.result.termination, run.output, summary: run.summary, what: "`dsmrun -n \(n) img_exit`")
+        print("img_exit nodes=\(n) elapsed=\(String(format: "%.2f", run.result.elapsed)) s")
+    }
+
+    /// Status 3 (not 0, not SIGALRM's 142 or a signal), and the thread's
+    /// line printed before it called exit.
+    private func checkExit(_ termination: Termination, _ stdout: String, summary: String, what: String) throws {
+        XCTAssertEqual(
+            termination, .exited(3),
+            "\(what): want exit status 3 from exit(3) in a thread (142 or SIGALRM: the program did not end):\n\(summary)")
+        XCTAssertTrue(
+            stdout.split(separator: "\n").contains { $0.hasSuffix("exiting-from-thread") },
+            "\(what): the thread's `exiting-from-thread` line is missing:\n\(summary)")
+        XCTAssertFalse(stdout.contains("FAIL"), "\(what) reported failures:\n\(summary)")
+    }
+}
