@@ -117,7 +117,8 @@ final class ImageSyncTests: XCTestCase {
     private func checkExit(_ termination: Termination, _ stdout: String, summary: String, what: String) throws {
         XCTAssertEqual(
             termination, .exited(3),
-            "\(what): want exit status 3 from exit(3) in a thread (142 or SIGALRM: the program did not end):\n\(summary)")
+            "\(what): want exit status 3 from exit(3) in a thread (142 or SIGALRM: the program did not end):\n"
+                + summary)
         XCTAssertTrue(
             stdout.split(separator: "\n").contains { $0.hasSuffix("exiting-from-thread") },
             "\(what): the thread's `exiting-from-thread` line is missing:\n\(summary)")

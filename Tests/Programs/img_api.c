@@ -4,6 +4,8 @@
 //     (attribute, or pthread_detach while it runs) gives EINVAL;
 //     pthread_exit(value) hands value to the joiner;
 //   - pthread_self() in a thread equals the handle its creator got;
+//   - conditions: a timed wait times out with the mutex held again; one
+//     broadcast wakes waiters on every node;
 //   - POSIX semaphores: sem_trywait EAGAIN, sem_timedwait ETIMEDOUT,
 //     sem_getvalue, posts and waits across threads, a ping-pong;
 //   - rwlocks: readers hold it together, trywrlock is EBUSY meanwhile, a
@@ -187,6 +189,84 @@ static void test_threads(void) {
         CHECK(v == (void *)published[i], "thread %d returned its pthread_self() %p, creator's handle %p", i, v,
               (void *)published[i]);
     }
+}
+
+// --- condition variables ---------------------------------------------------------
+
+static pthread_mutex_t cond_lock;   /* error-checking: shows who holds it */
+static pthread_cond_t cond_never = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t cond_go = PTHREAD_COND_INITIALIZER;
+static int cond_waiting, cond_go_flag, cond_woken;
+
+static void *cond_timeout_worker(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&cond_lock);
+    double t0 = now_seconds();
+    struct timespec ts = realtime_in(100);
+    int r = pthread_cond_timedwait(&cond_never, &cond_lock, &ts);
+    double ms = (now_seconds() - t0) * 1000;
+    CHECK(r == ETIMEDOUT, "cond_timedwait without a signal: %s, want ETIMEDOUT", err_name(r));
+    CHECK(ms >= 80 && ms < 10000, "cond_timedwait with a 100 ms deadline returned after %.1f ms", ms);
+    /* The mutex is held again after the timeout. */
+    r = pthread_mutex_unlock(&cond_lock);
+    CHECK(r == 0, "unlock after cond_timedwait's timeout: %s, want 0 (the mutex must be held)", err_name(r));
+    r = pthread_mutex_unlock(&cond_lock);
+    CHECK(r == EPERM, "second unlock after cond_timedwait's timeout: %s, want EPERM", err_name(r));
+    return NULL;
+}
+
+static void *cond_broadcast_worker(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&cond_lock);
+    cond_waiting++; /* main polls it */
+    while (!cond_go_flag) {
+        struct timespec ts = realtime_in(30000);
+        int r = pthread_cond_timedwait(&cond_go, &cond_lock, &ts);
+        if (r == ETIMEDOUT && !cond_go_flag) {
+            CHECK(0, "a waiter was not woken by pthread_cond_broadcast within 30 s");
+            break;
+        }
+        CHECK(r == 0 || r == ETIMEDOUT, "cond_timedwait: %s", err_name(r));
+    }
+    cond_woken++;
+    pthread_mutex_unlock(&cond_lock);
+    return NULL;
+}
+
+static void test_conditions(void) {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_init(&cond_lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    pthread_t t[MAX_THREADS];
+    for (int i = 0; i < threads; i++) start(&t[i], NULL, cond_timeout_worker, NULL, "cond timeout");
+    for (int i = 0; i < threads; i++) join(t[i], "cond timeout");
+
+    /* Every waiter, on every node, wakes at one broadcast. */
+    for (int i = 0; i < threads; i++) start(&t[i], NULL, cond_broadcast_worker, NULL, "cond broadcast");
+    int all = 1;
+    pthread_mutex_lock(&cond_lock);
+    for (int polls = 0; cond_waiting < threads; polls++) {
+        pthread_mutex_unlock(&cond_lock);
+        usleep(1000);
+        pthread_mutex_lock(&cond_lock);
+        if (polls > 30000) { /* ~30 s */
+            all = 0;
+            break;
+        }
+    }
+    CHECK(all, "only %d of %d threads reached the condition wait", cond_waiting, threads);
+    cond_go_flag = 1;
+    int r = pthread_cond_broadcast(&cond_go);
+    CHECK(r == 0, "pthread_cond_broadcast: %s", err_name(r));
+    pthread_mutex_unlock(&cond_lock);
+    for (int i = 0; i < threads; i++) join(t[i], "cond broadcast");
+    CHECK(cond_woken == threads, "%d of %d waiters woke", cond_woken, threads);
+    r = pthread_cond_destroy(&cond_go);
+    CHECK(r == 0, "pthread_cond_destroy: %s", err_name(r));
+    r = pthread_mutex_destroy(&cond_lock);
+    CHECK(r == 0, "pthread_mutex_destroy: %s", err_name(r));
 }
 
 // --- semaphores -----------------------------------------------------------------
@@ -619,8 +699,9 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         void (*run)(void);
-    } tests[] = {{"threads", test_threads},   {"semaphores", test_semaphores}, {"rwlocks", test_rwlocks},
-                 {"spin+once", test_spin_once}, {"futex", test_futex},         {"atomics", test_atomics}};
+    } tests[] = {{"threads", test_threads},       {"conditions", test_conditions}, {"semaphores", test_semaphores},
+                 {"rwlocks", test_rwlocks},       {"spin+once", test_spin_once},   {"futex", test_futex},
+                 {"atomics", test_atomics}};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         int before = failures;
         double t0 = now_seconds();

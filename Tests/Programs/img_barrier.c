@@ -48,7 +48,8 @@ static void *worker(void *arg) {
         }
         r = pthread_barrier_wait(&barrier);
         if (r == PTHREAD_BARRIER_SERIAL_THREAD) __atomic_fetch_add(&serial_second[round - 1], 1, __ATOMIC_SEQ_CST);
-        else if (r != 0) fail(&local, "thread %ld: second pthread_barrier_wait returned %ld in round %ld", me, r, round);
+        else if (r != 0)
+            fail(&local, "thread %ld: second pthread_barrier_wait returned %ld in round %ld", me, r, round);
     }
     return (void *)(intptr_t)local;
 }

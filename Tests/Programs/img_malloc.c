@@ -37,7 +37,8 @@ static const size_t sizes[] = {
 };
 #define NSIZES (int)(sizeof sizes / sizeof sizes[0])
 /* Aligned blocks after the malloc ones: alignment and size. */
-static const size_t aligned[][2] = {{64, 100}, {64, 5000}, {4096, 4096}, {4096, 10000}, {65536, 65536}, {65536, 200000}};
+static const size_t aligned[][2] = {{64, 100},     {64, 5000},     {4096, 4096},
+                                    {4096, 10000}, {65536, 65536}, {65536, 200000}};
 #define NALIGNED (int)(sizeof aligned / sizeof aligned[0])
 #define NBLOCKS (NSIZES + NALIGNED)
 #define REALLOC_SMALL 9  /* sizes[9] == 1000: grown to 200000 */
@@ -84,7 +85,8 @@ static long range(unsigned char *p, size_t from, size_t to, uint32_t tag, int ch
 static long pattern(unsigned char *p, size_t size, uint32_t tag, int check) {
     if (size <= DENSE) return range(p, 0, size, tag, check);
     long bad = range(p, 0, 4096, tag, check);
-    for (size_t off = DENSE; bad < 0 && off + 64 <= size - 4096; off += DENSE) bad = range(p, off, off + 64, tag, check);
+    for (size_t off = DENSE; bad < 0 && off + 64 <= size - 4096; off += DENSE)
+        bad = range(p, off, off + 64, tag, check);
     if (bad < 0) bad = range(p, size - 4096, size, tag, check);
     return bad;
 }

@@ -273,7 +273,8 @@ static void *many_worker(void *arg) {
     for (int i = 0; i < MANY_MUTEXES; i++) {
         int r = pthread_mutex_lock(&many[i]);
         if (r) {
-            if (bad++ < 3) CHECK(0, "many mutexes: pthread_mutex_lock of mutex %d of %d: %s", i, MANY_MUTEXES, err_name(r));
+            if (bad++ < 3)
+                CHECK(0, "many mutexes: pthread_mutex_lock of mutex %d of %d: %s", i, MANY_MUTEXES, err_name(r));
             continue;
         }
         r = pthread_mutex_unlock(&many[i]);
