@@ -54,6 +54,9 @@ final class Node {
     /// Spawns handed to the host thread, by token: who waits, detached.
     var pendingSpawns: [UInt64: (ReplyDestination, Bool)] = [:]
     var nextSpawnToken: UInt64 = 1
+    /// Image mode: the program's threads on this node that may be running
+    /// (main on node 0, and the hosted threads not finished).
+    lazy var runningProgramThreads = configuration.image && id == 0 ? 1 : 0
     /// Synchronisation objects homed here (image mode).
     var syncObjects = SyncObjects<ReplyDestination>()
     /// Lock tokens recalled but kept for a batch (SyncService.swift).
@@ -121,6 +124,14 @@ final class Node {
         watch(callBell, tag: Node.bellTag)
         watch(mesh.coordinator.fd, tag: Node.coordinatorTag)
         for case let peer? in mesh.peers { watch(peer.fd, tag: UInt64(peer.peer)) }
+    }
+
+    /// Polling steals the CPU from any program thread of this node that is
+    /// not blocked on the runtime (in image mode, node 0's worker while main
+    /// waits in pthread_join). Blocked threads are counted from below: the
+    /// calls in flight, one per page with a fault waiting.
+    private var otherThreadsMayRun: Bool {
+        configuration.image && callsWaiting + faultsWaiting < runningProgramThreads
     }
 
     private func watch(_ fd: Int32, tag: UInt64) {
@@ -308,7 +319,7 @@ final class Node {
             let syncTimeout = millisecondsUntilSyncDeadline()
             let timeout = serviceTimeout < 0 ? syncTimeout : (syncTimeout < 0 ? serviceTimeout : min(serviceTimeout, syncTimeout))
             var n: Int32 = 0
-            if spinNanoseconds > 0 && (faultsWaiting > 0 || callsWaiting > 0) {
+            if spinNanoseconds > 0 && (faultsWaiting > 0 || callsWaiting > 0) && !otherThreadsMayRun {
                 // A program thread of this node is blocked on an answer,
                 // which usually comes within tens of microseconds: polling
                 // a little can be cheaper than two wake-ups (DSM_SPIN_US).

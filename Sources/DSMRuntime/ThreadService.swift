@@ -22,6 +22,8 @@ struct HostedThread {
     var reaped = false
     /// Joined or detached-and-finished: nobody will ask about it again.
     var released = false
+    /// Started and not finished: counted in Node.runningProgramThreads.
+    var running = false
 }
 
 /// Where the next thread goes, counted per creating node.
@@ -84,6 +86,10 @@ extension Node {
             if error != 0 { return answer(reply, .error(Errno(rawValue: error))) }
             var t = hostedThreads[thread] ?? HostedThread()
             t.detached = detached
+            if !t.finished {
+                t.running = true
+                runningProgramThreads += 1
+            }
             if t.finished && detached { t.released = true }
             settle(thread, t)
             answer(reply, ServiceReply(result: 0, data: encode(thread)))
@@ -91,6 +97,10 @@ extension Node {
             var t = hostedThreads[thread] ?? HostedThread()
             t.finished = true
             t.value = value
+            if t.running {
+                t.running = false
+                runningProgramThreads -= 1
+            }
             if let joiner = t.joiner {
                 t.joiner = nil
                 t.released = true
