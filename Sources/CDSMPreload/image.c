@@ -360,9 +360,17 @@ int pthread_detach(pthread_t thread) {
     return r < 0 ? (int)-r : 0;
 }
 
+static TLS int image_main_thread;
+
 void pthread_exit(void *value) {
     resolve_thread_functions();
     if (hosted_self) hosted_finish(value);
+    if (dsm_image && image_main_thread) {
+        /* main leaves: as with glibc, the program lives on while its threads
+         * do (on every node), and then exits with status 0. */
+        IN_RUNTIME_VOID(dsm_swift_await_threads());
+        exit(0);
+    }
     real_pthread_exit(value);
 }
 
@@ -487,6 +495,7 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     main_context.uc_stack.ss_size = stack_size;
     main_context.uc_link = &start_context;
     makecontext(&main_context, main_on_dsm_stack, 0);
+    image_main_thread = 1;
     swapcontext(&start_context, &main_context);
     return image_status;
 }

@@ -68,6 +68,13 @@ enum ServiceRequest {
     case programExit(status: Int32)
     /// node 0 -> node: the program has ended (a notice).
     case programEnd
+    /// -> node 0: the program's threads cluster-wide went up or down by
+    /// `delta` (a notice: +1 by the creator's node before a spawn, -1 by the
+    /// host when the thread ends or by the creator when the spawn failed).
+    case threadCount(delta: Int32)
+    /// -> node 0: answered once no thread of the program is left (main
+    /// called pthread_exit).
+    case awaitThreads
     /// A synchronisation operation, served at the object's home (SyncService.swift).
     case sync(SyncRequest)
     /// home -> node: the lock token of `object` is this node's (a notice).
@@ -108,7 +115,8 @@ enum ServiceRequest {
     /// Nobody waits for an answer: the calling thread goes on once it is sent.
     var isNotice: Bool {
         switch self {
-        case .remoteFree, .programExit, .programEnd, .lockGranted, .lockRecalled, .lockTryRecalled: return true
+        case .remoteFree, .programExit, .programEnd, .lockGranted, .lockRecalled, .lockTryRecalled, .threadCount:
+            return true
         case .sync(let s): return s.isNotice
         default: return false
         }
@@ -178,6 +186,10 @@ enum ServiceRequest {
             w.put(UInt8(20)); w.put(status)
         case .programEnd:
             w.put(UInt8(21))
+        case .threadCount(let delta):
+            w.put(UInt8(26)); w.put(delta)
+        case .awaitThreads:
+            w.put(UInt8(27))
         case .sync(let s):
             w.put(UInt8(22)); s.encode(into: &w)
         case .lockGranted(let object, let node):
@@ -236,6 +248,8 @@ enum ServiceRequest {
         case 23: request = .lockGranted(object: r.get(), node: Int(r.get(Int32.self)))
         case 24: request = .lockRecalled(object: r.get(), node: Int(r.get(Int32.self)))
         case 25: request = .lockTryRecalled(object: r.get(), node: Int(r.get(Int32.self)))
+        case 26: request = .threadCount(delta: r.get())
+        case 27: request = .awaitThreads
         default: return nil
         }
         return r.failed ? nil : (request, caller)

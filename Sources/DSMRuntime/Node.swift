@@ -54,6 +54,10 @@ final class Node {
     /// Spawns handed to the host thread, by token: who waits, detached.
     var pendingSpawns: [UInt64: (ReplyDestination, Bool)] = [:]
     var nextSpawnToken: UInt64 = 1
+    /// Node 0, image mode: the program's threads cluster-wide (main not
+    /// counted), and who waits for none to be left.
+    var programThreads = 0
+    var threadsGoneWaiters: [ReplyDestination] = []
     /// Image mode: the program's threads on this node that may be running
     /// (main on node 0, and the hosted threads not finished).
     lazy var runningProgramThreads = configuration.image && id == 0 ? 1 : 0
@@ -275,7 +279,7 @@ final class Node {
             lockTokenEvent(request)
         case .spawnThread, .joinThread, .detachThread, .remoteFree, .remoteUsableSize, .programEnd:
             handleThreadRequest(request, reply: reply)
-        case .programExit where id == 0:
+        case .programExit where id == 0, .threadCount where id == 0, .awaitThreads where id == 0:
             handleThreadRequest(request, reply: reply)
         default:
             guard let service else { fatal("node \(caller.node) sent a service call to node \(id)") }

@@ -73,6 +73,19 @@ extension Node {
         case .programEnd:
             dsm_host_post(Int32(DSM_HOST_END), 0, 0, 0, 0)
             answer(reply, ServiceReply(result: 0))
+        case .threadCount(let delta):
+            programThreads += Int(delta)
+            if programThreads <= 0 {
+                for w in threadsGoneWaiters { answer(w, ServiceReply(result: 0)) }
+                threadsGoneWaiters.removeAll()
+            }
+            answer(reply, ServiceReply(result: 0))
+        case .awaitThreads:
+            if programThreads <= 0 {
+                answer(reply, ServiceReply(result: 0))
+            } else {
+                threadsGoneWaiters.append(reply)
+            }
         default:
             preconditionFailure("not a thread request")
         }
@@ -94,6 +107,7 @@ extension Node {
             settle(thread, t)
             answer(reply, ServiceReply(result: 0, data: encode(thread)))
         case .threadFinished(let thread, let value):
+            countThreads(-1)
             var t = hostedThreads[thread] ?? HostedThread()
             t.finished = true
             t.value = value
@@ -133,6 +147,15 @@ extension Node {
         }
     }
 
+    /// Tells node 0 (a notice, in order with this node's other messages).
+    func countThreads(_ delta: Int32) {
+        if id == 0 {
+            handleThreadRequest(.threadCount(delta: delta), reply: .none)
+        } else {
+            sendCall(.threadCount(delta: delta), caller: syncCaller, callID: 0, to: 0)
+        }
+    }
+
     private func encode(_ value: UInt64) -> [UInt8] {
         var w = WireWriter()
         w.put(value)
@@ -153,9 +176,15 @@ public func dsmSwiftThreadCreate(_ routine: UInt64, _ argument: UInt64, _ stackS
         let k = placementCounter.wrappingAdd(1, ordering: .relaxed).oldValue
         target = (node.id + 1 + k) % node.nodes
     }
+    // Counted before it exists: node 0 then never sees the count drop to 0
+    // while the new thread is on its way (main may be in pthread_exit).
+    node.post(.threadCount(delta: 1), caller: node.syncCaller)
     let reply = node.perform(.spawnThread(routine: routine, argument: argument, stackSize: stackSize,
                                           detached: detached != 0, node: target))
-    guard reply.result >= 0 else { return Int(reply.result) }
+    guard reply.result >= 0 else {
+        node.post(.threadCount(delta: -1), caller: node.syncCaller)
+        return Int(reply.result)
+    }
     var r = WireReader(reply.data)
     thread.pointee = r.get()
     return 0
@@ -198,6 +227,12 @@ public func dsmSwiftRemoteFree(_ address: UInt64, _ node: Int32) {
 @_cdecl("dsm_swift_remote_usable_size")
 public func dsmSwiftRemoteUsableSize(_ address: UInt64, _ node: Int32) -> Int {
     Int(runtimeNode.perform(.remoteUsableSize(address: address, node: Int(node))).result)
+}
+
+/// main called pthread_exit: wait until no thread of the program is left.
+@_cdecl("dsm_swift_await_threads")
+public func dsmSwiftAwaitThreads() {
+    _ = runtimeNode.perform(.awaitThreads)
 }
 
 @_cdecl("dsm_swift_program_exit")

@@ -70,6 +70,33 @@ final class ImageSyncTests: XCTestCase {
     func testExitNodes2() throws { try checkExitImage(nodes: 2) }
     func testExitNodes4() throws { try checkExitImage(nodes: 4) }
 
+    // MARK: img_main_exit: main's pthread_exit leaves the threads running
+
+    func testMainExitPlain() throws {
+        let run = try Runner.plain("img_main_exit", timeout: Self.exitTimeout)
+        checkMainExit(run.termination, run.stdout, summary: run.summary, what: "plain run of img_main_exit")
+    }
+
+    func testMainExitNodes1() throws { try checkMainExitImage(nodes: 1) }
+    func testMainExitNodes2() throws { try checkMainExitImage(nodes: 2) }
+    func testMainExitNodes4() throws { try checkMainExitImage(nodes: 4) }
+
+    private func checkMainExitImage(nodes n: Int) throws {
+        let run = try Runner.image("img_main_exit", nodes: n, timeout: Self.exitTimeout)
+        checkMainExit(run.result.termination, run.output, summary: run.summary, what: "`dsmrun -n \(n) img_main_exit`")
+    }
+
+    /// Status 0 once the last thread ends, and every thread's line, the
+    /// grandchild's (created by a worker, detached) included.
+    private func checkMainExit(_ termination: Termination, _ stdout: String, summary: String, what: String) {
+        XCTAssertEqual(termination, .exited(0), "\(what) failed:\n\(summary)")
+        let lines = Set(stdout.split(separator: "\n").map(String.init))
+        for want in ["main leaves with pthread_exit", "grandchild of worker 0 done"] + (0..<4).map({ "worker \($0) done" }) {
+            XCTAssertTrue(lines.contains(want), "\(what): no `\(want)` line:\n\(summary)")
+        }
+        XCTAssertFalse(stdout.contains("FAIL"), "\(what) reported failures:\n\(summary)")
+    }
+
     // MARK: helpers
 
     /// One run of any of the programs: they take seconds, give them minutes

@@ -101,6 +101,8 @@ long dsm_swift_thread_join(uint64_t thread, int node, uint64_t *value);
 long dsm_swift_thread_detach(uint64_t thread, int node);
 /// exit(status) from a thread of a node other than 0.
 void dsm_swift_program_exit(int32_t status);
+/// main called pthread_exit: returns once no thread of the program is left.
+void dsm_swift_await_threads(void);
 
 /// Synchronisation objects of image mode, served at their home node
 /// (Sources/CDSMPreload/sync.c, DSMRuntime/SyncService.swift).
