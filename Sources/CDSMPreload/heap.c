@@ -41,7 +41,6 @@ static uintptr_t heap_start, heap_end;
 static uintptr_t arena_start;
 static uintptr_t arena_pages;
 static uint64_t arena_bytes;
-static int heap_node;
 static int heap_on;
 
 /* Private metadata, indexed by page or span of this node's arena. */
@@ -75,7 +74,6 @@ int dsm_heap_setup(uint64_t start, uint64_t size, int node, int nodes) {
     if (per_node < SPAN_BYTES) return -EINVAL;
     heap_start = (uintptr_t)start;
     heap_end = (uintptr_t)(start + size);
-    heap_node = node;
     arena_bytes = per_node;
     arena_start = (uintptr_t)(start + per_node * (uint64_t)node);
     arena_pages = per_node / PAGE;
@@ -309,4 +307,3 @@ void dsm_heap_free(void *p) {
     dsm_remote_free(p);
 }
 
-int dsm_heap_node(void) { return heap_node; }

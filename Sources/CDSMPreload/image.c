@@ -319,8 +319,6 @@ static void *host_thread_main(void *unused) {
     return NULL;
 }
 
-static uint64_t placement_hint;
-
 int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *), void *arg) {
     resolve_thread_functions();
     if (!dsm_image || !dsm_heap_ready() || dsm_runtime_thread || dsm_in_runtime)
@@ -334,7 +332,6 @@ int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)
     uint64_t id = 0;
     long r = IN_RUNTIME(dsm_swift_thread_create((uint64_t)(uintptr_t)start, (uint64_t)(uintptr_t)arg, stack_size,
                                                 detach_state == PTHREAD_CREATE_DETACHED, &id));
-    (void)placement_hint;
     if (r < 0) return (int)-r;
     *thread = (pthread_t)id;
     return 0;
