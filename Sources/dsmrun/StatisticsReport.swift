@@ -78,15 +78,15 @@ func printStatistics(_ reports: [String], format: StatsFormat) {
                         microseconds(n.waitNs.p50), microseconds(n.waitNs.p90), microseconds(n.waitNs.p99)]) + "\n"
         }
         if !hottest.isEmpty {
-            out += "hottest pages (segment container:page, faults on all nodes, times a copy was lost):\n"
-            for p in hottest { out += "  \(p.container):\(p.page)  faults \(p.faults)  writes \(p.writeFaults)  lost \(p.losses)\n" }
+            out += "hottest pages (container:page, faults on all nodes, times a copy was lost):\n"
+            for p in hottest { out += "  \(containerName(p.container)):\(p.page)  faults \(p.faults)  writes \(p.writeFaults)  lost \(p.losses)\n" }
         }
         if pingPong.isEmpty {
             out += "no page ping-pongs between writers\n"
         } else {
             out += "pages ping-ponging between writers (false sharing?):\n"
             for p in pingPong {
-                out += "  \(p.container):\(p.page)  written by nodes \(p.writers.map(String.init).joined(separator: ","))  moved \(p.losses) times\n"
+                out += "  \(containerName(p.container)):\(p.page)  written by nodes \(p.writers.map(String.init).joined(separator: ","))  moved \(p.losses) times\n"
             }
         }
         FileHandle.standardError.write(Data(out.utf8))
@@ -99,3 +99,13 @@ private func pad(_ columns: [String]) -> String {
 
 private func megabytes(_ bytes: UInt64) -> String { String(format: "%.2f", Double(bytes) / 1e6) }
 private func microseconds(_ ns: UInt64) -> String { String(format: "%.1fus", Double(ns) / 1e3) }
+
+/// A container as the report names it: image mode's data (the executable's
+/// data and bss) and heap, or a System V segment's container number.
+func containerName(_ container: UInt32) -> String {
+    switch container {
+    case 0xFFFF_FF01: return "data"
+    case 0xFFFF_FF02: return "heap"
+    default: return "segment \(container)"
+    }
+}
