@@ -42,8 +42,16 @@ public struct CoherenceNode: Sendable {
     public mutating func addContainer(_ id: ContainerID, pages: Int) {
         precondition(pages >= 0 && pages <= Int(UInt32.max), "page count \(pages)")
         precondition(containers[id] == nil, "container \(id) added twice")
-        assert(homesRotateWithIndex(id, pages: pages), "home(nodes:) must be (base + index) % nodes")
-        containers[id] = ContainerPages(pages: pages, nodes: nodes)
+        if let block = PageID.blockPages(of: id) {
+            // This node's block; the last node also takes what lies past
+            // the blocks of the others.
+            let first = node * block
+            let count = node == nodes - 1 ? max(0, pages - first) : max(0, min(block, pages - first))
+            containers[id] = ContainerPages(pages: pages, homeSlots: count)
+        } else {
+            assert(homesRotateWithIndex(id, pages: pages), "home(nodes:) must be (base + index) % nodes")
+            containers[id] = ContainerPages(pages: pages, homeSlots: (pages + nodes - 1) / nodes)
+        }
     }
 
     /// Every page of the container starts valid at `owner` with contents
@@ -79,6 +87,14 @@ public struct CoherenceNode: Sendable {
         page.home(nodes: nodes) == node
     }
 
+    /// Where a page homed here sits in its container's home entries: homes
+    /// rotate with the index (or come in blocks), so the entries are dense.
+    @inlinable
+    func homeSlot(_ page: PageID) -> Int {
+        if let block = PageID.blockPages(of: page.container) { return Int(page.index) - node * block }
+        return Int(page.index) / nodes
+    }
+
     // The dense home numbering relies on homes cycling through all nodes as
     // the index grows; checked once per container in debug builds.
     private func homesRotateWithIndex(_ id: ContainerID, pages: Int) -> Bool {
@@ -109,12 +125,12 @@ public struct CoherenceNode: Sendable {
     func homeEntry(_ page: PageID) -> HomeEntry? {
         guard isHome(of: page), let pages = containers[page.container],
               Int(page.index) < pages.local.count else { return nil }
-        return pages.home[Int(page.index) / nodes]
+        return pages.home[homeSlot(page)]
     }
 
     @inlinable
     mutating func setHomeEntry(_ page: PageID, _ value: HomeEntry) {
-        containers[page.container]!.home[Int(page.index) / nodes] = value
+        containers[page.container]!.home[homeSlot(page)] = value
     }
 
     @inlinable

@@ -81,14 +81,13 @@ struct HomeEntry: Hashable, Sendable {
 struct ContainerPages: Hashable, Sendable {
     /// Indexed by page index.
     @usableFromInline var local: [LocalPage]
-    /// Directory entries of the pages homed on this node only. Homes rotate
-    /// with the page index (`home(nodes:)` is `(base + index) % nodes`), so
-    /// `index / nodes` numbers them densely.
+    /// Directory entries of the pages homed on this node only, numbered
+    /// densely by `CoherenceNode.homeSlot`.
     @usableFromInline var home: [HomeEntry]
 
     @inlinable
-    init(pages: Int, nodes: Int) {
+    init(pages: Int, homeSlots: Int) {
         local = Array(repeating: LocalPage(), count: pages)
-        home = Array(repeating: HomeEntry(), count: (pages + nodes - 1) / nodes)
+        home = Array(repeating: HomeEntry(), count: homeSlots)
     }
 }

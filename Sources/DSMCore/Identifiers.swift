@@ -22,10 +22,31 @@ public struct PageID: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The node that serialises requests for this page and keeps its
-    /// directory entry. Spread over the nodes so no node is everyone's home.
+    /// directory entry. Spread over the nodes so no node is everyone's home;
+    /// for a block-homed container (image mode's heap), node k is the home
+    /// of the k-th block of pages: the arena it allocates from, so its first
+    /// touch of its own memory needs no other node.
     @inlinable
     public func home(nodes: Int) -> NodeID {
-        Int((UInt64(container) &* 0x9E37_79B9 &+ UInt64(index)) % UInt64(nodes))
+        if let block = PageID.blockPages(of: container) {
+            return min(Int(index) / block, nodes - 1)
+        }
+        return Int((UInt64(container) &* 0x9E37_79B9 &+ UInt64(index)) % UInt64(nodes))
+    }
+
+    /// A container id whose pages are homed in blocks of `blockPages` pages
+    /// (a multiple of 16, below 2^32): 0xA in the top four bits, the block
+    /// size in sixteens of pages in the rest.
+    @inlinable
+    public static func blockHomedContainer(blockPages: Int) -> ContainerID {
+        precondition(blockPages > 0 && blockPages % 16 == 0 && blockPages / 16 < 1 << 28, "block of \(blockPages) pages")
+        return 0xA000_0000 | ContainerID(blockPages / 16)
+    }
+
+    /// The block size of a block-homed container, nil for the others.
+    @inlinable
+    public static func blockPages(of container: ContainerID) -> Int? {
+        container >> 28 == 0xA ? Int(container & 0x0FFF_FFFF) * 16 : nil
     }
 
     public var description: String { "\(container):\(index)" }

@@ -14,7 +14,13 @@ import Glibc
 
 /// Container ids of the image (SysV segments count up from 1).
 let dataContainerID: ContainerID = 0xFFFF_FF01
-let heapContainerID: ContainerID = 0xFFFF_FF02
+/// The heap is block-homed: node k is the home of its own arena (the C
+/// allocator's 1/N slice, rounded down to 64 KiB as in heap.c), so its first
+/// touch of memory it allocated needs no message.
+func heapContainerID(_ configuration: Configuration) -> ContainerID {
+    let arenaBytes = (configuration.heapBytes / UInt64(configuration.nodes)) & ~UInt64(0xFFFF)
+    return PageID.blockHomedContainer(blockPages: Int(arenaBytes) / dsmPageSize)
+}
 /// Where the heap sits on every node (below the mmap area, which ASLR-less
 /// processes fill downwards from just under the stack).
 let heapBase: UInt64 = 0x1000_0000_0000
@@ -70,7 +76,7 @@ extension Node {
             }
             coherence.seedOwner(dataContainerID, owner: 0)
         }
-        ensureContainer(heapContainerID, pages: heapPages, canonical: heapBase)
+        ensureContainer(heapContainerID(configuration), pages: heapPages, canonical: heapBase)
     }
 
     func mapImage() -> ServiceReply {
@@ -90,7 +96,7 @@ extension Node {
                     }
                 }
             }
-            if let heap = containers[heapContainerID] {
+            if let heap = containers[heapContainerID(configuration)] {
                 _ = try heap.attach(at: heapBase, fixed: true, readOnly: false, execute: false, shmid: -1, uffd: uffd)
             }
         } catch {

@@ -103,9 +103,7 @@ private func microseconds(_ ns: UInt64) -> String { String(format: "%.1fus", Dou
 /// A container as the report names it: image mode's data (the executable's
 /// data and bss) and heap, or a System V segment's container number.
 func containerName(_ container: UInt32) -> String {
-    switch container {
-    case 0xFFFF_FF01: return "data"
-    case 0xFFFF_FF02: return "heap"
-    default: return "segment \(container)"
-    }
+    if container == 0xFFFF_FF01 { return "data" }
+    if container >> 28 == 0xA { return "heap" } // block-homed (ImageMode.swift)
+    return "segment \(container)"
 }

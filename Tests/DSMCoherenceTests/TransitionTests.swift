@@ -14,6 +14,40 @@ final class TransitionTests: XCTestCase {
         XCTAssertEqual(PageID(container: 0, index: 2).home(nodes: 3), 2)
     }
 
+    /// Image mode's heap: node k is the home of the k-th block of pages (its
+    /// allocator's arena); the last node also takes the pages past the blocks.
+    func testBlockHomedContainerHomesEachBlockOnItsNode() {
+        let heap = PageID.blockHomedContainer(blockPages: 16)
+        XCTAssertEqual(PageID.blockPages(of: heap), 16)
+        XCTAssertNil(PageID.blockPages(of: 0))
+        XCTAssertNil(PageID.blockPages(of: 0xFFFF_FF01), "the data container stays hashed")
+        XCTAssertEqual(PageID(container: heap, index: 0).home(nodes: 3), 0)
+        XCTAssertEqual(PageID(container: heap, index: 15).home(nodes: 3), 0)
+        XCTAssertEqual(PageID(container: heap, index: 16).home(nodes: 3), 1)
+        XCTAssertEqual(PageID(container: heap, index: 47).home(nodes: 3), 2)
+        XCTAssertEqual(PageID(container: heap, index: 50).home(nodes: 3), 2)
+    }
+
+    /// A first touch in the node's own block is served by itself: the
+    /// request and the zero grant are self-messages.
+    func testFirstTouchInTheNodesOwnBlockNeedsNoOtherNode() {
+        let heap = PageID.blockHomedContainer(blockPages: 16)
+        var cluster = TestCluster(nodes: 3, container: heap, pages: 52)
+        for node in 0..<3 {
+            for index: UInt32 in [UInt32(node * 16), UInt32(node * 16 + 15)] + (node == 2 ? [51] : []) {
+                let page = PageID(container: heap, index: index)
+                let messages = cluster.access(node, page, .write)
+                XCTAssertEqual(messages.map(\.message), [
+                    .writeRequest(page, from: node), .grant(page, writable: true, zeroFill: true, closed: true),
+                ])
+                XCTAssertTrue(messages.allSatisfy { $0.from == node && $0.to == node }, "\(page) from node \(node)")
+            }
+        }
+        // And another node's page in the block still goes to its home.
+        let page = PageID(container: heap, index: 20)
+        XCTAssertEqual(cluster.fault(0, page, .read), [.send(.readRequest(page, from: 0), to: 1)])
+    }
+
     func testFirstTouchReadIsAZeroGrantWithoutData() {
         var cluster = TestCluster(nodes: 2)
         XCTAssertEqual(cluster.fault(1, page0, .read), [.send(.readRequest(page0, from: 1), to: 0)])
