@@ -283,7 +283,7 @@ enum Programs {
         "threads", "affinity", "sem_eintr", "ipc_info",
         // Image mode (plain pthreads programs, no DSM API).
         "img_basic", "img_mgs", "img_matmul", "img_prodcons", "img_mutex", "img_barrier", "img_malloc", "img_exit",
-        "img_api", "img_main_exit",
+        "img_api", "img_main_exit", "img_heap_limit",
     ]
 
     private static let lock = NSLock()
@@ -624,13 +624,14 @@ enum Runner {
     /// Runs `dsmrun -n N program args` (image mode: main on node 0, threads
     /// spread) with the checks of `dsm`.
     static func image(
-        _ program: String, nodes n: Int, args: [String] = [], timeout: Double, extra: [String] = []
+        _ program: String, nodes n: Int, args: [String] = [], timeout: Double, extra: [String] = [],
+        environment: [String: String] = [:]
     ) throws -> DSMRun {
         let dsmrun = try Paths.requireDSMRun()
         let exe = try Programs.path(program)
         return try dsmCommand(
             dsmrun: dsmrun.path, arguments: ["-n", String(n)] + extra + [exe] + args, label: "image-\(program)-\(n)",
-            timeout: timeout)
+            timeout: timeout, environment: environment)
     }
 
     /// Runs `program args` once as a plain process (the reference for an
@@ -643,13 +644,14 @@ enum Runner {
 
     /// `dsmrun arguments...` with the checks of `dsm`.
     static func dsmCommand(
-        dsmrun: String, arguments: [String], label: String, timeout: Double
+        dsmrun: String, arguments: [String], label: String, timeout: Double, environment: [String: String] = [:]
     ) throws -> DSMRun {
         let base = IPC.freshKeyBase()
         let before = IPC.snapshot()
         let token = UUID().uuidString
         let marker = "DSM_TEST_RUN=\(token)"
-        let env = childEnvironment(["DSM_TEST_KEY": "0x" + String(base, radix: 16), "DSM_TEST_RUN": token])
+        let env = childEnvironment(
+            environment.merging(["DSM_TEST_KEY": "0x" + String(base, radix: 16), "DSM_TEST_RUN": token]) { $1 })
         let result = try runCommand(dsmrun, arguments, environment: env, timeout: timeout, label: label, marker: marker)
         try checkClean(marker: marker, pgid: result.pid, before: before, base: base, context: result.summary)
         return DSMRun(result: result, keyBase: base)

@@ -97,6 +97,23 @@ final class ImageSyncTests: XCTestCase {
         XCTAssertFalse(stdout.contains("FAIL"), "\(what) reported failures:\n\(summary)")
     }
 
+    // MARK: img_heap_limit: a full heap is NULL and ENOMEM, and recovers
+
+    func testHeapLimitPlain() throws { try checkPlain("img_heap_limit", args: ["256"], line: "img_heap_limit ") }
+    func testHeapLimitNodes1() throws { try checkHeapLimit(nodes: 1) }
+    func testHeapLimitNodes2() throws { try checkHeapLimit(nodes: 2) }
+
+    /// With a 256 MiB heap the program's 1 GiB of blocks cannot fit: malloc
+    /// must fail with ENOMEM (enomem=1), and the freed heap serve again.
+    private func checkHeapLimit(nodes n: Int) throws {
+        let run = try Runner.image("img_heap_limit", nodes: n, args: ["1024"], timeout: Self.timeout,
+                                   environment: ["DSM_HEAP_MB": "256"])
+        let what = "`DSM_HEAP_MB=256 dsmrun -n \(n) img_heap_limit 1024`"
+        try checkPassed(run.result.termination, run.output, line: "img_heap_limit ", summary: run.summary, what: what)
+        XCTAssertEqual(Output.field("enomem", in: run.output, line: "img_heap_limit "), "1",
+                       "\(what): the 256 MiB heap should have run out:\n\(run.summary)")
+    }
+
     // MARK: helpers
 
     /// One run of any of the programs: they take seconds, give them minutes
