@@ -21,7 +21,6 @@
 #include "CDSMPreload.h"
 #include "internal.h"
 #include <errno.h>
-#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -55,14 +54,6 @@ static int32_t partial[CLASSES];  /* per class: spans with free slots */
 static uintptr_t next_fit;        /* where the page search starts */
 
 static volatile int heap_lock_word;
-
-static void heap_lock(void) {
-    for (int spins = 0; __atomic_exchange_n(&heap_lock_word, 1, __ATOMIC_ACQUIRE); spins++) {
-        if (spins > 64) sched_yield();
-    }
-}
-
-static void heap_unlock(void) { __atomic_store_n(&heap_lock_word, 0, __ATOMIC_RELEASE); }
 
 static void *private_table(size_t bytes) {
     void *p = mmap(NULL, bytes ? bytes : PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -222,7 +213,7 @@ static void *arena_alloc(size_t size, size_t alignment, int *dirty) {
     if (size == 0) size = 1;
     if (size > arena_bytes) return NULL;
     void *p = NULL;
-    heap_lock();
+    spin(&heap_lock_word);
     if (size <= SMALL_MAX && alignment <= PAGE) {
         /* A power-of-two class is aligned to its size within a span. */
         size_t want = size < alignment ? alignment : size;
@@ -232,7 +223,7 @@ static void *arena_alloc(size_t size, size_t alignment, int *dirty) {
     } else {
         p = large_alloc(size, alignment, dirty);
     }
-    heap_unlock();
+    unspin(&heap_lock_word);
     return p;
 }
 
@@ -242,7 +233,7 @@ void dsm_heap_free_here(void *p) {
     if (offset >= arena_bytes) return;
     uintptr_t page = offset / PAGE;
     uintptr_t s = page / SPAN_PAGES;
-    heap_lock();
+    spin(&heap_lock_word);
     if (span_class[s]) {
         int c = span_class[s] - 1;
         uintptr_t i = (offset - s * SPAN_BYTES) / class_size[c];
@@ -261,7 +252,7 @@ void dsm_heap_free_here(void *p) {
         run_pages[page] = 0;
         give_pages(page, count);
     }
-    heap_unlock();
+    unspin(&heap_lock_word);
 }
 
 size_t dsm_heap_usable_size(const void *p) {
@@ -274,14 +265,14 @@ size_t dsm_heap_usable_size(const void *p) {
     uintptr_t page = local / PAGE;
     uintptr_t s = page / SPAN_PAGES;
     size_t n = 0;
-    heap_lock();
+    spin(&heap_lock_word);
     if (span_class[s]) {
         uint32_t size = class_size[span_class[s] - 1];
         n = size - (local - s * SPAN_BYTES) % size;
     } else if (run_pages[page]) {
         n = run_pages[page] * PAGE;
     }
-    heap_unlock();
+    unspin(&heap_lock_word);
     return n;
 }
 

@@ -21,7 +21,6 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <link.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -102,7 +101,7 @@ void *realloc(void *p, size_t size) {
     }
     size_t old = malloc_usable_size(p);
     if (size <= old && size >= old / 2) return p;
-    void *q = use_heap() ? dsm_heap_alloc(size, 16, 0) : __libc_malloc(size);
+    void *q = malloc(size);
     if (!q) return NULL;
     memcpy(q, p, old < size ? old : size);
     free(p);
@@ -177,11 +176,11 @@ void dsm_host_post(int kind, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
     host_item *item = __libc_malloc(sizeof *item);
     if (!item) die("out of memory in the host queue");
     *item = (host_item){kind, a, b, c, d, NULL};
-    while (__atomic_exchange_n(&host_lock_word, 1, __ATOMIC_ACQUIRE)) sched_yield();
+    spin(&host_lock_word);
     if (host_tail) host_tail->next = item;
     else host_head = item;
     host_tail = item;
-    __atomic_store_n(&host_lock_word, 0, __ATOMIC_RELEASE);
+    unspin(&host_lock_word);
     uint64_t one = 1;
     ssize_t w = write(host_bell, &one, sizeof one);
     (void)w;
@@ -190,13 +189,13 @@ void dsm_host_post(int kind, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
 static host_item *host_take(void) {
     uint64_t count;
     for (;;) {
-        while (__atomic_exchange_n(&host_lock_word, 1, __ATOMIC_ACQUIRE)) sched_yield();
+        spin(&host_lock_word);
         host_item *item = host_head;
         if (item) {
             host_head = item->next;
             if (!host_head) host_tail = NULL;
         }
-        __atomic_store_n(&host_lock_word, 0, __ATOMIC_RELEASE);
+        unspin(&host_lock_word);
         if (item) return item;
         ssize_t r = read(host_bell, &count, sizeof count);
         (void)r;
@@ -449,15 +448,7 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     if (r < 0) die("image set-up failed");
     dsm_node = dsm_swift_node_id();
     dsm_nodes_count = dsm_swift_nodes();
-    host_bell = eventfd(0, EFD_CLOEXEC);
-    if (host_bell >= 0 && host_bell < 512) {
-        /* Out of the program's way, as the runtime's own (cdsm_high_fd). */
-        int moved = fcntl(host_bell, F_DUPFD_CLOEXEC, 512);
-        if (moved >= 0) {
-            close(host_bell);
-            host_bell = moved;
-        }
-    }
+    host_bell = cdsm_high_fd(eventfd(0, EFD_CLOEXEC));
     if (host_bell < 0) die("cannot create the host's eventfd");
     extern int dsm_heap_setup(uint64_t, uint64_t, int, int);
     if (dsm_heap_setup(heap_base, heap_size, dsm_node, dsm_nodes_count) != 0) die("cannot set up the DSM heap");

@@ -2,11 +2,33 @@
 #ifndef CDSM_PRELOAD_INTERNAL_H
 #define CDSM_PRELOAD_INTERNAL_H
 
+#include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* The libc function an interposer stands in front of, looked up once. */
+#define REAL(name)                                                                                                \
+    static __typeof__(name) *real_##name;                                                                         \
+    if (!real_##name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+
+/* The runtime's own short locks (heap metadata, the host queue, lock-table
+ * entries): never held across a fault or a call into the runtime, so the
+ * runtime thread may take them too; a waiter yields after a few spins (the
+ * holder may share its CPU). */
+static inline void spin(volatile int *word) {
+    for (int n = 0; __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE); n++)
+        if (n > 32) sched_yield();
+}
+
+static inline void unspin(volatile int *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
+
+/* Moves a descriptor to 512 or above (CDSMKernel's, linked into the same
+ * library): the runtime's descriptors stay out of the program's way. */
+int cdsm_high_fd(int fd);
 
 /* Set on threads the runtime owns (the runtime thread): every interposer
  * passes their calls straight through. */

@@ -62,9 +62,6 @@ static void forked_child(void) {
     declined = 1;
 }
 
-#define REAL(name) \
-    static __typeof__(name) *real_##name; \
-    if (!real_##name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
 
 static long as_result(long r) {
     if (r < 0) {

@@ -21,10 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define REAL(name)                                                                                                \
-    static __typeof__(name) *real_##name;                                                                         \
-    if (!real_##name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
-
 static long sync_call(const volatile void *object, int operation, uint64_t argument, int64_t timeout_ns) {
     return IN_RUNTIME(dsm_swift_sync((uint64_t)(uintptr_t)object, operation, argument, timeout_ns));
 }
@@ -54,9 +50,9 @@ static int64_t timeout_until(const struct timespec *deadline) {
  * the token; this node gives it back once it has used it LOCK_BATCH times
  * since it came, or as soon as the mutex has been free for LOCK_IDLE_NS (a
  * thread in a tight lock/unlock loop keeps it for a batch: one hand-over
- * costs a few messages and the page of the data it protects). Owner, recursion count
- * and the error checks are local, since only this node's threads can hold
- * the mutex while the token is here. Threads wait on a private futex word of
+ * costs a few messages and the page of the data it protects). Owner,
+ * recursion count and the error checks are local, since only this node's
+ * threads can hold the mutex while the token is here. Threads wait on a private futex word of
  * the entry; the runtime thread flips `token` when grants and recalls come.
  *
  * Entries live in a private table, never in DSM memory: neither a program
@@ -88,12 +84,6 @@ static int32_t *lock_next;    /* per entry: index + 1 of the next in its chain *
 static lock_entry *lock_table;
 static uint32_t lock_used;
 static volatile int table_lock;
-
-static void spin(volatile int *word) {
-    for (int n = 0; __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE); n++)
-        if (n > 32) sched_yield();
-}
-static void unspin(volatile int *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
 
 static void *reserve(size_t bytes) {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -152,10 +142,23 @@ static int64_t monotonic_ns(void) {
  * fault). */
 static int kind_in_object(const pthread_mutex_t *m) { return m->__data.__kind & 3; }
 
-/* timeout_ns < 0: none. `try`: never wait. */
-static int token_lock(const volatile void *object, int kind, int try, int64_t timeout_ns) {
-    lock_entry *e = lock_entry_of(object, -1);
-    if (!e) e = lock_entry_of(object, kind);
+/* The token goes back to the home (the caller sends the release). Called
+ * with the entry locked. */
+static void give_up_token(lock_entry *e) {
+    e->token = 0;
+    e->recall = 0;
+    e->seq++;
+}
+
+/* Free, nobody here waiting, and unused for LOCK_IDLE_NS: a recalled token
+ * can go. Called with the entry locked. */
+static int idles(const lock_entry *e) {
+    return !e->locked && e->waiters == 0 && monotonic_ns() - e->last_unlock >= LOCK_IDLE_NS;
+}
+
+/* `e`: the object's entry (NULL: the table is full). timeout_ns < 0: none.
+ * `try`: never wait. */
+static int token_lock(lock_entry *e, const volatile void *object, int try, int64_t timeout_ns) {
     if (!e) return EAGAIN;
     pthread_t self = pthread_self();
     int64_t deadline = timeout_ns >= 0 ? monotonic_ns() + timeout_ns : -1;
@@ -214,8 +217,7 @@ static int token_lock(const volatile void *object, int kind, int try, int64_t ti
         int timed_out = deadline >= 0 && monotonic_ns() >= deadline;
         int give_back = 0;
         if (timed_out && e->waiters == 0 && e->token && !e->locked && e->recall) {
-            e->token = 0;
-            e->recall = 0;
+            give_up_token(e);
             give_back = 1;
         }
         unspin(&e->lock);
@@ -242,11 +244,8 @@ static int token_unlock(const volatile void *object) {
     e->count = 0;
     e->last_unlock = monotonic_ns();
     int give_back = e->recall && e->uses >= LOCK_BATCH;
-    if (give_back) {
-        e->token = 0;
-        e->recall = 0;
-    }
-    e->seq++;
+    if (give_back) give_up_token(e);
+    else e->seq++;
     uint32_t waiters = e->waiters;
     unspin(&e->lock);
     if (give_back) sync_notice(object, DSM_TOKEN_RELEASE, 0);
@@ -281,11 +280,8 @@ int dsm_lock_recalled(uint64_t object) {
     int outcome = 0;
     if (e->token) {
         e->recall = 1;
-        int idle = !e->locked && e->waiters == 0 && monotonic_ns() - e->last_unlock >= LOCK_IDLE_NS;
-        if (idle || (!e->locked && e->uses >= LOCK_BATCH)) {
-            e->token = 0;
-            e->recall = 0;
-            e->seq++;
+        if (idles(e) || (!e->locked && e->uses >= LOCK_BATCH)) {
+            give_up_token(e);
             outcome = 1;
         } else {
             outcome = 2;
@@ -303,13 +299,8 @@ int dsm_lock_try_recalled(uint64_t object) {
     spin(&e->lock);
     int give = 1;
     if (e->token) {
-        if (e->locked) {
-            give = 0;
-        } else {
-            e->token = 0;
-            e->recall = 0;
-            e->seq++;
-        }
+        if (e->locked) give = 0;
+        else give_up_token(e);
     }
     unspin(&e->lock);
     return give;
@@ -324,10 +315,8 @@ int dsm_lock_recall_due(uint64_t object) {
     int outcome = 0;
     if (!e->token || !e->recall) {
         outcome = -1;
-    } else if (!e->locked && e->waiters == 0 && monotonic_ns() - e->last_unlock >= LOCK_IDLE_NS) {
-        e->token = 0;
-        e->recall = 0;
-        e->seq++;
+    } else if (idles(e)) {
+        give_up_token(e);
         outcome = 1;
     }
     unspin(&e->lock);
@@ -348,9 +337,12 @@ int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *attr) {
     return 0;
 }
 
+/* The entry is looked up first: only a mutex new to this node has its
+ * kind read from the object. */
 static int mutex_lock(pthread_mutex_t *m, int try, int64_t timeout) {
-    int kind = lock_entry_of(m, -1) ? 0 : kind_in_object(m);
-    return token_lock(m, kind, try, timeout);
+    lock_entry *e = lock_entry_of(m, -1);
+    if (!e) e = lock_entry_of(m, kind_in_object(m));
+    return token_lock(e, m, try, timeout);
 }
 
 int pthread_mutex_lock(pthread_mutex_t *m) {
@@ -516,13 +508,13 @@ int pthread_spin_init(pthread_spinlock_t *s, int shared) {
 int pthread_spin_lock(pthread_spinlock_t *s) {
     REAL(pthread_spin_lock);
     if (!dsm_sync_object(s)) return real_pthread_spin_lock(s);
-    return token_lock(s, 0, 0, -1);
+    return token_lock(lock_entry_of(s, 0), s, 0, -1);
 }
 
 int pthread_spin_trylock(pthread_spinlock_t *s) {
     REAL(pthread_spin_trylock);
     if (!dsm_sync_object(s)) return real_pthread_spin_trylock(s);
-    return token_lock(s, 0, 1, -1);
+    return token_lock(lock_entry_of(s, 0), s, 1, -1);
 }
 
 int pthread_spin_unlock(pthread_spinlock_t *s) {
@@ -546,7 +538,7 @@ int pthread_once(pthread_once_t *once, void (*init)(void)) {
     REAL(pthread_once);
     if (!dsm_sync_object(once)) return real_pthread_once(once, init);
     if (__atomic_load_n(once, __ATOMIC_ACQUIRE) == 2) return 0;
-    token_lock(once, 0, 0, -1);
+    token_lock(lock_entry_of(once, 0), once, 0, -1);
     if (__atomic_load_n(once, __ATOMIC_ACQUIRE) != 2) {
         init();
         __atomic_store_n(once, 2, __ATOMIC_RELEASE);
