@@ -86,10 +86,8 @@ enum ServiceRequest {
 
     // Local only: run on the runtime thread of the calling node.
     /// Creates the image containers (the data one filled from `dataStart`
-    /// on node 0) before any node may fault on them.
-    case prepareImage(dataStart: UInt64, dataPages: UInt32, heapBase: UInt64, heapPages: UInt32)
-    /// Maps the image containers over the program's address space.
-    case mapImage
+    /// on node 0) and maps them over the program's address space.
+    case setUpImage(dataStart: UInt64, dataPages: UInt32, heapPages: UInt32)
     /// The host thread started the thread of spawn `token` (error 0) or not.
     case spawned(token: UInt64, thread: UInt64, error: Int32)
     case threadFinished(thread: UInt64, value: UInt64)
@@ -105,7 +103,7 @@ enum ServiceRequest {
 
     var isLocal: Bool {
         switch self {
-        case .mapAttachment, .unmapAttachment, .interrupted, .prepareImage, .mapImage, .spawned, .threadFinished,
+        case .mapAttachment, .unmapAttachment, .interrupted, .setUpImage, .spawned, .threadFinished,
              .threadReaped, .endProgram:
             return true
         default: return false
@@ -198,7 +196,7 @@ enum ServiceRequest {
             w.put(UInt8(24)); w.put(object); w.put(Int32(node))
         case .lockTryRecalled(let object, let node):
             w.put(UInt8(25)); w.put(object); w.put(Int32(node))
-        case .mapAttachment, .unmapAttachment, .interrupted, .prepareImage, .mapImage, .spawned, .threadFinished,
+        case .mapAttachment, .unmapAttachment, .interrupted, .setUpImage, .spawned, .threadFinished,
              .threadReaped, .endProgram:
             preconditionFailure("local requests never travel")
         }

@@ -134,12 +134,8 @@ final class ClusterService {
         }
     }
 
-    func millisecondsUntilNextDeadline() -> Int32 {
-        guard let first = deadlines.min(by: { $0.deadline < $1.deadline }) else { return -1 }
-        let now = monotonicNanoseconds()
-        if first.deadline <= now { return 0 }
-        return Int32(clamping: (first.deadline - now + 999_999) / 1_000_000)
-    }
+    /// When the first blocked semop gives up (monotonic ns), if any does.
+    var nextDeadline: UInt64? { deadlines.min(by: { $0.deadline < $1.deadline })?.deadline }
 }
 
 extension ReplyDestination {

@@ -44,8 +44,7 @@ public func dsmSwiftImageSetup(_ dataStart: UInt64, _ dataEnd: UInt64, _ fingerp
     let configuration = node.configuration
     let heapPages = UInt32(configuration.heapBytes / UInt64(dsmPageSize))
     let dataPages = UInt32((dataEnd - dataStart) / UInt64(dsmPageSize))
-    _ = node.perform(.prepareImage(dataStart: dataStart, dataPages: dataPages, heapBase: heapBase, heapPages: heapPages))
-    let mapped = node.perform(.mapImage)
+    let mapped = node.perform(.setUpImage(dataStart: dataStart, dataPages: dataPages, heapPages: heapPages))
     if mapped.result < 0 { fatal("cannot map the program's image: \(Errno(rawValue: Int32(-mapped.result)))") }
     // Every node has the containers, and has them mapped, before any node
     // may fault on them: a read served by node 0 before its own mapping
@@ -64,9 +63,10 @@ public func dsmSwiftImageSetup(_ dataStart: UInt64, _ dataEnd: UInt64, _ fingerp
 }
 
 extension Node {
-    /// Runtime thread: creates the image containers; node 0 fills the data
-    /// container with the program's current data, and owns every page of it.
-    func prepareImage(dataStart: UInt64, dataPages: UInt32, heapPages: UInt32) {
+    /// Runtime thread: creates the image containers and maps them over the
+    /// program's address space; node 0 fills the data container with the
+    /// program's current data, and owns every page of it.
+    func setUpImage(dataStart: UInt64, dataPages: UInt32, heapPages: UInt32) -> ServiceReply {
         if dataPages > 0 {
             let c = ensureContainer(dataContainerID, pages: dataPages, canonical: dataStart)
             if id == 0 {
@@ -77,9 +77,6 @@ extension Node {
             coherence.seedOwner(dataContainerID, owner: 0)
         }
         ensureContainer(heapContainerID(configuration), pages: heapPages, canonical: heapBase)
-    }
-
-    func mapImage() -> ServiceReply {
         let uffd: Int32? = nodes > 1 ? self.uffd : nil
         do {
             if let data = containers[dataContainerID] {

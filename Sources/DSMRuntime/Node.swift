@@ -50,7 +50,6 @@ final class Node {
     private var nextCallID: UInt64 = 1
     /// Image mode: the threads this node hosts, by pthread_t.
     var hostedThreads: [UInt64: HostedThread] = [:]
-    var hostedStacks: [UInt64: UInt64] = [:]
     /// Spawns handed to the host thread, by token: who waits, detached.
     var pendingSpawns: [UInt64: (ReplyDestination, Bool)] = [:]
     var nextSpawnToken: UInt64 = 1
@@ -138,6 +137,21 @@ final class Node {
         configuration.image && callsWaiting + faultsWaiting < runningProgramThreads
     }
 
+    private func earliest(_ a: UInt64?, _ b: UInt64?) -> UInt64? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return min(a, b)
+    }
+
+    /// epoll's timeout for the earliest deadline (monotonic ns): -1 for none,
+    /// rounded up to whole milliseconds.
+    private func millisecondsUntil(_ deadline: UInt64?) -> Int32 {
+        guard let deadline else { return -1 }
+        let now = monotonicNanoseconds()
+        if deadline <= now { return 0 }
+        return Int32(clamping: (deadline - now + 999_999) / 1_000_000)
+    }
+
     private func watch(_ fd: Int32, tag: UInt64) {
         let r = cdsm_epoll_add(epoll, fd, CDSM_EPOLLIN, tag)
         if r != 0 { fatal("epoll_ctl: \(Errno(rawValue: -r))") }
@@ -200,9 +214,19 @@ final class Node {
         hand(LocalCall(request, caller: caller))
     }
 
-    /// Synchronisation needs no credentials: this saves the system calls
-    /// of Caller.current.
-    var syncCaller: Caller { Caller(uid: 0, gid: 0, pid: 0, node: id) }
+    /// For requests that need no credentials (synchronisation, the runtime's
+    /// own notices): saves the system calls of Caller.current.
+    var anonymousCaller: Caller { Caller(uid: 0, gid: 0, pid: 0, node: id) }
+
+    /// A notice from the runtime thread: handled here if `node` is this
+    /// one, else sent, in order with this node's other messages to it.
+    func deliver(_ notice: ServiceRequest, to node: NodeID) {
+        if node == id {
+            handleHere(notice, caller: anonymousCaller, reply: .none)
+        } else {
+            sendCall(notice, caller: anonymousCaller, callID: 0, to: node)
+        }
+    }
 
     /// As `perform`, for a semop: a signal handler running in the waiting
     /// thread makes it fail with EINTR, as Linux's semop does (never
@@ -319,9 +343,7 @@ final class Node {
         let tags = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
         while true {
-            let serviceTimeout = service?.millisecondsUntilNextDeadline() ?? -1
-            let syncTimeout = millisecondsUntilSyncDeadline()
-            let timeout = serviceTimeout < 0 ? syncTimeout : (syncTimeout < 0 ? serviceTimeout : min(serviceTimeout, syncTimeout))
+            let timeout = millisecondsUntil(earliest(service?.nextDeadline, syncObjects.nextDeadline))
             var n: Int32 = 0
             if spinNanoseconds > 0 && (faultsWaiting > 0 || callsWaiting > 0) && !otherThreadsMayRun {
                 // A program thread of this node is blocked on an answer,
@@ -474,18 +496,13 @@ final class Node {
             } catch {
                 return .error(error)
             }
-        case .prepareImage(let dataStart, let dataPages, _, let heapPages):
-            prepareImage(dataStart: dataStart, dataPages: dataPages, heapPages: heapPages)
-            return ServiceReply(result: 0)
-        case .mapImage:
-            return mapImage()
+        case .setUpImage(let dataStart, let dataPages, let heapPages):
+            return setUpImage(dataStart: dataStart, dataPages: dataPages, heapPages: heapPages)
         case .spawned, .threadFinished, .threadReaped:
             threadEvent(request)
             return ServiceReply(result: 0)
         case .endProgram:
-            for peer in 0..<nodes where peer != id {
-                sendCall(.programEnd, caller: Caller(uid: 0, gid: 0, pid: 0, node: id), callID: 0, to: peer)
-            }
+            for peer in 0..<nodes where peer != id { deliver(.programEnd, to: peer) }
             return ServiceReply(result: 0)
         case .unmapAttachment(let address):
             for (_, c) in containers {

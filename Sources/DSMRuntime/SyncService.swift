@@ -155,14 +155,6 @@ extension Node {
         }
     }
 
-    private func deliver(_ notice: ServiceRequest, to node: NodeID) {
-        if node == id {
-            handleHere(notice, caller: syncCaller, reply: .none)
-        } else {
-            sendCall(notice, caller: syncCaller, callID: 0, to: node)
-        }
-    }
-
     /// A token arrived or is asked back: the node's lock table decides
     /// whether it goes straight back to its home.
     func lockTokenEvent(_ request: ServiceRequest) {
@@ -180,19 +172,17 @@ extension Node {
         case .lockTryRecalled(let o, _):
             object = o
             giveBack = dsm_lock_try_recalled(o) == 1
-            if !giveBack {
-                let busy = SyncRequest(object: o, operation: .tokenBusy, thread: UInt64(id), timeoutNanoseconds: -1)
-                deliver(.sync(busy), to: busy.home(nodes: nodes))
-            }
+            if !giveBack { tellHome(.tokenBusy, object: o) }
         default: return
         }
         if traceLocks { log("event \(request) giveBack=\(giveBack)") }
-        if giveBack { releaseToken(object) }
+        if giveBack { tellHome(.tokenRelease, object: object) }
     }
 
-    private func releaseToken(_ object: UInt64) {
-        let release = SyncRequest(object: object, operation: .tokenRelease, thread: UInt64(id), timeoutNanoseconds: -1)
-        deliver(.sync(release), to: release.home(nodes: nodes))
+    /// This node's word about a lock token, to the object's home.
+    private func tellHome(_ operation: SyncOperation, object: UInt64) {
+        let notice = SyncRequest(object: object, operation: operation, thread: UInt64(id), timeoutNanoseconds: -1)
+        deliver(.sync(notice), to: notice.home(nodes: nodes))
     }
 
     /// Recalled tokens kept for a batch: given back once their mutex idles.
@@ -204,7 +194,7 @@ extension Node {
             switch dsm_lock_recall_due(object) {
             case 1:
                 if traceLocks { log("deferred release \(String(object, radix: 16))") }
-                releaseToken(object)
+                tellHome(.tokenRelease, object: object)
                 deferredRecalls.remove(at: i)
             case -1: deferredRecalls.remove(at: i)
             default: i += 1
@@ -218,12 +208,7 @@ extension Node {
         carryOut(syncObjects.expire(now: monotonicNanoseconds()))
     }
 
-    func millisecondsUntilSyncDeadline() -> Int32 {
-        guard let next = syncObjects.nextDeadline else { return -1 }
-        let now = monotonicNanoseconds()
-        if next <= now { return 0 }
-        return Int32(clamping: (next - now + 999_999) / 1_000_000)
-    }
+
 }
 
 @_cdecl("dsm_swift_sync")
@@ -233,7 +218,7 @@ public func dsmSwiftSync(_ object: UInt64, _ operation: Int32, _ argument: UInt6
                                     thread: SyncRequest.requester(operation, node: node), timeoutNanoseconds: timeout) else {
         return -Int(EINVAL)
     }
-    return Int(node.perform(.sync(request), caller: node.syncCaller).result)
+    return Int(node.perform(.sync(request), caller: node.anonymousCaller).result)
 }
 
 @_cdecl("dsm_swift_sync_notice")
@@ -242,5 +227,5 @@ public func dsmSwiftSyncNotice(_ object: UInt64, _ operation: Int32, _ argument:
     guard var request = SyncRequest(object: object, code: operation, argument: argument,
                                     thread: SyncRequest.requester(operation, node: node), timeoutNanoseconds: -1) else { return }
     request.isNotice = true
-    node.post(.sync(request), caller: node.syncCaller)
+    node.post(.sync(request), caller: node.anonymousCaller)
 }

@@ -18,8 +18,9 @@ struct HostedThread {
     var value: UInt64 = 0
     var detached = false
     var joiner: ReplyDestination?
-    /// The host has joined the kernel thread: its stack is no longer used.
-    var reaped = false
+    /// Set once the host has joined the kernel thread: its stack, no longer
+    /// used, to free.
+    var reapedStack: UInt64?
     /// Joined or detached-and-finished: nobody will ask about it again.
     var released = false
     /// Started and not finished: counted in Node.runningProgramThreads.
@@ -107,7 +108,7 @@ extension Node {
             settle(thread, t)
             answer(reply, ServiceReply(result: 0, data: encode(thread)))
         case .threadFinished(let thread, let value):
-            countThreads(-1)
+            deliver(.threadCount(delta: -1), to: 0)
             var t = hostedThreads[thread] ?? HostedThread()
             t.finished = true
             t.value = value
@@ -124,9 +125,8 @@ extension Node {
             }
             settle(thread, t)
         case .threadReaped(let thread, let stack):
-            hostedStacks[thread] = stack
             var t = hostedThreads[thread] ?? HostedThread()
-            t.reaped = true
+            t.reapedStack = stack
             settle(thread, t)
         default:
             preconditionFailure("not a thread event")
@@ -137,22 +137,11 @@ extension Node {
     /// is both gone and released: before that its id, the address of its
     /// stack, must not be reused.
     private func settle(_ thread: UInt64, _ t: HostedThread) {
-        if t.reaped && t.released {
+        if let stack = t.reapedStack, t.released {
             hostedThreads[thread] = nil
-            if let stack = hostedStacks.removeValue(forKey: thread) {
-                dsm_heap_free_here(UnsafeMutableRawPointer(bitPattern: UInt(stack)))
-            }
+            dsm_heap_free_here(UnsafeMutableRawPointer(bitPattern: UInt(stack)))
         } else {
             hostedThreads[thread] = t
-        }
-    }
-
-    /// Tells node 0 (a notice, in order with this node's other messages).
-    func countThreads(_ delta: Int32) {
-        if id == 0 {
-            handleThreadRequest(.threadCount(delta: delta), reply: .none)
-        } else {
-            sendCall(.threadCount(delta: delta), caller: syncCaller, callID: 0, to: 0)
         }
     }
 
@@ -178,11 +167,11 @@ public func dsmSwiftThreadCreate(_ routine: UInt64, _ argument: UInt64, _ stackS
     }
     // Counted before it exists: node 0 then never sees the count drop to 0
     // while the new thread is on its way (main may be in pthread_exit).
-    node.post(.threadCount(delta: 1), caller: node.syncCaller)
+    node.post(.threadCount(delta: 1), caller: node.anonymousCaller)
     let reply = node.perform(.spawnThread(routine: routine, argument: argument, stackSize: stackSize,
                                           detached: detached != 0, node: target))
     guard reply.result >= 0 else {
-        node.post(.threadCount(delta: -1), caller: node.syncCaller)
+        node.post(.threadCount(delta: -1), caller: node.anonymousCaller)
         return Int(reply.result)
     }
     var r = WireReader(reply.data)
