@@ -84,9 +84,15 @@ void *calloc(size_t count, size_t size) {
 
 void *realloc(void *p, size_t size) {
     if (!p) return malloc(size);
+    if (!dsm_heap_contains(p) && !use_heap()) return __libc_realloc(p, size);
+    /* Size 0 frees, as glibc's realloc does, whichever heap the block is in. */
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
     if (!dsm_heap_contains(p)) {
-        /* glibc's block (allocated before start-up, or by the runtime). */
-        if (!use_heap()) return __libc_realloc(p, size);
+        /* glibc's block (allocated before start-up, or by the runtime),
+         * moved to the DSM heap when it grows. */
         size_t old = malloc_usable_size(p);
         if (size <= old) return p;
         void *q = malloc(size);
@@ -94,10 +100,6 @@ void *realloc(void *p, size_t size) {
         memcpy(q, p, old);
         __libc_free(p);
         return q;
-    }
-    if (size == 0) {
-        free(p);
-        return NULL;
     }
     size_t old = malloc_usable_size(p);
     if (size <= old && size >= old / 2) return p;
