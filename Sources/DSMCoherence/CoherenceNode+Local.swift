@@ -32,6 +32,20 @@ extension CoherenceNode {
         setLocalPage(page, local)
     }
 
+    /// Asks for `page` before any thread faults on it (readahead). Only a
+    /// page this node neither holds nor is fetching is asked for; returns
+    /// whether a request went out. Not counted as a fault.
+    @inlinable
+    @discardableResult
+    public mutating func prefetch<E: CoherenceEffects>(_ page: PageID, _ access: Access, _ effects: inout E) -> Bool {
+        guard var local = localPage(page), local.state == .invalid, local.outstanding == .none else { return false }
+        counters.prefetchRequests += 1
+        local.outstanding = access == .read ? .read : .write
+        sendRequest(page, access, from: local.state, &effects)
+        setLocalPage(page, local)
+        return true
+    }
+
     @inlinable
     mutating func sendRequest<E: CoherenceEffects>(
         _ page: PageID, _ access: Access, from state: LocalState, _ effects: inout E

@@ -108,6 +108,8 @@ public struct CoherenceStats: Hashable, Sendable {
     public var spuriousFaults = 0
     /// Faults absorbed by a request already outstanding for the page.
     public var coalescedFaults = 0
+    /// Requests sent ahead of any fault (readahead, the neighbour of a miss).
+    public var prefetchRequests = 0
     /// Requests this node sent as requester.
     public var readRequestsSent = 0
     public var writeRequestsSent = 0

@@ -87,3 +87,6 @@ func fatal(_ message: String, status: Int32 = 1) -> Never {
     log(message)
     cdsm_exit_now(status)
 }
+
+/// The largest readahead window, in pages (DSM_PREFETCH; 0 turns readahead off).
+let readaheadWindow: Int = environment("DSM_PREFETCH").flatMap { Int($0) } ?? 128

@@ -76,60 +76,33 @@ extension Node {
                 let missing = fault.flags & CDSM_UFFD_PAGEFAULT_FLAG_WP == 0
                 var effects = RuntimeEffects(node: self)
                 coherence.fault(page, write ? .write : .read, &effects)
-                if missing && prefetchWindow > 0 { prefetch(after: page, write: write) }
-                if missing && !write && buddyPrefetch { fetchBuddy(of: page) }
+                if missing { readAhead(after: page, write: write) }
             }
             drainSelfMessages()
         }
     }
 
-    /// A read miss on an even page also asks for the odd page after it, so
-    /// that 8 KiB blocks (a column, a row) arrive in one round trip's time.
-    /// Measured A/B on MGS and matmul n=1024: 1.06-1.23x faster (medians),
-    /// and 1.23x on MGS n=256 despite its false sharing.
-    func fetchBuddy(of page: PageID) {
-        guard page.index & 1 == 0, let container = containers[page.container], Int(page.index) + 1 < container.pages else {
-            return
+    /// Asks for pages the program is likely to touch next, after a miss on
+    /// `page`: on a read miss on an even page, the odd page after it, so that
+    /// 8 KiB blocks (a column, a row) arrive in one round trip's time
+    /// (DSM_PREFETCH_BUDDY=0 turns it off); and the windows of a sequential
+    /// stream (`Readahead`; DSM_PREFETCH sets the largest window, 0 turns it off).
+    func readAhead(after page: PageID, write: Bool) {
+        guard let container = containers[page.container] else { return }
+        let access: Access = write ? .write : .read
+        var last = Int(page.index)
+        if !write && buddyPrefetch && last & 1 == 0 && last + 1 < container.pages {
+            last += 1
+            prefetch(PageID(container: page.container, index: UInt32(last)), access)
         }
-        let buddy = PageID(container: page.container, index: page.index + 1)
-        guard coherence.localState(buddy) == .invalid else { return }
-        var effects = RuntimeEffects(node: self)
-        coherence.fault(buddy, .read, &effects)
-        stats.prefetches &+= 1
+        let ahead = container.readahead.miss(Int(page.index), through: last, write: write,
+                                             now: monotonicNanoseconds(), pages: container.pages)
+        for q in ahead { prefetch(PageID(container: page.container, index: UInt32(q)), access) }
     }
 
-    /// On the third quick miss in a row on consecutive pages of a container, asks
-    /// for the next pages before the program touches them: their requests
-    /// travel together and their latencies overlap. Only pages this node
-    /// does not hold and is not already fetching are asked for, with the
-    /// access of the miss that triggered it.
-    func prefetch(after page: PageID, write: Bool) {
-        guard let container = containers[page.container] else { return }
-        let i = Int(page.index)
-        var stream = container.stream
-        let now = monotonicNanoseconds()
-        // A stream is misses on consecutive pages in quick succession; misses
-        // a compute phase apart (one column per MGS step) are not one.
-        let streaming = i == stream.lastMiss + 1 && write == stream.writing && now &- stream.lastMissTime < 250_000
-        stream.run = streaming ? stream.run + 1 : 0
-        stream.lastMiss = i
-        stream.lastMissTime = now
-        stream.writing = write
-        if stream.run >= 2 {
-            let first = max(i + 1, stream.prefetchedUpTo + 1)
-            let last = min(i + prefetchWindow, container.pages - 1)
-            if first <= last {
-                for q in first...last {
-                    let next = PageID(container: page.container, index: UInt32(q))
-                    guard coherence.localState(next) == .invalid else { continue }
-                    var effects = RuntimeEffects(node: self)
-                    coherence.fault(next, write ? .write : .read, &effects)
-                    stats.prefetches &+= 1
-                }
-                stream.prefetchedUpTo = last
-            }
-        }
-        container.stream = stream
+    private func prefetch(_ page: PageID, _ access: Access) {
+        var effects = RuntimeEffects(node: self)
+        if coherence.prefetch(page, access, &effects) { stats.prefetches &+= 1 }
     }
 
     /// A coherence frame from a peer.

@@ -1,4 +1,5 @@
 import CDSMKernel
+import DSMCoherence
 import DSMCore
 #if canImport(Glibc)
 import Glibc
@@ -24,15 +25,7 @@ final class LocalContainer {
     var attachments: [Attachment] = []
     var counters: PageCounters
     /// The sequential-miss detector of the prefetcher.
-    var stream = MissStream()
-
-    struct MissStream {
-        var lastMiss = -2
-        var lastMissTime: UInt64 = 0
-        var run = 0
-        var writing = false
-        var prefetchedUpTo = -1
-    }
+    var readahead: Readahead
 
     struct Attachment {
         var start: UInt64
@@ -47,6 +40,7 @@ final class LocalContainer {
         self.size = pages * dsmPageSize
         self.canonicalAddress = canonicalAddress
         self.counters = PageCounters(pages: pages)
+        self.readahead = Readahead(maxWindow: readaheadWindow)
         let fd = cdsm_memfd("dsm-container-\(id)")
         guard fd >= 0 else { throw Errno(rawValue: -fd) }
         guard ftruncate(fd, off_t(size)) == 0 else {

@@ -69,8 +69,9 @@ final class Node {
     /// Set once every node has finished: connections closing is then normal.
     var finishing = false
     private var wantsWritable: [Bool]
-    /// Pages asked for ahead of a run of sequential misses (DSM_PREFETCH, 0: off).
-    let prefetchWindow: Int = environment("DSM_PREFETCH").flatMap { Int($0) } ?? 0
+    /// Peers with frames queued since the last `flushQueued`.
+    private var queuedFor: [Bool]
+    private var peersWithQueuedFrames: [NodeID] = []
     /// A read miss on an even page also fetches the next one (DSM_PREFETCH_BUDDY=0: off).
     let buddyPrefetch = environment("DSM_PREFETCH_BUDDY") != "0"
     /// How long the runtime thread polls, while a program thread of its node
@@ -118,6 +119,8 @@ final class Node {
         zeroPage = UnsafeMutableRawPointer.allocate(byteCount: dsmPageSize, alignment: dsmPageSize)
         zeroPage.initializeMemory(as: UInt8.self, repeating: 0, count: dsmPageSize)
         wantsWritable = [Bool](repeating: false, count: configuration.nodes)
+        queuedFor = [Bool](repeating: false, count: configuration.nodes)
+        peersWithQueuedFrames.reserveCapacity(configuration.nodes)
         incomingCalls.reserveCapacity(64)
         takenCalls.reserveCapacity(64)
         selfQueue.reserveCapacity(256)
@@ -165,16 +168,31 @@ final class Node {
 
     // MARK: sending
 
+    /// Queues a frame for `peer`. It leaves with everything else queued for
+    /// that peer when the loop has handled its batch of events
+    /// (`flushQueued`): one `send` per peer and round instead of one per
+    /// frame, which on loopback TCP also means one wake-up of the receiver.
     func sendFrame(_ header: FrameHeader, payload: UnsafeRawBufferPointer?, to peer: NodeID) {
         guard let connection = mesh.peers[peer] else { fatal("no connection to node \(peer)") }
         stats.messagesSent &+= 1
         stats.bytesSent &+= UInt64(FrameHeader.size + (payload?.count ?? 0))
-        do {
-            try connection.send(header, payload: payload)
-        } catch {
-            peerLost(peer, why: "\(error)")
+        connection.queue(header, payload: payload)
+        if !queuedFor[peer] {
+            queuedFor[peer] = true
+            peersWithQueuedFrames.append(peer)
         }
-        if connection.hasPendingOutput { setWritableInterest(peer, true) }
+    }
+
+    /// Writes out the frames queued since the last call; what a socket does
+    /// not take now leaves when it becomes writable.
+    func flushQueued() {
+        for peer in peersWithQueuedFrames {
+            queuedFor[peer] = false
+            guard let connection = mesh.peers[peer] else { continue }
+            do { try connection.flush() } catch { peerLost(peer, why: "\(error)") }
+            if connection.hasPendingOutput { setWritableInterest(peer, true) }
+        }
+        peersWithQueuedFrames.removeAll(keepingCapacity: true)
     }
 
     /// Sends a service request to `destination` (never this node).
@@ -343,6 +361,7 @@ final class Node {
         let tags = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
         while true {
+            flushQueued()
             let timeout = millisecondsUntil(earliest(service?.nextDeadline, syncObjects.nextDeadline))
             var n: Int32 = 0
             if spinNanoseconds > 0 && (faultsWaiting > 0 || callsWaiting > 0) && !otherThreadsMayRun {

@@ -42,6 +42,13 @@ public final class Connection {
     /// Queues one frame and writes as much as the socket takes now. The
     /// caller watches for writability while `hasPendingOutput`.
     public func send(_ header: FrameHeader, payload: UnsafeRawBufferPointer? = nil) throws {
+        queue(header, payload: payload)
+        try flush()
+    }
+
+    /// Queues one frame without writing: frames queued together leave in one
+    /// `send` at the next `flush`.
+    public func queue(_ header: FrameHeader, payload: UnsafeRawBufferPointer? = nil) {
         var header = header
         header.payloadLength = UInt32(payload?.count ?? 0)
         let total = FrameHeader.size + (payload?.count ?? 0)
@@ -51,7 +58,6 @@ public final class Connection {
             (output + outputEnd + FrameHeader.size).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
         }
         outputEnd += total
-        try flush()
     }
 
     /// Writes queued bytes until done or the socket would block.
