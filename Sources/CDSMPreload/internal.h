@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,10 +19,18 @@
 /* The runtime's own short locks (heap metadata, the host queue, lock-table
  * entries): never held across a fault or a call into the runtime, so the
  * runtime thread may take them too; a waiter yields after a few spins (the
- * holder may share its CPU). */
+ * holder may share its CPU). The runtime thread runs SCHED_FIFO, and a
+ * FIFO thread's sched_yield never lets an ordinary holder on its CPU run:
+ * after a while the waiter sleeps instead. */
 static inline void spin(volatile int *word) {
-    for (int n = 0; __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE); n++)
-        if (n > 32) sched_yield();
+    for (int n = 0; __atomic_exchange_n(word, 1, __ATOMIC_ACQUIRE); n++) {
+        if (n > 256) {
+            struct timespec pause = {0, 1000};
+            nanosleep(&pause, NULL);
+        } else if (n > 32) {
+            sched_yield();
+        }
+    }
 }
 
 static inline void unspin(volatile int *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }

@@ -32,13 +32,14 @@ extension CoherenceNode {
         setLocalPage(page, local)
     }
 
-    /// Asks for `page` before any thread faults on it (readahead). Only a
-    /// page this node neither holds nor is fetching is asked for; returns
-    /// whether a request went out. Not counted as a fault.
+    /// Asks for `access` to `page` before any thread faults on it
+    /// (readahead, or the upgrade of a neighbour). Only a page this node holds
+    /// without that access and is not already asking about is asked for;
+    /// returns whether a request went out. Not counted as a fault.
     @inlinable
     @discardableResult
     public mutating func prefetch<E: CoherenceEffects>(_ page: PageID, _ access: Access, _ effects: inout E) -> Bool {
-        guard var local = localPage(page), local.state == .invalid, local.outstanding == .none else { return false }
+        guard var local = localPage(page), !local.state.permits(access), local.outstanding == .none else { return false }
         counters.prefetchRequests += 1
         local.outstanding = access == .read ? .read : .write
         sendRequest(page, access, from: local.state, &effects)

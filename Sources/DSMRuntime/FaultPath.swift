@@ -76,7 +76,11 @@ extension Node {
                 let missing = fault.flags & CDSM_UFFD_PAGEFAULT_FLAG_WP == 0
                 var effects = RuntimeEffects(node: self)
                 coherence.fault(page, write ? .write : .read, &effects)
-                if missing { readAhead(after: page, write: write) }
+                if missing {
+                    readAhead(after: page, write: write)
+                } else {
+                    upgradeNeighbour(of: page)
+                }
             }
             drainSelfMessages()
         }
@@ -100,6 +104,17 @@ extension Node {
         for q in ahead { prefetch(PageID(container: page.container, index: UInt32(q)), access) }
     }
 
+    /// A write on a read-only even page also asks to write the odd page after
+    /// it, when that one is read-only here too: a block read and then
+    /// rewritten (an MGS column updated in place) is upgraded in one round
+    /// trip's time instead of two.
+    func upgradeNeighbour(of page: PageID) {
+        guard buddyPrefetch, page.index & 1 == 0, let container = containers[page.container],
+              Int(page.index) + 1 < container.pages else { return }
+        let neighbour = PageID(container: page.container, index: page.index + 1)
+        if coherence.localState(neighbour) == .shared { prefetch(neighbour, .write) }
+    }
+
     private func prefetch(_ page: PageID, _ access: Access) {
         var effects = RuntimeEffects(node: self)
         if coherence.prefetch(page, access, &effects) { stats.prefetches &+= 1 }
@@ -114,6 +129,7 @@ extension Node {
         if case .data = message, payload.count != dsmPageSize {
             fatal("node \(header.source) sent a page of \(payload.count) bytes")
         }
+        if holdsBack(message) { return }
         var effects = RuntimeEffects(node: self, payload: payload)
         coherence.receive(message, &effects)
         drainSelfMessages()
@@ -124,6 +140,7 @@ extension Node {
         while selfQueueHead < selfQueue.count {
             let message = selfQueue[selfQueueHead]
             selfQueueHead += 1
+            if holdsBack(message) { continue }
             var effects = RuntimeEffects(node: self)
             coherence.receive(message, &effects)
         }
@@ -224,7 +241,9 @@ struct RuntimeEffects: CoherenceEffects {
         guard let container = node.containers[page.container] else { return }
         let since = container.counters.waitingSince[Int(page.index)]
         if since != 0 {
-            node.stats.wait.record(monotonicNanoseconds() &- since)
+            let now = monotonicNanoseconds()
+            node.startHold(container, Int(page.index), now: now)
+            node.stats.wait.record(now &- since)
             container.counters.waitingSince[Int(page.index)] = 0
             node.faultsWaiting -= 1
         }

@@ -51,6 +51,8 @@ struct NodeStats {
     var pagesSent: UInt64 = 0
     var pagesInstalled: UInt64 = 0
     var prefetches: UInt64 = 0
+    /// Messages held back by a page's hold window.
+    var heldMessages: UInt64 = 0
     var messagesSent: UInt64 = 0
     var messagesReceived: UInt64 = 0
     var bytesSent: UInt64 = 0
@@ -68,12 +70,18 @@ struct PageCounters {
     var losses: [UInt32]
     /// When the first still-unanswered fault on the page arrived (0: none).
     var waitingSince: [UInt64]
+    /// Until when the page stays here whatever others ask (HoldWindow.swift; 0: no hold).
+    var holdUntil: [UInt64]
+    /// Messages about the page held back until then.
+    var heldMessages: [UInt32]
 
     init(pages: Int) {
         faults = [UInt32](repeating: 0, count: pages)
         writeFaults = faults
         losses = faults
+        heldMessages = faults
         waitingSince = [UInt64](repeating: 0, count: pages)
+        holdUntil = waitingSince
     }
 }
 
@@ -87,7 +95,7 @@ extension Node {
             "\"upgrades\":\(c.upgradesSent)", "\"coalescedFaults\":\(c.coalescedFaults)",
             "\"invalidationsSent\":\(c.invalidationsSent)", "\"invalidationsReceived\":\(c.invalidationsReceived)",
             "\"pagesSent\":\(stats.pagesSent)", "\"pagesInstalled\":\(stats.pagesInstalled)",
-            "\"prefetches\":\(stats.prefetches)",
+            "\"prefetches\":\(stats.prefetches)", "\"heldMessages\":\(stats.heldMessages)",
             "\"messagesSent\":\(stats.messagesSent)", "\"messagesReceived\":\(stats.messagesReceived)",
             "\"bytesSent\":\(stats.bytesSent)", "\"bytesReceived\":\(stats.bytesReceived)",
         ]

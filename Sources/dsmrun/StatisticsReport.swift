@@ -13,8 +13,11 @@ struct NodeReport: Codable {
     var invalidationsReceived: Int
     var pagesSent: UInt64
     var pagesInstalled: UInt64
-    /// Pages asked for ahead of sequential misses (DSM_PREFETCH).
+    /// Pages asked for ahead of a fault: readahead (DSM_PREFETCH), the
+    /// neighbour of a read miss, the neighbour of an upgrade.
     var prefetches: UInt64
+    /// Messages that waited for the end of their page's hold window (DSM_HOLD_US).
+    var heldMessages: UInt64
     var messagesSent: UInt64
     var messagesReceived: UInt64
     var bytesSent: UInt64

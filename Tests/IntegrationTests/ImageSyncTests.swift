@@ -58,6 +58,17 @@ final class ImageSyncTests: XCTestCase {
     func testAPINodes2() throws { try checkImage("img_api", nodes: 2, line: "img_api threads=") }
     func testAPINodes4() throws { try checkImage("img_api", nodes: 4, line: "img_api threads=") }
 
+    /// With a SCHED_FIFO runtime thread, a page brought in for a waiting
+    /// thread would be handed back to the other node before that thread ran,
+    /// and img_api's cross-node atomics crawled (31 s on 2 nodes); the hold
+    /// window guarantees the woken thread its access (about 1 s). A run
+    /// that outlives the 20 s bound fails.
+    func testAPINodes2WithRealtimeRuntimeThreadMakesProgress() throws {
+        let run = try Runner.image("img_api", nodes: 2, timeout: 20, environment: ["DSM_RUNTIME_FIFO": "1"])
+        try checkPassed(run.result.termination, run.output, line: "img_api threads=", summary: run.summary,
+                        what: "`DSM_RUNTIME_FIFO=1 dsmrun -n 2 img_api`")
+    }
+
     // MARK: img_exit: exit(3) in a thread ends the program with status 3
 
     func testExitPlain() throws {
