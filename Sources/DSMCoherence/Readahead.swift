@@ -2,17 +2,20 @@
 /// file readahead: it decides which pages to ask for before the program
 /// touches them, and nothing else (the runtime sends the requests).
 ///
-/// - A stream starts on any miss. Three misses in quick succession, each on
-///   the page right after those asked for before (the neighbour fetched with
-///   a miss counts as asked for), make it sequential, and it asks for a first
-///   window of `initialWindow` pages after them.
+/// - A stream starts on any miss. Misses each on the page right after those
+///   asked for before (the neighbour fetched with a miss counts as asked
+///   for) make it sequential: three in quick succession, or `slowRun` at any
+///   pace (matmul's rows of A, one per row of C computed). It then asks for
+///   a first window of `initialWindow` pages after them.
 /// - From then on, a miss on a page of the latest window (the program caught
 ///   up with pages still on their way) or just past it asks for the next
 ///   window, twice as large, up to `maxWindow`. The program's pace does not
 ///   matter then: it has shown it consumes the pages.
-/// - Misses a compute phase apart (more than `detectionGap`) do not start a
-///   stream: in MGS the next column a node misses is being written by its
-///   owner, and fetching it early would only have it invalidated.
+/// - A few misses a compute phase apart (more than `detectionGap`) do not
+///   start a stream: in MGS on N nodes a node misses up to N-1 neighbouring
+///   columns in a row, each a step apart, and the next ones are being
+///   written by their owners: fetching them early would only have them
+///   invalidated and slow their writers.
 /// - Reads and writes are separate streams, and a few streams are followed at
 ///   once (matmul reads a row of A and all of B in the same segment). A miss
 ///   that belongs to no stream replaces the stream idle the longest.
@@ -29,13 +32,17 @@ public struct Readahead: Sendable {
         var marker = Int.max
         /// The latest window's size; 0 while still detecting.
         var window = 0
-        /// Quick sequential misses seen while detecting.
+        /// Sequential misses seen while detecting, and how many of the
+        /// latest came in quick succession.
         var run = 0
+        var quickRun = 0
         var writing = false
         var lastMissTime: UInt64 = 0
     }
 
     public static let initialWindow = 8
+    /// Sequential misses that make a stream whatever their pace.
+    public static let slowRun = 8
     public static let detectionGap: UInt64 = 250_000
     public static let streamCount = 4
 
@@ -77,10 +84,11 @@ public struct Readahead: Sendable {
             // Detecting. A miss below `next` is a fault on a neighbour still
             // on its way: nothing new.
             guard page == stream.next else { return none }
-            stream.run = quick ? stream.run + 1 : 0
+            stream.run += 1
+            stream.quickRun = quick ? stream.quickRun + 1 : 0
             stream.low = page
             stream.next = last + 1
-            guard stream.run >= 2 else { return none }
+            guard stream.quickRun >= 2 || stream.run >= Readahead.slowRun - 1 else { return none }
             window = min(Readahead.initialWindow, maxWindow)
         } else {
             // Streaming. A miss in the window before the latest one is a

@@ -37,12 +37,22 @@ final class ReadaheadTests: XCTestCase {
                        "the program reached the window's end slowly: the stream goes on after the pages just asked for")
     }
 
-    func testMissesAComputePhaseApartAreNoStream() {
-        // MGS: a node misses column k, then column k+1 a step later.
+    func testAFewMissesAComputePhaseApartAreNoStream() {
+        // MGS on 8 nodes: a node misses the 7 columns after its own, a step apart.
         var r = Readahead(maxWindow: 64)
-        for k in 0..<10 {
+        for k in 0..<7 {
             XCTAssertEqual(read(&r, 2 * k, at: UInt64(k) * 600 * us), 0..<0)
         }
+    }
+
+    func testEightSequentialMissesAtAnyPaceAreAStream() {
+        // matmul: a row of A (2 pages) per row of C, 350 us apart.
+        var r = Readahead(maxWindow: 64)
+        for k in 0..<7 {
+            XCTAssertEqual(read(&r, 2 * k, at: UInt64(k) * 350 * us), 0..<0)
+        }
+        XCTAssertEqual(read(&r, 14, at: 7 * 350 * us), 16..<24)
+        XCTAssertEqual(read(&r, 16, at: 8 * 350 * us), 24..<40)
     }
 
     func testStridedMissesAreNoStream() {
