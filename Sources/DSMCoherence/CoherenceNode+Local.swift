@@ -34,12 +34,19 @@ extension CoherenceNode {
 
     /// Asks for `access` to `page` before any thread faults on it
     /// (readahead, or the upgrade of a neighbour). Only a page this node holds
-    /// without that access and is not already asking about is asked for;
-    /// returns whether a request went out. Not counted as a fault.
+    /// without that access is asked for; a write wanted while a read is on its
+    /// way follows once it has arrived. Returns whether a request went out.
+    /// Not counted as a fault.
     @inlinable
     @discardableResult
     public mutating func prefetch<E: CoherenceEffects>(_ page: PageID, _ access: Access, _ effects: inout E) -> Bool {
-        guard var local = localPage(page), !local.state.permits(access), local.outstanding == .none else { return false }
+        guard var local = localPage(page), !local.state.permits(access) else { return false }
+        if local.outstanding == .read && access == .write {
+            local.wantWrite = true
+            setLocalPage(page, local)
+            return false
+        }
+        guard local.outstanding == .none else { return false }
         counters.prefetchRequests += 1
         local.outstanding = access == .read ? .read : .write
         sendRequest(page, access, from: local.state, &effects)

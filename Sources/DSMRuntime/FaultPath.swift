@@ -79,7 +79,7 @@ extension Node {
                 if missing {
                     readAhead(after: page, write: write)
                 } else {
-                    upgradeNeighbour(of: page)
+                    upgradeAhead(after: page)
                 }
             }
             drainSelfMessages()
@@ -90,7 +90,8 @@ extension Node {
     /// `page`: on a read miss on an even page, the odd page after it, so that
     /// 8 KiB blocks (a column, a row) arrive in one round trip's time
     /// (DSM_PREFETCH_BUDDY=0 turns it off); and the windows of a sequential
-    /// stream (`Readahead`; DSM_PREFETCH sets the largest window, 0 turns it off).
+    /// or strided stream (`Readahead`; DSM_PREFETCH sets the largest window,
+    /// 0 turns it off).
     func readAhead(after page: PageID, write: Bool) {
         guard let container = containers[page.container] else { return }
         let access: Access = write ? .write : .read
@@ -99,20 +100,32 @@ extension Node {
             last += 1
             prefetch(PageID(container: page.container, index: UInt32(last)), access)
         }
-        let ahead = container.readahead.miss(Int(page.index), through: last, write: write,
+        let ahead = container.readahead.miss(Int(page.index), through: last, kind: write ? .write : .read,
                                              now: monotonicNanoseconds(), pages: container.pages)
-        for q in ahead { prefetch(PageID(container: page.container, index: UInt32(q)), access) }
+        ahead.forEachPage { prefetch(PageID(container: page.container, index: UInt32($0)), access) }
     }
 
-    /// A write on a read-only even page also asks to write the odd page after
-    /// it, when that one is read-only here too: a block read and then
-    /// rewritten (an MGS column updated in place) is upgraded in one round
-    /// trip's time instead of two.
-    func upgradeNeighbour(of page: PageID) {
-        guard buddyPrefetch, page.index & 1 == 0, let container = containers[page.container],
-              Int(page.index) + 1 < container.pages else { return }
-        let neighbour = PageID(container: page.container, index: page.index + 1)
-        if coherence.localState(neighbour) == .shared { prefetch(neighbour, .write) }
+    /// After a write on a read-only page: a block read and then rewritten (an
+    /// MGS column updated in place) is upgraded in one round trip's time
+    /// instead of two, and a run of such upgrades (MGS's first step, every
+    /// N-th column) asks for the next ones ahead. On an even page, the odd
+    /// page after it is upgraded too when it is read-only here
+    /// (DSM_PREFETCH_BUDDY=0: not). Pages ahead that are not here yet are
+    /// asked for with write access (or get it once their read arrives).
+    func upgradeAhead(after page: PageID) {
+        guard let container = containers[page.container] else { return }
+        var last = Int(page.index)
+        if buddyPrefetch && last & 1 == 0 && last + 1 < container.pages {
+            last += 1
+            upgrade(PageID(container: page.container, index: UInt32(last)))
+        }
+        let ahead = container.readahead.miss(Int(page.index), through: last, kind: .upgrade,
+                                             now: monotonicNanoseconds(), pages: container.pages)
+        ahead.forEachPage { prefetch(PageID(container: page.container, index: UInt32($0)), .write) }
+    }
+
+    private func upgrade(_ page: PageID) {
+        if coherence.localState(page) == .shared { prefetch(page, .write) }
     }
 
     private func prefetch(_ page: PageID, _ access: Access) {

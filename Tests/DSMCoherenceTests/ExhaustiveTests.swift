@@ -48,6 +48,20 @@ final class ExhaustiveTests: XCTestCase {
         XCTAssertGreaterThan(results.reduce(0) { $0 + $1.stats.spuriousFaults }, 0)
     }
 
+    /// Requests sent ahead of any fault (readahead, the neighbour of a miss,
+    /// a wanted write while a read is on its way) at any moment, for any page
+    /// and access, keep every check true.
+    func testPrefetchesAnywhere() {
+        var onePage = ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 2)
+        onePage.prefetchesPerNode = 2
+        var twoPages = ModelConfiguration(nodes: 2, pages: 2, threads: [(0, 1), (1, 2)])
+        twoPages.prefetchesPerNode = 1
+        var threeNodes = ModelConfiguration(nodes: 3, pages: 1, threads: [(0, 1), (1, 1), (2, 0)])
+        threeNodes.prefetchesPerNode = 1
+        let results = explore([onePage, twoPages, threeNodes])
+        XCTAssertGreaterThan(results.reduce(0) { $0 + $1.stats.prefetchRequests }, 0)
+    }
+
     // MARK: The checker can fail
 
     func testSharerKeepingItsCopyIsCaughtByEachDataCheck() {

@@ -20,6 +20,9 @@ struct ModelConfiguration: CustomStringConvertible {
     var threadAccesses: [Int]
     var checks: ModelChecks = .all
     var mutation: ModelMutation = .none
+    /// Requests each node may send ahead of any fault (readahead), for any
+    /// page and either access, at any moment.
+    var prefetchesPerNode = 0
 
     /// One thread per node, each making `accessesPerThread` accesses.
     init(nodes: Int, pages: Int, accessesPerThread: Int) {
@@ -144,6 +147,8 @@ enum ModelStep: CustomStringConvertible {
     case handleFault(thread: Int)
     /// The message at `position` (0: the oldest) from `from` to `to` is delivered.
     case deliver(from: NodeID, to: NodeID, position: Int)
+    /// The node's runtime asks for a page ahead of any fault.
+    case prefetch(node: NodeID, page: Int, access: Access)
 
     var description: String {
         switch self {
@@ -152,6 +157,7 @@ enum ModelStep: CustomStringConvertible {
         case .handleFault(let thread): "thread \(thread)'s fault is handled"
         case .deliver(let from, let to, let position):
             "deliver \(from) -> \(to)" + (position == 0 ? "" : " (message \(position) in the channel)")
+        case .prefetch(let node, let page, let access): "node \(node) prefetches page \(page) for \(access)"
         }
     }
 }
@@ -164,6 +170,7 @@ struct ModelWorld {
     var copies: [MappedCopy]
     var threads: [ModelThread]
     var lastWritten: [UInt8]
+    var prefetchesLeft: [UInt8]
 
     init(_ config: ModelConfiguration) {
         nodes = (0..<config.nodes).map { CoherenceNode(node: $0, nodes: config.nodes) }
@@ -172,6 +179,7 @@ struct ModelWorld {
         copies = Array(repeating: MappedCopy(), count: config.nodes * config.pages)
         threads = config.threadAccesses.map { ModelThread(remaining: UInt8($0)) }
         lastWritten = Array(repeating: 0, count: config.pages)
+        prefetchesLeft = Array(repeating: UInt8(config.prefetchesPerNode), count: config.nodes)
     }
 
     static func page(_ index: Int) -> PageID { PageID(container: 0, index: UInt32(index)) }
@@ -190,6 +198,12 @@ struct ModelWorld {
             case .ready: steps.append(.retry(thread: index))
             case .faultPending: steps.append(.handleFault(thread: index))
             case .idle, .blocked: break
+            }
+        }
+        for node in 0..<config.nodes where prefetchesLeft[node] > 0 {
+            for page in 0..<config.pages {
+                steps.append(.prefetch(node: node, page: page, access: .read))
+                steps.append(.prefetch(node: node, page: page, access: .write))
             }
         }
         for from in 0..<config.nodes {
@@ -216,6 +230,11 @@ struct ModelWorld {
             threads[index].phase = .blocked  // before effects: a spurious fault wakes it at once
             var sink = RecordingEffects()
             nodes[node].fault(Self.page(Int(thread.page)), thread.access, &sink)
+            try perform(sink.effects, on: node, handling: nil, config)
+        case .prefetch(let node, let page, let access):
+            prefetchesLeft[node] -= 1
+            var sink = RecordingEffects()
+            nodes[node].prefetch(Self.page(page), access, &sink)
             try perform(sink.effects, on: node, handling: nil, config)
         case .deliver(let from, let to, let position):
             let delivered = channels[from * config.nodes + to].remove(at: position)
@@ -395,6 +414,11 @@ struct ModelWorld {
             index = 0
             while index < lastWritten.count {
                 writer.put(lastWritten[index])
+                index += 1
+            }
+            index = 0
+            while index < prefetchesLeft.count {
+                writer.put(prefetchesLeft[index])
                 index += 1
             }
             index = 0
@@ -634,6 +658,7 @@ extension CoherenceStats {
         invalidationsReceived += other.invalidationsReceived
         requestsQueued += other.requestsQueued
         dataSent += other.dataSent
+        prefetchRequests += other.prefetchRequests
         protocolViolations += other.protocolViolations
     }
 }
