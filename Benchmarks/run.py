@@ -168,9 +168,9 @@ def latencies(args):
         floor = subprocess.run([os.path.join(BIN, "floor")], capture_output=True, text=True, check=True).stdout
         fl = {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", floor)}
         for nodes in [n for n in args.nodes if n >= 2]:
-            # One operation at a time: no neighbour prefetch in these figures.
+            # One operation at a time: no neighbour prefetch, no readahead in these figures.
             r = subprocess.run([DSMRUN, "-n", str(nodes), *args.dsm_args, "--spmd", os.path.join(BIN, "fault_latency")],
-                               env=dict(os.environ, DSM_PREFETCH_BUDDY="0"), capture_output=True, text=True, timeout=600)
+                               env=dict(os.environ, DSM_PREFETCH_BUDDY="0", DSM_PREFETCH="0"), capture_output=True, text=True, timeout=600)
             if r.returncode != 0:
                 raise RuntimeError("fault_latency failed: " + r.stderr)
             lat = {}

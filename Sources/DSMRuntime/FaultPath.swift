@@ -201,6 +201,10 @@ struct RuntimeEffects: CoherenceEffects {
 
     mutating func drop(_ page: PageID) {
         guard let container = node.containers[page.container] else { return }
+        // A hand-over queues its answer and then drops the page: let the
+        // answer leave first, so the requester's wait does not include the
+        // hole punch (upgrade 30 -> 24 us).
+        node.flushQueued()
         let r = cdsm_punch_hole(container.memfd, UInt64(page.index) << 12, UInt64(dsmPageSize))
         if r != 0 { fatal("dropping page \(page) failed: \(Errno(rawValue: -r))") }
         container.counters.losses[Int(page.index)] &+= 1
