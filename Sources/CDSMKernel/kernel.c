@@ -103,6 +103,25 @@ int cdsm_uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, int wp
     return 0;
 }
 
+int cdsm_uffd_copy_run(int uffd, uint64_t dst, const void *src, uint64_t len, int wp) {
+    uint64_t done = 0;
+    while (done < len) {
+        struct uffdio_copy copy;
+        memset(&copy, 0, sizeof copy);
+        copy.dst = dst + done;
+        copy.src = (uint64_t)(uintptr_t)src + done;
+        copy.len = len - done;
+        copy.mode = wp ? UFFDIO_COPY_MODE_WP : 0;
+        if (ioctl(uffd, UFFDIO_COPY, &copy) == 0) return 0;
+        int e = errno;
+        /* EAGAIN: the address space changed under the copy; what was copied
+         * stays copied, go on after it. */
+        if (e != EAGAIN) return -e;
+        if (copy.copy > 0) done += (uint64_t)copy.copy;
+    }
+    return 0;
+}
+
 int cdsm_uffd_zeropage(int uffd, uint64_t dst, uint64_t len, int dontwake) {
     struct uffdio_zeropage zp;
     memset(&zp, 0, sizeof zp);

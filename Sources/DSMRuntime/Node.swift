@@ -67,6 +67,8 @@ final class Node {
     /// Coherence messages held back by hold windows (HoldWindow.swift), and
     /// the earliest time one of them is due.
     var held: [HeldMessage] = []
+    /// Installs waiting to go as one run (FaultPath.swift).
+    var staged = StagedRun()
     var earliestRelease = UInt64.max
     /// How long a page brought in for a waiting thread stays (DSM_HOLD_US; 0: no hold).
     let holdNanoseconds: UInt64 = (environment("DSM_HOLD_US").flatMap { UInt64($0) } ?? 50) * 1000
@@ -369,6 +371,7 @@ final class Node {
         let tags = UnsafeMutablePointer<UInt64>.allocate(capacity: 64)
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
         while true {
+            flushStagedRun()
             releaseHeldMessages()
             flushQueued()
             let timeout = millisecondsUntil(earliest(service?.nextDeadline, syncObjects.nextDeadline))
@@ -477,6 +480,7 @@ final class Node {
             stats.bytesReceived &+= UInt64(FrameHeader.size + payload.count)
             dispatch(header, payload, from: peer)
         }
+        flushStagedRun()
     }
 
     private func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, from peer: NodeID) {
