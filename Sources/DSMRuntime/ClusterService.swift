@@ -150,6 +150,7 @@ extension Node {
     /// Gives up after 5 s: a peer that takes nothing is gone or stuck, and
     /// the launcher deals with it.
     func flushEverything() {
+        punchPendingDrops()
         let deadline = monotonicMilliseconds() + 5_000
         for case let connection? in mesh.peers {
             while connection.hasPendingOutput && monotonicMilliseconds() < deadline {

@@ -167,6 +167,8 @@ struct RuntimeEffects: CoherenceEffects {
     unowned(unsafe) let node: Node
     /// The contents that came with the `.data` message being handled.
     var payload: UnsafeRawBufferPointer?
+    /// The page of the answer (`.data`, `.grant`) this handler last sent.
+    private var answered: PageID?
 
     init(node: Node, payload: UnsafeRawBufferPointer? = nil) {
         self.node = node
@@ -174,6 +176,10 @@ struct RuntimeEffects: CoherenceEffects {
     }
 
     mutating func send(_ message: ProtocolMessage, to destination: NodeID) {
+        switch message {
+        case .data(let p, _, _), .grant(let p, _, _, _): answered = p
+        default: break
+        }
         if destination == node.id {
             precondition(message.carriesPage == false, "a page is never sent to its own node")
             node.selfQueue.append(message)
@@ -201,16 +207,25 @@ struct RuntimeEffects: CoherenceEffects {
         }
     }
 
+    /// A sharer's drop comes before its acknowledgement: drops are gathered
+    /// into runs of pages and punched out at once just before the queued
+    /// frames leave (`punchPendingDrops`): an invalidation storm costs one
+    /// fallocate and one send per run (node 0 rewriting 4096 pages node 1
+    /// read: 11.6 -> 8.7 us per page). An owner's hand-over answers first
+    /// and drops after, as the protocol orders it: the answer leaves at once
+    /// and the hole is punched while it travels (the S->M upgrade would wait
+    /// 7 us longer for the punch).
     mutating func drop(_ page: PageID) {
         guard let container = node.containers[page.container] else { return }
         node.flushStagedRun()
-        // A hand-over queues its answer and then drops the page: let the
-        // answer leave first, so the requester's wait does not include the
-        // hole punch (upgrade 30 -> 24 us).
-        node.flushQueued()
-        let r = cdsm_punch_hole(container.memfd, UInt64(page.index) << 12, UInt64(dsmPageSize))
-        if r != 0 { fatal("dropping page \(page) failed: \(Errno(rawValue: -r))") }
         container.counters.losses[Int(page.index)] &+= 1
+        if answered == page {
+            node.flushQueued()
+            let r = cdsm_punch_hole(container.memfd, UInt64(page.index) << 12, UInt64(dsmPageSize))
+            if r != 0 { fatal("dropping page \(page) failed: \(Errno(rawValue: -r))") }
+        } else {
+            node.pendDrop(page)
+        }
     }
 
     mutating func install(_ page: PageID, writable: Bool) {
@@ -407,5 +422,40 @@ extension Node {
             }
         default: fatal("userfaultfd copy failed: \(Errno(rawValue: -r))")
         }
+    }
+}
+
+// MARK: - Runs of drops
+
+/// Pages dropped in this round that follow each other, punched out of the
+/// memfd with one fallocate (an invalidation storm, a writer streaming
+/// through pages others read).
+struct PendingDrops {
+    var container: ContainerID = 0
+    var first: UInt32 = 0
+    var count: UInt32 = 0
+}
+
+extension Node {
+    func pendDrop(_ page: PageID) {
+        if drops.count > 0 && !(drops.container == page.container && page.index == drops.first &+ drops.count) {
+            punchPendingDrops()
+        }
+        if drops.count == 0 {
+            drops.container = page.container
+            drops.first = page.index
+        }
+        drops.count += 1
+    }
+
+    /// Punches the pending drops out: before any frame leaves, since the
+    /// frame may tell another node it may now write the page.
+    func punchPendingDrops() {
+        guard drops.count > 0 else { return }
+        let run = drops
+        drops.count = 0
+        guard let container = containers[run.container] else { return }
+        let r = cdsm_punch_hole(container.memfd, UInt64(run.first) << 12, UInt64(run.count) << 12)
+        if r != 0 { fatal("dropping pages \(run.container):\(run.first)+\(run.count) failed: \(Errno(rawValue: -r))") }
     }
 }

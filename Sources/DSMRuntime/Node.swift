@@ -69,6 +69,8 @@ final class Node {
     var held: [HeldMessage] = []
     /// Installs waiting to go as one run (FaultPath.swift).
     var staged = StagedRun()
+    /// Drops waiting to be punched out as one run (FaultPath.swift).
+    var drops = PendingDrops()
     var earliestRelease = UInt64.max
     /// How long a page brought in for a waiting thread stays (DSM_HOLD_US; 0: no hold).
     let holdNanoseconds: UInt64 = (environment("DSM_HOLD_US").flatMap { UInt64($0) } ?? 50) * 1000
@@ -195,6 +197,7 @@ final class Node {
     /// Writes out the frames queued since the last call; what a socket does
     /// not take now leaves when it becomes writable.
     func flushQueued() {
+        punchPendingDrops()
         for peer in peersWithQueuedFrames {
             queuedFor[peer] = false
             guard let connection = mesh.peers[peer] else { continue }
@@ -454,6 +457,7 @@ final class Node {
     private func peerEvent(_ peer: NodeID, flags: UInt32) {
         guard let connection = mesh.peers[peer] else { return }
         if flags & CDSM_EPOLLOUT != 0 {
+            punchPendingDrops()
             do { try connection.flush() } catch { peerLost(peer, why: "\(error)") }
             if !connection.hasPendingOutput { setWritableInterest(peer, false) }
         }
