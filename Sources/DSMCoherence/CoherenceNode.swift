@@ -24,7 +24,7 @@ public struct CoherenceNode: Sendable {
     public let node: NodeID
     public let nodes: Int
     @usableFromInline var counters = CoherenceStats()
-    @usableFromInline var containers: [ContainerID: ContainerPages] = [:]
+    @usableFromInline var containers = ContainerTable<ContainerPages>()
 
     public init(node: NodeID, nodes: Int) {
         precondition(nodes > 0 && nodes <= maxNodes, "1 ... \(maxNodes) nodes")
@@ -111,26 +111,28 @@ public struct CoherenceNode: Sendable {
 
     @inlinable
     func localPage(_ page: PageID) -> LocalPage? {
-        guard let pages = containers[page.container], Int(page.index) < pages.local.count else { return nil }
-        return pages.local[Int(page.index)]
+        guard let c = containers.index(of: page.container), Int(page.index) < containers.values[c].local.count else {
+            return nil
+        }
+        return containers.values[c].local[Int(page.index)]
     }
 
     @inlinable
     mutating func setLocalPage(_ page: PageID, _ value: LocalPage) {
-        containers[page.container]!.local[Int(page.index)] = value
+        containers.values[containers.index(of: page.container)!].local[Int(page.index)] = value
     }
 
     /// Nil when the page is unknown or not homed here.
     @inlinable
     func homeEntry(_ page: PageID) -> HomeEntry? {
-        guard isHome(of: page), let pages = containers[page.container],
-              Int(page.index) < pages.local.count else { return nil }
-        return pages.home[homeSlot(page)]
+        guard isHome(of: page), let c = containers.index(of: page.container),
+              Int(page.index) < containers.values[c].local.count else { return nil }
+        return containers.values[c].home[homeSlot(page)]
     }
 
     @inlinable
     mutating func setHomeEntry(_ page: PageID, _ value: HomeEntry) {
-        containers[page.container]!.home[homeSlot(page)] = value
+        containers.values[containers.index(of: page.container)!].home[homeSlot(page)] = value
     }
 
     @inlinable

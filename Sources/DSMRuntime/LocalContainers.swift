@@ -128,7 +128,7 @@ struct AttachmentIndex {
 
     private(set) var entries: [Entry] = []
 
-    mutating func rebuild(from containers: [ContainerID: LocalContainer]) {
+    mutating func rebuild(from containers: ContainerTable<LocalContainer>) {
         entries.removeAll(keepingCapacity: true)
         for (id, c) in containers {
             for a in c.attachments { entries.append(Entry(start: a.start, end: a.start + a.length, container: id)) }

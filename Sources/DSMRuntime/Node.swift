@@ -22,7 +22,7 @@ final class Node {
     let callBell: Int32
 
     var coherence: CoherenceNode
-    var containers: [ContainerID: LocalContainer] = [:]
+    var containers = ContainerTable<LocalContainer>()
     var attachmentIndex = AttachmentIndex()
     var selfQueue: [ProtocolMessage] = []
     var selfQueueHead = 0
