@@ -7,12 +7,20 @@
 //    address to (container, index) and hands it to the MESI state machine
 //    (`CoherenceNode.fault`), which decides: wake at once (another thread
 //    already brought the page), coalesce with a request in flight, or send a
-//    read/write request to the page's home.
+//    read/write request to the page's home. A miss may also ask for pages
+//    ahead (`readAhead`, `upgradeAhead`: the neighbour, and the windows of
+//    a sequential or strided stream found by `Readahead`).
 // 3. Replies arrive as frames (`handleCoherenceFrame`) and come back to the
 //    state machine, whose effects are carried out by `RuntimeEffects`
 //    below: UFFDIO_COPY (with WP for a shared copy), UFFDIO_WRITEPROTECT to
 //    grant or withdraw write access, a punched hole to drop a page,
-//    UFFDIO_WAKE to resume the blocked threads.
+//    UFFDIO_WAKE to resume the blocked threads. Pages arriving one after
+//    another are installed as one run (`StagedRun`); a sharer's drops are
+//    punched as runs before its acknowledgements leave (`PendingDrops`);
+//    what takes a page away right after it came for a waiting thread waits
+//    for the page's hold window (HoldWindow.swift).
+// 4. Frames are queued and leave once per round of the event loop
+//    (`Node.flushQueued`).
 //
 // No heap allocation happens on this path in steady state: frames are
 // written into per-connection buffers, pages are copied from the runtime's
