@@ -26,9 +26,10 @@ struct Configuration {
     /// Size of the image-mode heap, all arenas (DSM_HEAP_MB).
     var heapBytes: UInt64 = 2 << 30
     var placement: Placement = .roundRobin
-    /// The runtime thread asks for SCHED_FIFO (Node.becomeRealtime): by
-    /// default with --spmd only; DSM_RUNTIME_FIFO=1 or 0 decides otherwise.
-    var realtimeRuntime = false
+    /// The runtime thread asks for SCHED_FIFO (Node.becomeRealtime); in
+    /// image mode it turns ordinary while synchronisation traffic goes on.
+    /// DSM_RUNTIME_FIFO=0 keeps it ordinary.
+    var realtimeRuntime = true
 
     /// nil when the program runs without dsmrun.
     static func fromEnvironment() -> Configuration? {
@@ -52,11 +53,7 @@ struct Configuration {
                               stats: environment("DSM_STATS") == "1", bind: environment("DSM_BIND") == "1", base: base)
         c.image = environment("DSM_MODE") == "image"
         c.program = environment("DSM_PROGRAM")
-        switch environment("DSM_RUNTIME_FIFO") {
-        case "1": c.realtimeRuntime = true
-        case "0": c.realtimeRuntime = false
-        default: c.realtimeRuntime = !c.image
-        }
+        c.realtimeRuntime = environment("DSM_RUNTIME_FIFO") != "0"
         if let text = environment("DSM_HEAP_MB") {
             guard let mb = UInt64(text), mb >= 16, mb <= 1 << 20 else {
                 fatal("DSM_HEAP_MB must be a number of MiB from 16 to 1048576, got \(text)")

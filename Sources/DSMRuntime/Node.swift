@@ -67,6 +67,11 @@ final class Node {
     /// Coherence messages held back by hold windows (HoldWindow.swift), and
     /// the earliest time one of them is due.
     var held: [HeldMessage] = []
+    /// The runtime thread runs SCHED_FIFO now; in image mode it turns
+    /// ordinary while synchronisation traffic goes on (`sawSyncTraffic`).
+    var realtime = false
+    var adaptiveRealtime = false
+    var lastSyncTraffic: UInt64 = 0
     /// Installs waiting to go as one run (FaultPath.swift).
     var staged = StagedRun()
     /// Drops waiting to be punched out as one run (FaultPath.swift).
@@ -299,6 +304,7 @@ final class Node {
             call.complete(runLocally(call.request))
             return
         }
+        if case .sync(let s) = call.request, !s.operation.isBarrier { sawSyncTraffic() }
         let target = call.request.destination(nodes: nodes)
         if call.request.isNotice {
             // Sent (or done) now; later calls of this node to the same
@@ -328,10 +334,13 @@ final class Node {
         case .addContainer, .destroyContainer:
             answer(reply, runLocally(request))
         case .sync(let s):
+            if !s.operation.isBarrier { sawSyncTraffic() }
             handleSync(s, reply: reply)
         case .lockGranted, .lockRecalled, .lockTryRecalled:
+            sawSyncTraffic()
             lockTokenEvent(request)
         case .spawnThread, .joinThread, .detachThread, .remoteFree, .remoteUsableSize, .programEnd:
+            if case .remoteFree = request { sawSyncTraffic() }
             handleThreadRequest(request, reply: reply)
         case .programExit where id == 0, .threadCount where id == 0, .awaitThreads where id == 0:
             handleThreadRequest(request, reply: reply)
@@ -368,6 +377,7 @@ final class Node {
         dsm_preload_enter_runtime_thread()
         cdsm_block_all_signals()
         if configuration.realtimeRuntime { becomeRealtime() }
+        adaptiveRealtime = realtime && configuration.image && environment("DSM_ADAPTIVE") != "0"
         // Frames that arrived with a peer's authentication during set-up are
         // already in its buffer, where no readiness event will announce them.
         for case let connection? in mesh.peers { drainFrames(connection) }
@@ -415,6 +425,7 @@ final class Node {
                 default: peerEvent(NodeID(tag), flags: flags)
                 }
             }
+            resumeRealtimeIfQuiet()
             service?.expireDeadlines(node: self)
             expireSyncDeadlines()
             checkDeferredRecalls()
@@ -426,20 +437,44 @@ final class Node {
     /// real-time priority) it runs as soon as a request arrives instead of
     /// when the scheduler next preempts a computing thread. It only ever
     /// blocks or polls for a bounded time. Without the right (not root, no
-    /// RLIMIT_RTPRIO) it stays an ordinary thread.
+    /// RLIMIT_RTPRIO) it stays an ordinary thread; DSM_RUNTIME_FIFO=0 too.
     ///
     /// Measured, medians of paired runs, 2 nodes: --spmd MGS 1024 0.59 ->
-    /// 0.55 s, matmul 1024 0.30 -> 0.28 s; 4 nodes on 2 CPUs MGS 1.11 ->
-    /// 0.92 s. So it is the default with --spmd. In image mode it helps
-    /// img_matmul (0.35 -> 0.29 s) but hurts programs that synchronise a lot
-    /// (img_prodcons 0.9 -> 3.3 s, img_mutex 1.0 -> 1.8 s): lock tokens and
-    /// pages change hands at once instead of after a batch of local uses. So
-    /// image mode leaves it off unless DSM_RUNTIME_FIFO=1.
+    /// 0.55 s, matmul 1024 0.30 -> 0.28 s; 3 and 4 nodes on 2 CPUs MGS
+    /// 1.19 -> 1.06 s and 1.11 -> 0.92 s; img_mgs 0.67 -> 0.60 s,
+    /// img_matmul 0.30 -> 0.25 s. But programs that synchronise a lot lose
+    /// (img_prodcons 0.8 -> 1.9-3.9 s, img_mutex worse): lock tokens and
+    /// condition wake-ups change hands at once instead of after a batch of
+    /// local uses. So in image mode the thread turns ordinary as soon as it
+    /// sees mutex, condition, semaphore, rwlock, futex or remote-free
+    /// traffic (barriers do not count), and real-time again once that has
+    /// been quiet for 100 ms (`sawSyncTraffic`; DSM_ADAPTIVE=0 keeps it
+    /// real-time): img_prodcons 0.71-0.77 s against 0.71-0.86 s ordinary.
     private func becomeRealtime() {
         var parameters = sched_param(sched_priority: 1)
-        if sched_setscheduler(0, SCHED_FIFO, &parameters) != 0, configuration.verbose {
-            log("the runtime thread stays an ordinary thread: SCHED_FIFO: \(Errno(rawValue: cdsm_errno()))")
+        if sched_setscheduler(0, SCHED_FIFO, &parameters) != 0 {
+            if configuration.verbose {
+                log("the runtime thread stays an ordinary thread: SCHED_FIFO: \(Errno(rawValue: cdsm_errno()))")
+            }
+            return
         }
+        realtime = true
+    }
+
+    /// Lock tokens and condition wake-ups: the runtime thread turns ordinary
+    /// (see `becomeRealtime`) and stays so while such traffic goes on.
+    func sawSyncTraffic() {
+        guard adaptiveRealtime else { return }
+        lastSyncTraffic = monotonicNanoseconds()
+        guard realtime else { return }
+        var parameters = sched_param(sched_priority: 0)
+        if sched_setscheduler(0, SCHED_OTHER, &parameters) == 0 { realtime = false }
+    }
+
+    /// Back to SCHED_FIFO once synchronisation traffic has been quiet for 100 ms.
+    private func resumeRealtimeIfQuiet() {
+        guard adaptiveRealtime, !realtime, monotonicNanoseconds() &- lastSyncTraffic > 100_000_000 else { return }
+        becomeRealtime()
     }
 
     private func coordinatorReadable() {

@@ -13,6 +13,15 @@ import DSMTransport
 import Glibc
 #endif
 
+extension SyncOperation {
+    var isBarrier: Bool {
+        switch self {
+        case .barrierInit, .barrierWait, .barrierDestroy: return true
+        default: return false
+        }
+    }
+}
+
 struct SyncRequest {
     var object: UInt64
     var operation: SyncOperation
