@@ -90,11 +90,11 @@ public struct Readahead: Sendable {
     public static let stridedRun = 2
     public static let maxStride = 64
     public static let detectionGap: UInt64 = 250_000
-    public static let streamCount = 4
 
     /// The largest window, in pages; 0 turns readahead off.
     public let maxWindow: Int
-    public private(set) var streams: InlineArray<4, Stream>
+    /// The streams followed at once.
+    private var streams: InlineArray<4, Stream>
 
     public init(maxWindow: Int) {
         self.maxWindow = maxWindow
@@ -109,7 +109,7 @@ public struct Readahead: Sendable {
         guard maxWindow > 0 else { return .none }
         var found = -1
         var idlest = 0
-        for s in 0..<Readahead.streamCount {
+        for s in streams.indices {
             let stream = streams[s]
             if stream.kind == kind && page >= stream.low && page <= stream.next + Readahead.maxStride {
                 found = s

@@ -26,14 +26,13 @@ public struct ContainerTable<Value> {
             return values[i]
         }
         set {
+            guard let newValue else {
+                removeValue(forKey: id)
+                return
+            }
             if let i = index(of: id) {
-                if let newValue {
-                    values[i] = newValue
-                } else {
-                    ids.remove(at: i)
-                    values.remove(at: i)
-                }
-            } else if let newValue {
+                values[i] = newValue
+            } else {
                 ids.append(id)
                 values.append(newValue)
             }

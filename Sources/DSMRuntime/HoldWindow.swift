@@ -79,13 +79,10 @@ extension Node {
                 next = min(next, h.release)
             }
         }
-        // Messages held while releasing (none expected) sit after `count`.
-        for k in count..<held.count {
-            held[kept] = held[k]
-            kept += 1
-            next = min(next, held[k].release)
-        }
-        held.removeLast(held.count - kept)
+        // Releasing only queues self-messages (drained below): nothing is
+        // held meanwhile.
+        assert(held.count == count)
+        held.removeLast(count - kept)
         earliestRelease = next
         drainSelfMessages()
     }

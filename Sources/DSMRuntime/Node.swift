@@ -67,6 +67,7 @@ final class Node {
     /// Coherence messages held back by hold windows (HoldWindow.swift), and
     /// the earliest time one of them is due.
     var held: [HeldMessage] = []
+    var earliestRelease = UInt64.max
     /// The runtime thread runs SCHED_FIFO now; in image mode it turns
     /// ordinary while synchronisation traffic goes on (`sawSyncTraffic`).
     var realtime = false
@@ -76,7 +77,6 @@ final class Node {
     var staged = StagedRun()
     /// Drops waiting to be punched out as one run (FaultPath.swift).
     var drops = PendingDrops()
-    var earliestRelease = UInt64.max
     /// How long a page brought in for a waiting thread stays (DSM_HOLD_US; 0: no hold).
     let holdNanoseconds: UInt64 = (environment("DSM_HOLD_US").flatMap { UInt64($0) } ?? 50) * 1000
     /// Node 0 only: the System V namespace and the barriers.
@@ -304,8 +304,9 @@ final class Node {
             call.complete(runLocally(call.request))
             return
         }
-        if case .sync(let s) = call.request, !s.operation.isBarrier { sawSyncTraffic() }
         let target = call.request.destination(nodes: nodes)
+        // A synchronisation call served elsewhere (handleHere sees the others).
+        if case .sync = call.request, target != id, call.request.isSyncTraffic { sawSyncTraffic() }
         if call.request.isNotice {
             // Sent (or done) now; later calls of this node to the same
             // node travel behind it.
@@ -330,17 +331,15 @@ final class Node {
 
     /// A request this node serves, from one of its threads or from a peer.
     func handleHere(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination) {
+        if request.isSyncTraffic { sawSyncTraffic() }
         switch request {
         case .addContainer, .destroyContainer:
             answer(reply, runLocally(request))
         case .sync(let s):
-            if !s.operation.isBarrier { sawSyncTraffic() }
             handleSync(s, reply: reply)
         case .lockGranted, .lockRecalled, .lockTryRecalled:
-            sawSyncTraffic()
             lockTokenEvent(request)
         case .spawnThread, .joinThread, .detachThread, .remoteFree, .remoteUsableSize, .programEnd:
-            if case .remoteFree = request { sawSyncTraffic() }
             handleThreadRequest(request, reply: reply)
         case .programExit where id == 0, .threadCount where id == 0, .awaitThreads where id == 0:
             handleThreadRequest(request, reply: reply)

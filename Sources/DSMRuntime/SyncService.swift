@@ -13,10 +13,18 @@ import DSMTransport
 import Glibc
 #endif
 
-extension SyncOperation {
-    var isBarrier: Bool {
+extension ServiceRequest {
+    /// Traffic during which image mode's runtime thread stays ordinary
+    /// (Node.becomeRealtime): lock tokens, conditions, semaphores, rwlocks,
+    /// futexes and cross-node frees; barriers do not count.
+    var isSyncTraffic: Bool {
         switch self {
-        case .barrierInit, .barrierWait, .barrierDestroy: return true
+        case .sync(let s):
+            switch s.operation {
+            case .barrierInit, .barrierWait, .barrierDestroy: return false
+            default: return true
+            }
+        case .lockGranted, .lockRecalled, .lockTryRecalled, .remoteFree: return true
         default: return false
         }
     }

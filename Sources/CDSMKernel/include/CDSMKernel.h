@@ -43,8 +43,8 @@ int cdsm_uffd_read(int uffd, cdsm_uffd_fault *out, int max);
 /// UFFDIO_COPY of one page; write-protected when `wp`; wakes waiters unless dontwake.
 /// Returns 0 or -errno (-EEXIST when already mapped, -EAGAIN on a racing change).
 int cdsm_uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, int wp, int dontwake);
-/* Installs a run of pages with one UFFDIO_COPY (retried past EAGAIN from
- * where it stopped) and wakes the threads waiting on them. 0 or -errno. */
+/// UFFDIO_COPY of a run of pages (retried past EAGAIN from where it stopped),
+/// waking the threads waiting on them. Returns 0 or -errno.
 int cdsm_uffd_copy_run(int uffd, uint64_t dst, const void *src, uint64_t len, int wp);
 /// UFFDIO_ZEROPAGE. 0 or -errno.
 int cdsm_uffd_zeropage(int uffd, uint64_t dst, uint64_t len, int dontwake);
