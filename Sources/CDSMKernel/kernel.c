@@ -250,8 +250,11 @@ static const pid_t *forward_groups;
 static volatile int forward_count;
 static volatile sig_atomic_t last_forwarded;
 
+static volatile sig_atomic_t forwarded_count;
+
 static void forward_handler(int sig) {
     last_forwarded = sig;
+    forwarded_count++;
     for (int i = 0; i < forward_count; i++) {
         if (forward_groups[i] > 0) kill(-forward_groups[i], sig);
     }
@@ -271,8 +274,24 @@ void cdsm_forward_signals(const pid_t *groups, int count) {
 }
 
 int cdsm_forwarded_signal(void) { return last_forwarded; }
+int cdsm_forwarded_count(void) { return forwarded_count; }
+
+int cdsm_pipe(int fds[2], int size) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+    if (fcntl(fds[1], F_GETPIPE_SZ) < size && fcntl(fds[1], F_SETPIPE_SZ, size) < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return -e;
+    }
+    return 0;
+}
 
 pid_t cdsm_spawn(const char *path, char *const argv[], char *const envp[]) {
+    return cdsm_spawn_stdin(path, argv, envp, -1);
+}
+
+pid_t cdsm_spawn_stdin(const char *path, char *const argv[], char *const envp[], int stdin_fd) {
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
@@ -282,8 +301,12 @@ pid_t cdsm_spawn(const char *path, char *const argv[], char *const envp[]) {
     sigemptyset(&none);
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (stdin_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
     pid_t pid;
-    int r = posix_spawn(&pid, path, NULL, &attr, argv, envp);
+    int r = posix_spawn(&pid, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     return r == 0 ? pid : -r;
 }

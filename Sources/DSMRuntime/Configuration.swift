@@ -30,6 +30,10 @@ struct Configuration {
     /// image mode it turns ordinary while synchronisation traffic goes on.
     /// DSM_RUNTIME_FIFO=0 keeps it ordinary.
     var realtimeRuntime = true
+    /// The address this node's peers reach it at: on DSM_IFACE (an interface
+    /// name or a CIDR network) when set, else on the route towards the
+    /// coordinator (loopback when the coordinator is on this host).
+    var listenAddress = "127.0.0.1"
 
     /// nil when the program runs without dsmrun.
     static func fromEnvironment() -> Configuration? {
@@ -51,6 +55,21 @@ struct Configuration {
         var c = Configuration(node: node, nodes: nodes, coordinator: coordinator, token: token,
                               verbose: environment("DSM_VERBOSE") == "1",
                               stats: environment("DSM_STATS") == "1", bind: environment("DSM_BIND") == "1", base: base)
+        if let spec = environment("DSM_IFACE"), !spec.isEmpty {
+            guard let address = Addresses.interfaceAddress(spec) else {
+                var name = [CChar](repeating: 0, count: 256)
+                _ = gethostname(&name, 255)
+                fatal("""
+                    --iface \(spec): host \(String(cString: name)) has no IPv4 address on that interface or network \
+                    (interface names differ between hosts; a network as ADDRESS/BITS names the same one everywhere)
+                    """)
+            }
+            c.listenAddress = address
+        } else if let coordinator = Addresses.resolve(coordinator.host) {
+            c.listenAddress = Addresses.routeSource(towards: coordinator) ?? "127.0.0.1"
+        } else {
+            fatal("DSM_COORD=\(coordText): cannot resolve \(coordinator.host)")
+        }
         c.image = environment("DSM_MODE") == "image"
         c.program = environment("DSM_PROGRAM")
         c.realtimeRuntime = environment("DSM_RUNTIME_FIFO") != "0"

@@ -119,6 +119,7 @@ final class Node {
         do {
             mesh = try Mesh.establish(node: configuration.node, nodes: configuration.nodes,
                                       coordinator: configuration.coordinator, token: configuration.token,
+                                      host: configuration.listenAddress,
                                       log: { log($0) })
         } catch TransportError.refused {
             close(fd)

@@ -184,14 +184,28 @@ public final class Connection {
         }
     }
 
-    /// Sends a frame and waits until it is written (set-up only).
-    public func sendBlocking(_ header: FrameHeader, payload: [UInt8], timeoutMilliseconds: Int32) throws {
-        try payload.withUnsafeBytes { try send(header, payload: $0) }
+    /// Sends bytes outside any frame (the preamble) and waits until they are
+    /// written (set-up only).
+    public func sendRawBlocking(_ bytes: [UInt8], timeoutMilliseconds: Int32) throws {
+        reserveOutput(bytes.count)
+        bytes.withUnsafeBytes { (output + outputEnd).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        outputEnd += bytes.count
+        try flushBlocking(timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    private func flushBlocking(timeoutMilliseconds: Int32) throws {
+        try flush()
         while hasPendingOutput {
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             if poll(&p, 1, timeoutMilliseconds) == 0 { throw TransportError.timedOut }
             try flush()
         }
+    }
+
+    /// Sends a frame and waits until it is written (set-up only).
+    public func sendBlocking(_ header: FrameHeader, payload: [UInt8], timeoutMilliseconds: Int32) throws {
+        payload.withUnsafeBytes { queue(header, payload: $0) }
+        try flushBlocking(timeoutMilliseconds: timeoutMilliseconds)
     }
 }
 

@@ -12,6 +12,12 @@ public enum FrameKind: UInt8, Sendable {
     case stats = 35
     // Connection set-up.
     case hello = 40, table, auth
+    /// Agent -> launcher, first frame of its control connection: `a` is the host index.
+    case agentHello
+    /// Agent -> launcher: node `a` ended; `index` is its wait status.
+    case nodeEnded
+    /// Launcher -> agent: send signal `a` to every node of the host.
+    case signalNodes
 }
 
 /// The fixed 32-byte header in front of every message. Little-endian, as

@@ -23,18 +23,19 @@ public final class Mesh {
     }
 
     /// Joins the run: registers with the coordinator, learns the table, then
-    /// connects to every lower node and accepts every higher one. Connections
-    /// that do not present `token` are refused and reported through `log`.
+    /// connects to every lower node and accepts every higher one. Every
+    /// connection opens with the run's preamble (Admission.swift); those
+    /// that do not present it are refused and reported through `log`.
+    /// `host` is the address this node listens on: the one its peers reach.
     public static func establish(node: NodeID, nodes: Int, coordinator endpoint: Endpoint, token: String,
                                  host: String = "127.0.0.1", timeoutMilliseconds: Int32 = 30_000,
                                  log: (String) -> Void) throws -> Mesh {
-        let listener = try Listener(host: host)
-        let coordinator = try connect(to: endpoint, timeoutMilliseconds: timeoutMilliseconds)
+        let gate = Gate(listener: try Listener(host: host), token: token)
+        let coordinator = try connectPresenting(token: token, to: endpoint, timeoutMilliseconds: timeoutMilliseconds)
         coordinator.peer = -1
-        var hello = RendezvousHello(token: token, endpoint: listener.endpoint).encoded()
-        try coordinator.sendBlocking(FrameHeader(kind: .hello, source: node, a: UInt64(node)), payload: hello,
+        try coordinator.sendBlocking(FrameHeader(kind: .hello, source: node, a: UInt64(node)),
+                                     payload: RendezvousHello(endpoint: gate.listener.endpoint).encoded(),
                                      timeoutMilliseconds: timeoutMilliseconds)
-        hello.removeAll()
         let (header, payload) = try coordinator.receiveFrameBlocking(timeoutMilliseconds: timeoutMilliseconds)
         if header.kind == .abort { throw TransportError.refused(String(decoding: payload, as: UTF8.self)) }
         guard header.kind == .table else { throw TransportError.protocolViolation("expected the node table, got \(header.kind)") }
@@ -43,74 +44,53 @@ public final class Mesh {
 
         var peers = [Connection?](repeating: nil, count: nodes)
         for lower in 0..<node {
-            let connection = try connect(to: table[lower], timeoutMilliseconds: timeoutMilliseconds)
+            let connection = try connectPresenting(token: token, to: table[lower], timeoutMilliseconds: timeoutMilliseconds)
             connection.peer = lower
-            try connection.sendBlocking(FrameHeader(kind: .auth, source: node, a: UInt64(node)),
-                                        payload: Array(token.utf8), timeoutMilliseconds: timeoutMilliseconds)
+            try connection.sendBlocking(FrameHeader(kind: .auth, source: node, a: UInt64(node)), payload: [],
+                                        timeoutMilliseconds: timeoutMilliseconds)
             peers[lower] = connection
         }
         var missing = nodes - node - 1
         let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
         while missing > 0 {
             let left = Int32(clamping: max(1, deadline - monotonicMilliseconds()))
-            let (connection, name) = try listener.accept(timeoutMilliseconds: left)
-            let first: (FrameHeader, [UInt8])
+            let (connection, name) = try gate.admit(timeoutMilliseconds: left, refused: log)
+            let first: FrameHeader
             do {
-                first = try connection.receiveFrameBlocking(timeoutMilliseconds: min(left, 5_000))
+                first = try connection.receiveFrameBlocking(timeoutMilliseconds: min(left, 5_000)).0
             } catch {
                 log("refused a connection from \(name): \(error)")
                 continue
             }
-            let claimed = Int(first.0.a)
-            guard first.0.kind == .auth, constantTimeEqual(first.1, Array(token.utf8)) else {
-                log("refused a connection from \(name): it did not present this run's secret")
-                continue
-            }
-            guard claimed > node, claimed < nodes, peers[claimed] == nil else {
+            // Compared as sent (64 bits): a claim is a node of this run or refused.
+            let claimed = first.a
+            guard first.kind == .auth, claimed > UInt64(node), claimed < UInt64(nodes), peers[Int(claimed)] == nil else {
                 log("refused a connection from \(name): it claims to be node \(claimed)")
                 continue
             }
-            connection.peer = claimed
-            peers[claimed] = connection
+            connection.peer = Int(claimed)
+            peers[Int(claimed)] = connection
             missing -= 1
         }
         return Mesh(node: node, nodes: nodes, peers: peers, coordinator: coordinator)
     }
 }
 
-func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    guard a.count == b.count else { return false }
-    var difference: UInt8 = 0
-    for i in 0..<a.count { difference |= a[i] ^ b[i] }
-    return difference == 0
-}
-
-/// What a node tells the coordinator: the run's secret and where it listens.
+/// What a node tells the coordinator: where it listens (the secret went
+/// before, in the preamble).
 public struct RendezvousHello: Equatable {
-    public var token: String
     public var endpoint: Endpoint
 
-    public init(token: String, endpoint: Endpoint) {
-        self.token = token
+    public init(endpoint: Endpoint) {
         self.endpoint = endpoint
     }
 
-    public func encoded() -> [UInt8] {
-        var bytes: [UInt8] = []
-        appendString(token, to: &bytes)
-        appendString(endpoint.host, to: &bytes)
-        bytes.append(UInt8(endpoint.port & 0xff))
-        bytes.append(UInt8(endpoint.port >> 8))
-        return bytes
-    }
+    public func encoded() -> [UInt8] { RendezvousTable.encode([endpoint]) }
 
     public static func decode(_ bytes: [UInt8]) throws -> RendezvousHello {
-        var offset = 0
-        let token = try readString(bytes, &offset)
-        let host = try readString(bytes, &offset)
-        guard offset + 2 <= bytes.count else { throw TransportError.protocolViolation("short hello") }
-        let port = UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
-        return RendezvousHello(token: token, endpoint: Endpoint(host: host, port: port))
+        let endpoints = try RendezvousTable.decode(bytes)
+        guard endpoints.count == 1 else { throw TransportError.protocolViolation("a hello names one endpoint") }
+        return RendezvousHello(endpoint: endpoints[0])
     }
 }
 
@@ -156,21 +136,37 @@ private func readString(_ bytes: [UInt8], _ offset: inout Int) throws -> String 
 }
 
 /// The launcher's side of the rendezvous: collects every node's hello,
-/// checks the secret, answers with the table. Connections stay open so that
-/// nodes notice when the launcher goes away.
+/// answers with the table. Connections stay open so that nodes notice when
+/// the launcher goes away. Agents (the launcher's helpers on other hosts)
+/// open their control connection to the same port.
 public final class Coordinator {
-    public let listener: Listener
+    public let gate: Gate
     public let nodes: Int
-    public let token: String
     public private(set) var connections: [Connection] = []
+    /// Called for each agent's control connection, with the host index it
+    /// gave; from the thread running `run` or `declineLateComers`.
+    public var agentArrived: ((Connection, Int) -> Void)?
 
     public init(nodes: Int, token: String, host: String = "127.0.0.1") throws {
-        self.listener = try Listener(host: host)
+        self.gate = Gate(listener: try Listener(host: host), token: token)
         self.nodes = nodes
-        self.token = token
     }
 
-    public var endpoint: Endpoint { listener.endpoint }
+    public var endpoint: Endpoint { gate.listener.endpoint }
+
+    /// An admitted connection's first frame, or nil (logged) when it sends
+    /// none in time or something else than a hello.
+    private func firstFrame(_ connection: Connection, _ name: String, log: (String) -> Void) -> (FrameHeader, [UInt8])? {
+        guard let first = try? connection.receiveFrameBlocking(timeoutMilliseconds: 5_000) else {
+            log("dropped a rendezvous connection from \(name): no hello")
+            return nil
+        }
+        if first.0.kind == .agentHello {
+            agentArrived?(connection, Int(clamping: first.0.a))
+            return nil
+        }
+        return first
+    }
 
     /// Runs the rendezvous. `shouldGiveUp` is polled between accepts so the
     /// launcher can stop waiting when a node died before saying hello.
@@ -182,24 +178,23 @@ public final class Coordinator {
         while registered < nodes {
             if shouldGiveUp() { throw TransportError.closed }
             if monotonicMilliseconds() > deadline { throw TransportError.timedOut }
-            let accepted: (Connection, String)
+            let admitted: (Connection, String)
             do {
-                accepted = try listener.accept(timeoutMilliseconds: 10)
+                admitted = try gate.admit(timeoutMilliseconds: 10, refused: log)
             } catch TransportError.timedOut {
                 continue
             }
-            let (connection, name) = accepted
-            guard let (header, payload) = try? connection.receiveFrameBlocking(timeoutMilliseconds: 5_000),
-                  header.kind == .hello, let hello = try? RendezvousHello.decode(payload),
-                  constantTimeEqual(Array(hello.token.utf8), Array(token.utf8)) else {
-                log("refused a rendezvous connection from \(name): it did not present this run's secret")
+            let (connection, name) = admitted
+            guard let (header, payload) = firstFrame(connection, name, log: log) else { continue }
+            guard header.kind == .hello, let hello = try? RendezvousHello.decode(payload) else {
+                log("dropped a rendezvous connection from \(name): it sent \(header.kind), not a hello")
+                continue
+            }
+            guard header.a < UInt64(nodes) else {
+                log("refused a rendezvous connection from \(name): bad node id \(header.a)")
                 continue
             }
             let node = Int(header.a)
-            guard node >= 0, node < nodes else {
-                log("refused a rendezvous connection from \(name): bad node id \(node)")
-                continue
-            }
             guard table[node] == nil else {
                 Coordinator.decline(connection, node: node)
                 continue
@@ -222,11 +217,9 @@ public final class Coordinator {
     /// that the launcher is not kept waiting when the run ends.
     public func declineLateComers(shouldGiveUp: () -> Bool) {
         while !shouldGiveUp() {
-            guard let (connection, _) = try? listener.accept(timeoutMilliseconds: 10) else { continue }
-            if let (header, payload) = try? connection.receiveFrameBlocking(timeoutMilliseconds: 2_000),
-               header.kind == .hello, let hello = try? RendezvousHello.decode(payload),
-               constantTimeEqual(Array(hello.token.utf8), Array(token.utf8)) {
-                Coordinator.decline(connection, node: Int(header.a))
+            guard let (connection, name) = try? gate.admit(timeoutMilliseconds: 10, refused: { _ in }) else { continue }
+            if let (header, _) = firstFrame(connection, name, log: { _ in }), header.kind == .hello {
+                Coordinator.decline(connection, node: Int(clamping: header.a))
             }
         }
     }

@@ -80,24 +80,34 @@ public final class Listener {
                 if cdsm_errno() == EINTR { continue }
                 throw TransportError.system(lastErrno())
             }
-            var peer = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let client = withUnsafeMutablePointer(to: &peer) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    cdsm_accept(fd, $0, &length)
-                }
-            }
-            if client < 0 {
-                if cdsm_errno() == EINTR || cdsm_errno() == EAGAIN { continue }
-                throw TransportError.system(lastErrno())
-            }
-            _ = cdsm_tcp_nodelay(client)
-            var text = [CChar](repeating: 0, count: 32)
-            inet_ntop(AF_INET, &peer.sin_addr, &text, 32)
-            let name = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + ":\(UInt16(bigEndian: peer.sin_port))"
-            return (Connection(fd: client), name)
+            if let (client, name) = try acceptRaw() { return (Connection(fd: client), name) }
         }
     }
+
+    /// Accepts a connection that is waiting, as a bare non-blocking socket
+    /// with TCP_NODELAY and the run's keepalive settings; nil when none is.
+    public func acceptRaw() throws -> (Int32, String)? {
+        var peer = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let client = withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                cdsm_accept(fd, $0, &length)
+            }
+        }
+        if client < 0 {
+            if cdsm_errno() == EINTR || cdsm_errno() == EAGAIN || cdsm_errno() == ECONNABORTED { return nil }
+            throw TransportError.system(lastErrno())
+        }
+        _ = cdsm_tcp_nodelay(client)
+        return (client, "\(ipv4Text(peer.sin_addr)):\(UInt16(bigEndian: peer.sin_port))")
+    }
+}
+
+func ipv4Text(_ address: in_addr) -> String {
+    var address = address
+    var text = [CChar](repeating: 0, count: 32)
+    inet_ntop(AF_INET, &address, &text, 32)
+    return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// Connects to `endpoint`, retrying while it refuses, until the deadline.

@@ -19,8 +19,23 @@ struct DSMRun: ParsableCommand {
             shared memory segments and semaphores are shared by key across the nodes.
             """)
 
-    @Option(name: .customShort("n"), help: "Number of nodes (1...\(maxNodes)).")
-    var nodes: Int
+    @Option(name: .customShort("n"), help: "Number of nodes (1...\(maxNodes)); with --hosts or --hostfile, the slots by default.")
+    var nodes: Int?
+
+    @Option(help: ArgumentHelp("Run the nodes on these hosts: host[:slots],... Nodes fill each host's slots in order; without slots they are spread evenly.",
+                               valueName: "hosts"))
+    var hosts: String?
+
+    @Option(help: ArgumentHelp("Hosts from a file in mpirun's format: 'host slots=N' a line, '#' comments.", valueName: "file"))
+    var hostfile: String?
+
+    @Option(help: ArgumentHelp("How to start dsmrun on another host, called as CMD HOST COMMAND (default: ssh -o BatchMode=yes -T -x).",
+                               valueName: "cmd"))
+    var rsh: String?
+
+    @Option(help: ArgumentHelp("The interface (name, or network as ADDRESS/BITS) the nodes listen and connect on. Default: the route towards the other hosts; loopback when every node is here.",
+                               valueName: "iface"))
+    var iface: String?
 
     @Flag(help: "Run main on every node (mpirun-like); System V segments and semaphores are shared.")
     var spmd = false
@@ -47,12 +62,13 @@ struct DSMRun: ParsableCommand {
     /// the program's name (its own arguments are never touched).
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments == ["--agent"] { Glibc.exit(Agent.run()) }
         var i = 0
         while i < arguments.count {
             let a = arguments[i]
             if a == "--" || !a.hasPrefix("-") { break }
             if a == "--stats" { arguments[i] = "--stats=table" }
-            if a == "-n" || a == "--runtime" || a == "--placement" { i += 1 }
+            if ["-n", "--runtime", "--placement", "--hosts", "--hostfile", "--rsh", "--iface"].contains(a) { i += 1 }
             i += 1
         }
         main(arguments)
@@ -62,9 +78,15 @@ struct DSMRun: ParsableCommand {
     var command: [String] = []
 
     func validate() throws {
-        guard nodes >= 1 && nodes <= maxNodes else {
-            throw ValidationError("-n must be between 1 and \(maxNodes), got \(nodes)")
+        if hosts != nil && hostfile != nil { throw ValidationError("give --hosts or --hostfile, not both") }
+        if let nodes {
+            guard nodes >= 1 && nodes <= maxNodes else {
+                throw ValidationError("-n must be between 1 and \(maxNodes), got \(nodes)")
+            }
+        } else if hosts == nil && hostfile == nil {
+            throw ValidationError("missing -n: how many nodes to run (or --hosts / --hostfile to take their slots)")
         }
+        if let rsh, rsh.split(separator: " ").isEmpty { throw ValidationError("--rsh: empty command") }
         guard !command.isEmpty, !(command.count == 1 && command[0] == "--") else {
             throw ValidationError("no program to run")
         }
@@ -85,9 +107,40 @@ struct DSMRun: ParsableCommand {
             warn("runtime library not found: \(library) (build it with `swift build -c release`, or pass --runtime)")
             throw ExitCode(2)
         }
-        let launcher = Launcher(nodes: nodes, program: program, arguments: arguments, runtime: library, verbose: verbose,
-                                stats: statsFormat, bind: bind ?? (nodes >= 2 && nodes <= Int(cdsm_online_cpus())),
-                                image: !spmd, placement: placement)
+        var sites = Sites()
+        let count: Int
+        do {
+            if let hosts {
+                sites.hosts = try HostList.parse(option: hosts)
+            } else if let hostfile {
+                guard let text = readTextFile(hostfile) else {
+                    throw LaunchProblem(message: "cannot read the hostfile \(hostfile): \(Errno(rawValue: cdsm_errno()))", status: 2)
+                }
+                sites.hosts = try HostList.parse(hostfile: text, path: hostfile)
+            }
+            if sites.hosts.isEmpty {
+                count = nodes!
+            } else {
+                sites.placement = try HostList.place(nodes: nodes, on: sites.hosts)
+                count = sites.placement.count
+                guard count >= 1 && count <= maxNodes else {
+                    throw LaunchProblem(message: "the hosts give \(count) nodes; a run has 1 to \(maxNodes)", status: 2)
+                }
+                sites.local = sites.hosts.map { HostList.isThisHost($0.name) }
+            }
+        } catch let problem as LaunchProblem {
+            warn(problem.message)
+            throw ExitCode(problem.status)
+        }
+        if let rsh { sites.rsh = rsh.split(separator: " ").map(String.init) }
+        sites.iface = iface
+        // A node started on another host must find the program at the same
+        // path: a relative path is taken from the launcher's directory.
+        let programPath = sites.anyRemote && !program.hasPrefix("/") ? currentDirectory() + "/" + program : program
+        let localNodes = sites.placement.isEmpty ? count : sites.placement.filter { sites.local[$0] }.count
+        let launcher = Launcher(nodes: count, program: programPath, arguments: arguments, runtime: absolutePath(library), verbose: verbose,
+                                stats: statsFormat, bind: bind ?? (localNodes >= 2 && count <= Int(cdsm_online_cpus())),
+                                image: !spmd, placement: placement, sites: sites)
         throw ExitCode(launcher.run())
     }
 }
@@ -125,6 +178,33 @@ func resolveProgram(_ name: String) -> Result<String, LaunchProblem> {
         if access(candidate, X_OK) == 0 && check(candidate) == nil { return .success(candidate) }
     }
     return .failure(LaunchProblem(message: "program not found: \(name) (not a path, and not in PATH)", status: 127))
+}
+
+func readTextFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = read(fd, &chunk, chunk.count)
+        if n < 0 { return nil }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : currentDirectory() + "/" + path
+}
+
+/// This executable's path (so that agents on other hosts run the same dsmrun).
+func defaultExecutablePath() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    guard n > 0 else { return CommandLine.arguments[0] }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 func defaultRuntimePath() -> String {

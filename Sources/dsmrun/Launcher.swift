@@ -6,8 +6,26 @@ import DSMTransport
 import Glibc
 #endif
 
+/// Where the nodes run: this host (started directly) or other hosts
+/// (started through an agent each, over ssh or `--rsh`).
+struct Sites {
+    /// The hosts of --hosts / --hostfile; empty: every node on this host.
+    var hosts: [HostSlots] = []
+    /// The host index of each node (empty with no hosts).
+    var placement: [Int] = []
+    /// Whether each host is this one.
+    var local: [Bool] = []
+    /// The remote start command, as words (`ssh -o BatchMode=yes -T`).
+    var rsh: [String] = ["ssh", "-o", "BatchMode=yes", "-T", "-x"]
+    /// --iface: the interface or network every node listens on.
+    var iface: String?
+
+    func isRemote(_ node: NodeID) -> Bool { !placement.isEmpty && !local[placement[node]] }
+    var anyRemote: Bool { local.contains(false) }
+}
+
 /// Starts the nodes, runs the rendezvous, watches the nodes, and makes sure
-/// nothing of the run outlives it.
+/// nothing of the run outlives it, on any host.
 final class Launcher {
     let nodes: Int
     let program: String
@@ -19,11 +37,15 @@ final class Launcher {
     /// Image mode: main on node 0, whose status is the program's.
     let image: Bool
     let placement: PlacementPolicy
-    /// Process group of each node (= its pid); read by the signal handler.
+    let sites: Sites
+    /// Process group of each local node (= its pid); read by the signal handler.
     let groups: UnsafeMutablePointer<pid_t>
+    /// One per other host with nodes.
+    private var remotes: [RemoteHost] = []
+    private let mailbox = AgentMailbox()
 
     init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool, stats: StatsFormat?,
-         bind: Bool, image: Bool, placement: PlacementPolicy) {
+         bind: Bool, image: Bool, placement: PlacementPolicy, sites: Sites) {
         self.image = image
         self.placement = placement
         self.stats = stats
@@ -33,6 +55,7 @@ final class Launcher {
         self.arguments = arguments
         self.runtime = runtime
         self.verbose = verbose
+        self.sites = sites
         groups = .allocate(capacity: nodes)
         groups.initialize(repeating: 0, count: nodes)
     }
@@ -40,22 +63,54 @@ final class Launcher {
     /// How long the other nodes get to stop after a failure before SIGKILL.
     static let graceMilliseconds: Int64 = 2_000
 
+    /// The address the rendezvous listens on: loopback when every node is
+    /// here, else the interface that reaches the other hosts.
+    private func rendezvousAddress() -> Result<String, LaunchProblem> {
+        if let iface = sites.iface {
+            guard let address = Addresses.interfaceAddress(iface) else {
+                return .failure(LaunchProblem(message: "--iface \(iface): this host has no IPv4 address on that interface or network", status: 2))
+            }
+            return .success(address)
+        }
+        guard sites.anyRemote else { return .success("127.0.0.1") }
+        for (index, host) in sites.hosts.enumerated() where !sites.local[index] {
+            guard let address = Addresses.resolve(host.name) else {
+                return .failure(LaunchProblem(message: """
+                    cannot tell which interface reaches host \(host.name): the name does not resolve here; \
+                    pass --iface NAME or --iface NETWORK/BITS
+                    """, status: 2))
+            }
+            if let source = Addresses.routeSource(towards: address) { return .success(source) }
+            return .failure(LaunchProblem(message: "no route to host \(host.name) (\(address)); pass --iface", status: 2))
+        }
+        return .success("127.0.0.1")
+    }
+
     func run() -> Int32 {
         let token = makeToken()
         let coordinator: Coordinator
-        do {
-            coordinator = try Coordinator(nodes: nodes, token: token)
-        } catch {
-            warn("cannot listen for the rendezvous: \(error)")
-            return 1
+        switch rendezvousAddress() {
+        case .failure(let problem):
+            warn(problem.message)
+            return problem.status
+        case .success(let address):
+            do {
+                coordinator = try Coordinator(nodes: nodes, token: token, host: address)
+            } catch {
+                warn("cannot listen for the rendezvous on \(address): \(error)")
+                return 1
+            }
         }
+        if verbose { warn("rendezvous on \(coordinator.endpoint)") }
+        let mailbox = self.mailbox
+        coordinator.agentArrived = { connection, host in mailbox.post(connection, host: host) }
         if cdsm_disable_aslr() != 0 { warn("cannot disable address-space randomisation; continuing") }
         cdsm_forward_signals(groups, Int32(nodes))
         if bind && verbose {
             warn("topology: \(cdsm_online_cpus()) CPU(s), \(cdsm_numa_nodes()) NUMA node(s); node i runs on CPU i mod \(cdsm_online_cpus())")
         }
 
-        var baseEnvironment: [String] = []
+        var common: [String] = []
         var preload = runtime
         var index = 0
         while let entry = environ[index] {
@@ -66,32 +121,39 @@ final class Launcher {
                 if !existing.isEmpty { preload += ":" + existing }
                 continue
             }
-            if s.hasPrefix("DSM_NODE_ID=") || s.hasPrefix("DSM_NODES=") || s.hasPrefix("DSM_COORD=")
-                || s.hasPrefix("DSM_TOKEN=") || s.hasPrefix("DSM_VERBOSE=") || s.hasPrefix("DSM_STATS=") || s.hasPrefix("DSM_BIND=")
-                || s.hasPrefix("DSM_MODE=") || s.hasPrefix("DSM_PROGRAM=") || s.hasPrefix("DSM_PLACEMENT=") { continue }
-            baseEnvironment.append(s)
+            if Launcher.controlVariables.contains(where: { s.hasPrefix($0 + "=") }) { continue }
+            common.append(s)
         }
-
-        for node in 0..<nodes {
-            let environment = baseEnvironment + [
-                "LD_PRELOAD=\(preload)", "DSM_NODE_ID=\(node)", "DSM_NODES=\(nodes)",
-                "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind ? 1 : 0)",
-            ] + (image ? ["DSM_MODE=image", "DSM_PROGRAM=\(program)", "DSM_PLACEMENT=\(placement.rawValue)"] : ["DSM_MODE=spmd"])
-            let pid = spawn(program, arguments, environment)
-            if pid < 0 {
-                warn("cannot start node \(node): \(Errno(rawValue: -pid))")
-                stopAll(signal: SIGKILL)
-                reapAll()
-                return 1
-            }
-            groups[node] = pid
-            if verbose { warn("node \(node) is pid \(pid)") }
-        }
+        common += [
+            "LD_PRELOAD=\(preload)", "DSM_NODES=\(nodes)",
+            "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind ? 1 : 0)",
+        ] + (image ? ["DSM_MODE=image", "DSM_PROGRAM=\(program)", "DSM_PLACEMENT=\(placement.rawValue)"] : ["DSM_MODE=spmd"])
+        if let iface = sites.iface { common.append("DSM_IFACE=\(iface)") }
 
         // The rendezvous runs beside the watch loop: a node that dies before
         // saying hello must not leave the launcher waiting.
         let rendezvous = RendezvousThread(coordinator: coordinator)
         rendezvous.start()
+
+        if sites.anyRemote, let problem = startRemoteHosts(common: common, coordinator: coordinator, token: token) {
+            warn(problem.message)
+            stopAll(signal: SIGKILL)
+            reapAll()
+            rendezvous.join()
+            return problem.status
+        }
+        for node in 0..<nodes where !sites.isRemote(node) {
+            let pid = spawn(program, arguments, common + ["DSM_NODE_ID=\(node)"])
+            if pid < 0 {
+                warn("cannot start node \(node): \(Errno(rawValue: -pid))")
+                stopAll(signal: SIGKILL)
+                reapAll()
+                rendezvous.join()
+                return 1
+            }
+            groups[node] = pid
+            if verbose { warn("node \(node) is pid \(pid)") }
+        }
 
         let status = watch(rendezvous: rendezvous)
         rendezvous.join()
@@ -104,6 +166,40 @@ final class Launcher {
             printStatistics(reports, format: stats)
         }
         return status
+    }
+
+    /// Variables the launcher sets for the nodes: never inherited.
+    static let controlVariables = ["DSM_NODE_ID", "DSM_NODES", "DSM_COORD", "DSM_TOKEN", "DSM_VERBOSE", "DSM_STATS", "DSM_BIND",
+                                   "DSM_MODE", "DSM_PROGRAM", "DSM_PLACEMENT", "DSM_IFACE"]
+    /// Variables that describe this host or this login, not the run: not
+    /// sent to other hosts.
+    static let hostVariables = ["HOSTNAME", "PWD", "OLDPWD", "SHLVL", "_", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY",
+                                "SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY"]
+
+    /// Starts an agent on every other host with nodes; the secret goes on
+    /// the agent's standard input.
+    private func startRemoteHosts(common: [String], coordinator: Coordinator, token: String) -> LaunchProblem? {
+        let directory = currentDirectory()
+        guard let programFingerprint = fileFingerprint(program), let runtimeFingerprint = fileFingerprint(runtime) else {
+            return LaunchProblem(message: "cannot read \(program) or \(runtime) to fingerprint it", status: 2)
+        }
+        let forwarded = common.filter { entry in !Launcher.hostVariables.contains { entry.hasPrefix($0 + "=") } }
+        let agentCommand = "exec \(shellQuoted(defaultExecutablePath())) --agent"
+        for (index, host) in sites.hosts.enumerated() where !sites.local[index] {
+            let hostNodes = (0..<nodes).filter { sites.placement[$0] == index }
+            if hostNodes.isEmpty { continue }
+            let spec = AgentSpec(hostName: host.name, hostIndex: index, coordinator: "\(coordinator.endpoint)", token: token,
+                                 directory: directory, program: program, runtime: runtime,
+                                 programFingerprint: programFingerprint, runtimeFingerprint: runtimeFingerprint,
+                                 arguments: arguments, environment: forwarded, nodes: hostNodes)
+            let remote = RemoteHost(index: index, name: host.name, nodes: hostNodes)
+            if let problem = remote.start(rsh: sites.rsh, command: agentCommand, spec: spec) { return problem }
+            if verbose {
+                warn("host \(host.name): nodes \(hostNodes.map(String.init).joined(separator: ",")) through `\((sites.rsh + [host.name]).joined(separator: " "))` (pid \(remote.pid))")
+            }
+            remotes.append(remote)
+        }
+        return nil
     }
 
     private func spawn(_ path: String, _ argv: [String], _ envp: [String]) -> pid_t {
@@ -124,51 +220,87 @@ final class Launcher {
         var signalled = false
     }
 
-    /// Waits for every node. The first real failure stops the others.
+    /// Waits for every node, here and on other hosts. The first real failure
+    /// stops the others.
     private func watch(rendezvous: RendezvousThread) -> Int32 {
-        var alive = nodes
+        var running = Set(0..<nodes)
         var firstFailure: Ending?
         var secondaryFailure: Ending?
         var stopDeadline: Int64?
         var killed = false
         var programStatus: Int32?
-        while alive > 0 {
+        var signalsSeen = cdsm_forwarded_count()
+
+        func ended(_ ending: Ending) {
+            guard running.remove(ending.node) != nil else { return }
+            if verbose { warn(ending.description) }
+            if image && ending.node == 0 && !ending.signalled {
+                // The program's own exit: its status is the run's. The
+                // other nodes leave with it; any that linger are stopped.
+                programStatus = ending.status
+                if stopDeadline == nil && !running.isEmpty { stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds }
+                return
+            }
+            guard ending.status != 0 else { return }
+            if ending.secondary {
+                if secondaryFailure == nil { secondaryFailure = ending }
+            } else if firstFailure == nil {
+                firstFailure = ending
+                // Named even when a node that noticed the loss ended first.
+                warn(ending.description + (running.isEmpty ? "" : "; stopping the other nodes"))
+            }
+            if stopDeadline == nil && !running.isEmpty {
+                stopAll(signal: SIGTERM)
+                stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds
+            }
+        }
+
+        while !running.isEmpty || remotes.contains(where: { $0.pid > 0 }) {
             var raw: Int32 = 0
             let pid = waitpid(-1, &raw, WNOHANG)
-            if pid > 0, let node = (0..<nodes).first(where: { groups[$0] == pid }) {
-                alive -= 1
-                let ending = describe(node: node, raw: raw)
-                if verbose { warn(ending.description) }
-                // Anything the node left in its process group goes with it;
-                // then the group is forgotten (its id may be reused).
-                kill(-pid, SIGKILL)
-                groups[node] = 0
-                if image && node == 0 && !ending.signalled {
-                    // The program's own exit: its status is the run's. The
-                    // other nodes leave with it; any that linger are stopped.
-                    programStatus = ending.status
-                    if stopDeadline == nil && alive > 0 { stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds }
-                    continue
-                }
-                if ending.status != 0 {
-                    if ending.secondary {
-                        if secondaryFailure == nil { secondaryFailure = ending }
-                    } else if firstFailure == nil {
-                        firstFailure = ending
-                        // Named even when a node that noticed the loss ended first.
-                        warn(ending.description + (alive > 0 ? "; stopping the other nodes" : ""))
-                    }
-                    if stopDeadline == nil && alive > 0 {
-                        stopAll(signal: SIGTERM)
-                        stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds
-                    }
+            if pid > 0 {
+                if let node = (0..<nodes).first(where: { groups[$0] == pid }) {
+                    // Anything the node left in its process group goes with
+                    // it; then the group is forgotten (its id may be reused).
+                    kill(-pid, SIGKILL)
+                    groups[node] = 0
+                    ended(describe(node: node, raw: raw))
+                } else if let remote = remotes.first(where: { $0.pid == pid }) {
+                    kill(-pid, SIGKILL)
+                    remote.pid = 0
+                    let (reported, lost) = remote.agentExited(raw: raw, running: running)
+                    for (node, raw) in reported { ended(describe(node: node, raw: raw)) }
+                    for ending in lost { ended(ending) }
                 }
                 continue
             }
-            if pid < 0 && cdsm_errno() == ECHILD { break }
-            if let deadline = stopDeadline, !killed, monotonicMilliseconds() > deadline {
-                stopAll(signal: SIGKILL)
-                killed = true
+            if pid < 0 && cdsm_errno() == ECHILD && remotes.allSatisfy({ $0.pid == 0 }) { break }
+            while let (connection, index) = mailbox.take() {
+                if let remote = remotes.first(where: { $0.index == index && $0.control == nil }) { remote.control = connection }
+            }
+            for remote in remotes {
+                for (node, raw) in remote.poll() where sites.placement[node] == remote.index {
+                    ended(describe(node: node, raw: raw))
+                }
+            }
+            let signals = cdsm_forwarded_count()
+            if signals != signalsSeen {
+                signalsSeen = signals
+                for remote in remotes { remote.signal(cdsm_forwarded_signal()) }
+            }
+            if running.isEmpty && stopDeadline == nil {
+                // Every node has ended: agents leave by themselves; any that
+                // does not within the grace period is stopped.
+                stopDeadline = monotonicMilliseconds() + Launcher.graceMilliseconds
+            }
+            if let deadline = stopDeadline, monotonicMilliseconds() > deadline {
+                if !killed {
+                    stopAll(signal: SIGKILL)
+                    killed = true
+                } else if monotonicMilliseconds() > deadline + Launcher.graceMilliseconds {
+                    // A remote start command that outlives its agent's nodes.
+                    for remote in remotes where remote.pid > 0 { kill(-remote.pid, SIGKILL) }
+                }
             }
             if rendezvous.failed.load(ordering: .acquiring) && stopDeadline == nil {
                 warn("the nodes could not meet: \(rendezvous.failure ?? "unknown error"); stopping")
@@ -181,6 +313,7 @@ final class Launcher {
             usleep(5_000)
         }
         rendezvous.giveUp.store(true, ordering: .releasing)
+        for remote in remotes { remote.close() }
         if let f = firstFailure {
             return f.status
         }
@@ -193,24 +326,30 @@ final class Launcher {
         return signal != 0 ? 128 + signal : 0
     }
 
+    private func whereIs(_ node: NodeID) -> String {
+        sites.placement.isEmpty ? "" : " on host \(sites.hosts[sites.placement[node]].name)"
+    }
+
     private func describe(node: NodeID, raw: Int32) -> Ending {
         let exited = raw & 0x7f == 0
         if exited {
             let code = (raw >> 8) & 0xff
             if code == 250 {
-                return Ending(node: node, status: code, description: "node \(node) stopped because another node failed", secondary: true)
+                return Ending(node: node, status: code, description: "node \(node)\(whereIs(node)) stopped because another node failed", secondary: true)
             }
-            return Ending(node: node, status: code, description: "node \(node) exited with status \(code)", secondary: false)
+            return Ending(node: node, status: code, description: "node \(node)\(whereIs(node)) exited with status \(code)", secondary: false)
         }
         let signal = raw & 0x7f
         let name = String(cString: strsignal(signal))
+        let pid = sites.isRemote(node) ? "" : " (pid \(groups[node]))"
         return Ending(node: node, status: 128 + signal,
-                      description: "node \(node) (pid \(groups[node])) was killed by signal \(signal) (\(name))",
+                      description: "node \(node)\(whereIs(node))\(pid) was killed by signal \(signal) (\(name))",
                       secondary: false, signalled: true)
     }
 
     private func stopAll(signal: Int32) {
         for i in 0..<nodes where groups[i] > 0 { kill(-groups[i], signal) }
+        for remote in remotes { remote.stop(signal: signal) }
     }
 
     private func reapAll() {
@@ -233,6 +372,15 @@ final class Launcher {
         }
         return String(decoding: out, as: UTF8.self)
     }
+}
+
+/// Agents' control connections, handed from the rendezvous thread (which
+/// accepts them) to the launcher's thread.
+final class AgentMailbox: @unchecked Sendable {
+    private let lock = Mutex<Void>(())
+    private var posted: [(Connection, Int)] = []
+    func post(_ connection: Connection, host: Int) { lock.withLock { _ in posted.append((connection, host)) } }
+    func take() -> (Connection, Int)? { lock.withLock { _ in posted.isEmpty ? nil : posted.removeFirst() } }
 }
 
 /// The rendezvous on its own thread.

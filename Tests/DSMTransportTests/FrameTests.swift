@@ -31,7 +31,7 @@ final class FrameTests: XCTestCase {
     }
 
     func testRendezvousRecordsRoundTrip() throws {
-        let hello = RendezvousHello(token: "secret", endpoint: Endpoint(host: "127.0.0.1", port: 9))
+        let hello = RendezvousHello(endpoint: Endpoint(host: "127.0.0.1", port: 9))
         XCTAssertEqual(try RendezvousHello.decode(hello.encoded()), hello)
         let table = [Endpoint(host: "127.0.0.1", port: 1), Endpoint(host: "10.1.2.3", port: 65535)]
         XCTAssertEqual(try RendezvousTable.decode(RendezvousTable.encode(table)), table)

@@ -67,31 +67,62 @@ final class MeshTests: XCTestCase {
         let coordinator = try Coordinator(nodes: 2, token: "right")
         // A stranger tries to register with the coordinator with a wrong token.
         let stranger = Thread {
-            guard let c = try? connect(to: coordinator.endpoint, timeoutMilliseconds: 5_000) else { return }
+            guard let c = try? connectPresenting(token: "wrong", to: coordinator.endpoint, timeoutMilliseconds: 5_000) else { return }
             try? c.sendBlocking(FrameHeader(kind: .hello, source: 0, a: 0),
-                                payload: RendezvousHello(token: "wrong", endpoint: Endpoint(host: "127.0.0.1", port: 1)).encoded(),
+                                payload: RendezvousHello(endpoint: Endpoint(host: "127.0.0.1", port: 1)).encoded(),
                                 timeoutMilliseconds: 5_000)
             _ = try? c.receiveFrameBlocking(timeoutMilliseconds: 3_000)
         }
         stranger.start()
+        let meshes = try establishDelayed(coordinator: coordinator, token: "right", logged: &logged)
+        XCTAssertNotNil(meshes[0])
+        XCTAssertNotNil(meshes[1])
+        XCTAssertTrue(logged.contains { $0.contains("secret") }, "refusal not logged: \(logged)")
+    }
+
+    /// Idle strangers (more than the gate keeps at once) and a stranger that
+    /// sends a frame whose fields are out of every range, before any
+    /// preamble, neither stop nor delay the rendezvous.
+    func testIdleAndHostileStrangersDoNotStopTheRendezvous() throws {
+        var logged: [String] = []
+        let coordinator = try Coordinator(nodes: 2, token: "right")
+        var idle: [Connection] = []
+        for _ in 0..<(Gate.maxPending + 4) {
+            idle.append(try connect(to: coordinator.endpoint, timeoutMilliseconds: 5_000))
+        }
+        let hostile = try connect(to: coordinator.endpoint, timeoutMilliseconds: 5_000)
+        try hostile.sendBlocking(FrameHeader(kind: .hello, source: 0, a: UInt64.max), payload: [UInt8](repeating: 0xff, count: 100),
+                                 timeoutMilliseconds: 5_000)
+        let started = monotonicMilliseconds()
+        let meshes = try establishDelayed(coordinator: coordinator, token: "right", logged: &logged)
+        XCTAssertNotNil(meshes[0])
+        XCTAssertNotNil(meshes[1])
+        XCTAssertLessThan(monotonicMilliseconds() - started, 2_500, "strangers delayed the rendezvous")
+        XCTAssertTrue(logged.contains { $0.contains("too many") }, "\(logged)")
+        XCTAssertTrue(logged.contains { $0.contains("secret") }, "\(logged)")
+        withExtendedLifetime(idle) {}
+    }
+
+    /// Two nodes that join 200 ms after the coordinator starts.
+    private func establishDelayed(coordinator: Coordinator, token: String, logged: inout [String]) throws -> [Mesh?] {
         var meshes: [Mesh?] = [nil, nil]
+        var messages: [String] = []
         let lock = NSLock()
         let group = DispatchGroup()
         for node in 0..<2 {
             group.enter()
             Thread.detachNewThread {
                 defer { group.leave() }
-                // Delay the real nodes so the stranger comes first.
                 usleep(200_000)
-                let m = try? Mesh.establish(node: node, nodes: 2, coordinator: coordinator.endpoint, token: "right",
+                let m = try? Mesh.establish(node: node, nodes: 2, coordinator: coordinator.endpoint, token: token,
                                             timeoutMilliseconds: 10_000, log: { _ in })
                 lock.lock(); meshes[node] = m; lock.unlock()
             }
         }
-        try coordinator.run(timeoutMilliseconds: 10_000, shouldGiveUp: { false }, log: { lock.lock(); logged.append($0); lock.unlock() })
+        try coordinator.run(timeoutMilliseconds: 10_000, shouldGiveUp: { false },
+                            log: { m in lock.lock(); messages.append(m); lock.unlock() })
         XCTAssertEqual(group.wait(timeout: .now() + 20), .success)
-        XCTAssertNotNil(meshes[0])
-        XCTAssertNotNil(meshes[1])
-        XCTAssertTrue(logged.contains { $0.contains("secret") }, "refusal not logged: \(logged)")
+        lock.lock(); logged += messages; lock.unlock()
+        return meshes
     }
 }

@@ -127,8 +127,14 @@ extern "C" {
 void cdsm_forward_signals(const pid_t *groups, int count);
 /// The last signal forwarded, or 0.
 int cdsm_forwarded_signal(void);
+/// A close-on-exec pipe whose buffer holds at least `size` bytes. 0 or -errno.
+int cdsm_pipe(int fds[2], int size);
+/// How many signals have been forwarded so far.
+int cdsm_forwarded_count(void);
 /// posix_spawn of `path` in its own process group. Returns pid or -errno.
 pid_t cdsm_spawn(const char *path, char *const argv[], char *const envp[]);
+/// The same, with `stdin_fd` as the child's standard input (-1: inherited).
+pid_t cdsm_spawn_stdin(const char *path, char *const argv[], char *const envp[], int stdin_fd);
 #ifdef __cplusplus
 }
 #endif
