@@ -229,6 +229,11 @@ int cdsm_tcp_nodelay(int fd) {
     return 0;
 }
 
+int cdsm_tcp_user_timeout(int fd, unsigned int milliseconds) {
+    if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &milliseconds, sizeof milliseconds) < 0) return -errno;
+    return 0;
+}
+
 int cdsm_disable_aslr(void) {
     int current = personality(0xffffffff);
     if (current < 0) return -errno;

@@ -34,6 +34,8 @@ struct Configuration {
     /// name or a CIDR network) when set, else on the route towards the
     /// coordinator (loopback when the coordinator is on this host).
     var listenAddress = "127.0.0.1"
+    /// A peer silent this long ends the run (DSM_PEER_TIMEOUT, seconds).
+    var peerTimeoutNanoseconds: UInt64 = 10_000_000_000
 
     /// nil when the program runs without dsmrun.
     static func fromEnvironment() -> Configuration? {
@@ -69,6 +71,12 @@ struct Configuration {
             c.listenAddress = Addresses.routeSource(towards: coordinator) ?? "127.0.0.1"
         } else {
             fatal("DSM_COORD=\(coordText): cannot resolve \(coordinator.host)")
+        }
+        if let text = environment("DSM_PEER_TIMEOUT") {
+            guard let seconds = Double(text), seconds >= 0.5, seconds <= 86_400 else {
+                fatal("DSM_PEER_TIMEOUT must be a number of seconds from 0.5 to 86400, got \(text)")
+            }
+            c.peerTimeoutNanoseconds = UInt64(seconds * 1e9)
         }
         c.image = environment("DSM_MODE") == "image"
         c.program = environment("DSM_PROGRAM")

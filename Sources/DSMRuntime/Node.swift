@@ -83,6 +83,8 @@ final class Node {
     var service: ClusterService?
     /// Set once every node has finished: connections closing is then normal.
     var finishing = false
+    /// Heartbeats and the peer timeout (Liveness.swift).
+    var liveness: Liveness
     private var wantsWritable: [Bool]
     /// Peers with frames queued since the last `flushQueued`.
     private var queuedFor: [Bool]
@@ -128,6 +130,10 @@ final class Node {
             fatal("cannot join the run at \(configuration.coordinator): \(error)")
         }
         coherence = CoherenceNode(node: configuration.node, nodes: configuration.nodes)
+        liveness = Liveness(nodes: configuration.nodes, timeoutNanoseconds: configuration.peerTimeoutNanoseconds)
+        for case let peer? in mesh.peers {
+            _ = cdsm_tcp_user_timeout(peer.fd, UInt32(clamping: configuration.peerTimeoutNanoseconds / 1_000_000))
+        }
         epoll = cdsm_epoll_create()
         callBell = cdsm_eventfd()
         if epoll < 0 || callBell < 0 { fatal("cannot create the event loop: \(Errno(rawValue: -min(epoll, callBell)))") }
@@ -387,7 +393,7 @@ final class Node {
             flushStagedRun()
             releaseHeldMessages()
             flushQueued()
-            let timeout = millisecondsUntil(earliest(service?.nextDeadline, syncObjects.nextDeadline))
+            let timeout = millisecondsUntil(earliest(earliest(service?.nextDeadline, syncObjects.nextDeadline), liveness.nextBeat))
             var n: Int32 = 0
             if spinNanoseconds > 0 && (faultsWaiting > 0 || callsWaiting > 0) && !otherThreadsMayRun {
                 // A program thread of this node is blocked on an answer,
@@ -429,6 +435,7 @@ final class Node {
             service?.expireDeadlines(node: self)
             expireSyncDeadlines()
             checkDeferredRecalls()
+            checkLiveness()
         }
     }
 
@@ -502,6 +509,7 @@ final class Node {
             peerLost(peer, why: "\(error)")
             return
         }
+        liveness.lastHeard[peer] = monotonicNanoseconds()
         drainFrames(connection)
         if result == .endOfStream { peerLost(peer, why: "connection closed") }
     }
@@ -541,6 +549,8 @@ final class Node {
         case .exiting:
             // Sent only after the exit rendezvous: the run is ending well.
             finishing = true
+        case .heartbeat:
+            break
         default:
             handleCoherenceFrame(header, payload)
         }

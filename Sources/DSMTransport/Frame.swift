@@ -8,6 +8,8 @@ public enum FrameKind: UInt8, Sendable {
     case call = 20, reply
     // Cluster control.
     case exiting = 30, abort
+    /// Node -> node: nothing else to say lately; I am alive (Liveness).
+    case heartbeat = 32
     /// Node -> launcher at exit: the node's counters, as JSON (dsmrun --stats).
     case stats = 35
     // Connection set-up.

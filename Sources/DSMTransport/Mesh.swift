@@ -14,12 +14,15 @@ public final class Mesh {
     public private(set) var peers: [Connection?]
     /// Kept open for the whole run: its end means the launcher is gone.
     public let coordinator: Connection
+    /// Where each node listens (the rendezvous table): names a node's host.
+    public let endpoints: [Endpoint]
 
-    init(node: NodeID, nodes: Int, peers: [Connection?], coordinator: Connection) {
+    init(node: NodeID, nodes: Int, peers: [Connection?], coordinator: Connection, endpoints: [Endpoint]) {
         self.node = node
         self.nodes = nodes
         self.peers = peers
         self.coordinator = coordinator
+        self.endpoints = endpoints
     }
 
     /// Joins the run: registers with the coordinator, learns the table, then
@@ -72,7 +75,7 @@ public final class Mesh {
             peers[Int(claimed)] = connection
             missing -= 1
         }
-        return Mesh(node: node, nodes: nodes, peers: peers, coordinator: coordinator)
+        return Mesh(node: node, nodes: nodes, peers: peers, coordinator: coordinator, endpoints: table)
     }
 }
 

@@ -110,23 +110,34 @@ func ipv4Text(_ address: in_addr) -> String {
     return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// Connects to `endpoint`, retrying while it refuses, until the deadline.
+/// Connects to `endpoint`, retrying while it refuses, until the deadline. A
+/// peer that does not answer at all (a host cut off) times out too.
 public func connect(to endpoint: Endpoint, timeoutMilliseconds: Int32) throws -> Connection {
     let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
     var address = try endpoint.socketAddress()
     while true {
-        let fd = cdsm_high_fd(socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+        let fd = cdsm_high_fd(socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0))
         guard fd >= 0 else { throw TransportError.system(lastErrno()) }
         let r = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        if r == 0 {
+        var e: Errno = r == 0 ? Errno(rawValue: 0) : lastErrno()
+        if r != 0 && e == .nowInProgress {
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let left = Int32(clamping: max(1, deadline - monotonicMilliseconds()))
+            if poll(&p, 1, left) == 0 {
+                close(fd)
+                throw TransportError.timedOut
+            }
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            e = Errno(rawValue: error)
+        }
+        if e.rawValue == 0 {
             _ = cdsm_tcp_nodelay(fd)
-            let flags = fcntl(fd, F_GETFL)
-            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
             return Connection(fd: fd)
         }
-        let e = lastErrno()
         close(fd)
         if e != .connectionRefused && e != .interrupted { throw TransportError.system(e) }
         if monotonicMilliseconds() > deadline { throw TransportError.timedOut }

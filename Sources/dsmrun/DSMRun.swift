@@ -47,6 +47,10 @@ struct DSMRun: ParsableCommand {
           help: "Pin node i to CPU i mod CPUs, memory on its NUMA node (libnuma). Default: on when 2 or more nodes can each have a CPU of their own.")
     var bind: Bool?
 
+    @Option(help: ArgumentHelp("A node that hears nothing from another for this long (a frozen process, a host cut off) ends the run.",
+                               valueName: "seconds"))
+    var peerTimeout: Double = 10
+
     @Flag(help: "Say what the launcher and the nodes do.")
     var verbose = false
 
@@ -68,7 +72,7 @@ struct DSMRun: ParsableCommand {
             let a = arguments[i]
             if a == "--" || !a.hasPrefix("-") { break }
             if a == "--stats" { arguments[i] = "--stats=table" }
-            if ["-n", "--runtime", "--placement", "--hosts", "--hostfile", "--rsh", "--iface"].contains(a) { i += 1 }
+            if ["-n", "--runtime", "--placement", "--hosts", "--hostfile", "--rsh", "--iface", "--peer-timeout"].contains(a) { i += 1 }
             i += 1
         }
         main(arguments)
@@ -87,6 +91,9 @@ struct DSMRun: ParsableCommand {
             throw ValidationError("missing -n: how many nodes to run (or --hosts / --hostfile to take their slots)")
         }
         if let rsh, rsh.split(separator: " ").isEmpty { throw ValidationError("--rsh: empty command") }
+        guard peerTimeout >= 0.5 && peerTimeout <= 86_400 else {
+            throw ValidationError("--peer-timeout must be from 0.5 to 86400 seconds, got \(peerTimeout)")
+        }
         guard !command.isEmpty, !(command.count == 1 && command[0] == "--") else {
             throw ValidationError("no program to run")
         }
@@ -134,6 +141,7 @@ struct DSMRun: ParsableCommand {
         }
         if let rsh { sites.rsh = rsh.split(separator: " ").map(String.init) }
         sites.iface = iface
+        sites.peerTimeout = peerTimeout
         // A node started on another host must find the program at the same
         // path: a relative path is taken from the launcher's directory.
         let programPath = sites.anyRemote && !program.hasPrefix("/") ? currentDirectory() + "/" + program : program

@@ -19,6 +19,8 @@ struct Sites {
     var rsh: [String] = ["ssh", "-o", "BatchMode=yes", "-T", "-x"]
     /// --iface: the interface or network every node listens on.
     var iface: String?
+    /// --peer-timeout, seconds.
+    var peerTimeout: Double = 10
 
     func isRemote(_ node: NodeID) -> Bool { !placement.isEmpty && !local[placement[node]] }
     var anyRemote: Bool { local.contains(false) }
@@ -129,6 +131,7 @@ final class Launcher {
             "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind ? 1 : 0)",
         ] + (image ? ["DSM_MODE=image", "DSM_PROGRAM=\(program)", "DSM_PLACEMENT=\(placement.rawValue)"] : ["DSM_MODE=spmd"])
         if let iface = sites.iface { common.append("DSM_IFACE=\(iface)") }
+        common.append("DSM_PEER_TIMEOUT=\(sites.peerTimeout)")
 
         // The rendezvous runs beside the watch loop: a node that dies before
         // saying hello must not leave the launcher waiting.
@@ -170,7 +173,7 @@ final class Launcher {
 
     /// Variables the launcher sets for the nodes: never inherited.
     static let controlVariables = ["DSM_NODE_ID", "DSM_NODES", "DSM_COORD", "DSM_TOKEN", "DSM_VERBOSE", "DSM_STATS", "DSM_BIND",
-                                   "DSM_MODE", "DSM_PROGRAM", "DSM_PLACEMENT", "DSM_IFACE"]
+                                   "DSM_MODE", "DSM_PROGRAM", "DSM_PLACEMENT", "DSM_IFACE", "DSM_PEER_TIMEOUT"]
     /// Variables that describe this host or this login, not the run: not
     /// sent to other hosts.
     static let hostVariables = ["HOSTNAME", "PWD", "OLDPWD", "SHLVL", "_", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY",
@@ -336,6 +339,12 @@ final class Launcher {
             let code = (raw >> 8) & 0xff
             if code == 250 {
                 return Ending(node: node, status: code, description: "node \(node)\(whereIs(node)) stopped because another node failed", secondary: true)
+            }
+            if code == 251 {
+                return Ending(node: node, status: code, description: """
+                    node \(node)\(whereIs(node)) stopped the run: a node went silent for --peer-timeout (\(sites.peerTimeout) s; \
+                    its message above names it)
+                    """, secondary: false)
             }
             return Ending(node: node, status: code, description: "node \(node)\(whereIs(node)) exited with status \(code)", secondary: false)
         }

@@ -253,6 +253,41 @@ final class HostsTests: XCTestCase {
         try checkHostsEmpty(run.child.stderr)
     }
 
+    /// Host 2's link goes down (no FIN, no RST: packets just vanish): the
+    /// run ends on both hosts within the peer timeout, naming the silent node.
+    func testLinkDownEndsTheRunOnEveryHost() throws {
+        let run = try startSleepers(hosts: 2, extra: ["--peer-timeout", "3"])
+        defer { run.stop() }
+        let link = "\(TestBed.name)v2"
+        let down = try runCommand("/bin/sh", ["-c", "ip link set \(link) down"], environment: childEnvironment([:]), timeout: 10, label: "link-down")
+        XCTAssertTrue(down.termination.isSuccess, down.summary)
+        defer { _ = try? runCommand("/bin/sh", ["-c", "ip link set \(link) up"], environment: childEnvironment([:]), timeout: 10, label: "link-up") }
+        let cutAt = Monotonic.now
+        guard run.child.wait(until: cutAt + 12) else {
+            return XCTFail("dsmrun still runs 12 s after host 2's link went down (peer timeout 3 s)\n\(run.child.stderr)")
+        }
+        print("link down -> dsmrun exited after \(String(format: "%.2f", Monotonic.now - cutAt)) s (peer timeout 3 s)")
+        XCTAssertNotEqual(run.child.termination, .exited(0), run.child.stderr)
+        XCTAssertTrue(run.child.stderr.contains("has sent nothing for"), run.child.stderr)
+        try checkHostsEmpty(run.child.stderr)
+    }
+
+    /// A node stopped with SIGSTOP on another host: the run ends within the
+    /// peer timeout, naming it, and the stopped node is removed too.
+    func testFrozenNodeEndsTheRun() throws {
+        let run = try startSleepers(hosts: 2, extra: ["--peer-timeout", "3"])
+        defer { run.stop() }
+        XCTAssertEqual(kill(run.nodes[1]!, SIGSTOP), 0)
+        let stoppedAt = Monotonic.now
+        guard run.child.wait(until: stoppedAt + 12) else {
+            return XCTFail("dsmrun still runs 12 s after node 1 was stopped (peer timeout 3 s)\n\(run.child.stderr)")
+        }
+        print("SIGSTOP -> dsmrun exited after \(String(format: "%.2f", Monotonic.now - stoppedAt)) s (peer timeout 3 s)")
+        XCTAssertNotEqual(run.child.termination, .exited(0), run.child.stderr)
+        XCTAssertTrue(run.child.stderr.contains("node 1 (\(TestBed.address(2))) has sent nothing for"), run.child.stderr)
+        try checkHostsEmpty(run.child.stderr)
+    }
+
     /// The launcher killed with SIGKILL: the nodes on every host notice and
     /// go by themselves.
     func testNodesOnOtherHostsGoWhenTheLauncherIsKilled() throws {
@@ -330,7 +365,7 @@ final class HostsTests: XCTestCase {
     }
 
     /// One sleeper node on each of `hosts` hosts, up and ready.
-    private func startSleepers(hosts: Int) throws -> SleeperRun {
+    private func startSleepers(hosts: Int, extra: [String] = []) throws -> SleeperRun {
         let dsmrun = try Paths.requireDSMRun()
         let sleeper = try Programs.path("sleeper")
         let token = UUID().uuidString
@@ -338,7 +373,7 @@ final class HostsTests: XCTestCase {
         let env = childEnvironment(["DSM_TEST_KEY": "0x" + String(IPC.freshKeyBase(), radix: 16), "DSM_TEST_RUN": token])
         let child = try Child(
             executable: dsmrun.path,
-            arguments: common + ["--verbose", "--hosts", TestBed.hostsOption(hosts), "--iface", TestBed.network, "--spmd", sleeper, "60"],
+            arguments: common + extra + ["--verbose", "--hosts", TestBed.hostsOption(hosts), "--iface", TestBed.network, "--spmd", sleeper, "60"],
             environment: env, dir: Paths.newRunDir("hosts-sleepers"), label: "dsmrun")
         let deadline = Monotonic.now + 20
         while true {

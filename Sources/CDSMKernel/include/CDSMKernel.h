@@ -129,6 +129,8 @@ void cdsm_forward_signals(const pid_t *groups, int count);
 int cdsm_forwarded_signal(void);
 /// A close-on-exec pipe whose buffer holds at least `size` bytes. 0 or -errno.
 int cdsm_pipe(int fds[2], int size);
+/// TCP_USER_TIMEOUT: unacknowledged data older than this fails the socket. 0 or -errno.
+int cdsm_tcp_user_timeout(int fd, unsigned int milliseconds);
 /// How many signals have been forwarded so far.
 int cdsm_forwarded_count(void);
 /// posix_spawn of `path` in its own process group. Returns pid or -errno.

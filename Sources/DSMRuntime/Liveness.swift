@@ -1,0 +1,53 @@
+import CDSMKernel
+import DSMCore
+import DSMTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A peer that has crashed closes its connections, but a frozen process
+/// (SIGSTOP) or a host whose link went down sends nothing at all, not even a
+/// FIN. So every node sends each peer a heartbeat every fifth of the peer
+/// timeout, and a peer heard from by no frame for the whole timeout ends the
+/// run (DSM_PEER_TIMEOUT, dsmrun --peer-timeout). The connections also carry
+/// TCP_USER_TIMEOUT, so data left unacknowledged that long fails the socket.
+struct Liveness {
+    let timeout: UInt64
+    let interval: UInt64
+    /// When a frame last came from each peer (monotonic ns).
+    var lastHeard: [UInt64]
+    var nextBeat: UInt64
+
+    init(nodes: Int, timeoutNanoseconds: UInt64) {
+        timeout = timeoutNanoseconds
+        interval = max(timeoutNanoseconds / 5, 1_000_000)
+        let now = monotonicNanoseconds()
+        lastHeard = [UInt64](repeating: now, count: nodes)
+        nextBeat = now &+ interval
+    }
+}
+
+/// Exit status of a node that stops the run because a peer went silent.
+let peerSilentStatus: Int32 = 251
+
+extension Node {
+    /// Sends the heartbeats that are due and ends the run if a peer has been
+    /// silent for the timeout. Called once per loop round; cheap when
+    /// nothing is due.
+    func checkLiveness() {
+        let now = monotonicNanoseconds()
+        guard now >= liveness.nextBeat else { return }
+        liveness.nextBeat = now &+ liveness.interval
+        for peer in 0..<nodes where peer != id && mesh.peers[peer] != nil {
+            let silent = now &- liveness.lastHeard[peer]
+            if silent > liveness.timeout && !finishing {
+                let tenths = silent / 100_000_000
+                fatal("""
+                    node \(peer) (\(mesh.endpoints[peer].host)) has sent nothing for \(tenths / 10).\(tenths % 10) s: \
+                    it is stopped or frozen, or its host cannot be reached; stopping the run (--peer-timeout)
+                    """, status: peerSilentStatus)
+            }
+            sendFrame(FrameHeader(kind: .heartbeat, source: id), payload: nil, to: peer)
+        }
+    }
+}
