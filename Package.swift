@@ -30,6 +30,10 @@ let package = Package(
         .target(name: "DSMSync"),
         // Wire format, TCP mesh, in-process loopback.
         .target(name: "DSMTransport", dependencies: ["DSMCore", "CDSMKernel"]),
+        // PMIx (libpmix, loaded with dlopen): rank, size and endpoint exchange under srun / mpirun.
+        .target(name: "CDSMPMIx",
+                cSettings: [.unsafeFlags(["-I/usr/lib/x86_64-linux-gnu/pmix2/include", "-I/usr/include/pmix"])],
+                linkerSettings: [.linkedLibrary("dl")]),
         // Interposers and the start-up hook; they call the runtime's @_cdecl entry points.
         .target(name: "CDSMPreload", linkerSettings: [.linkedLibrary("dl")]),
         // The preloaded library.
@@ -39,7 +43,7 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
         .executableTarget(name: "dsmrun", dependencies: [
-            "DSMCore", "DSMTransport", "CDSMKernel",
+            "DSMCore", "DSMTransport", "CDSMKernel", "CDSMPMIx",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "SystemPackage", package: "swift-system"),
         ]),

@@ -145,14 +145,21 @@ private func readString(_ bytes: [UInt8], _ offset: inout Int) throws -> String 
 public final class Coordinator {
     public let gate: Gate
     public let nodes: Int
+    /// The nodes that register here (all, unless an engine such as Slurm or
+    /// Open MPI started the others and `completeTable` learns where they are).
+    public let expected: Set<NodeID>
     public private(set) var connections: [Connection] = []
     /// Called for each agent's control connection, with the host index it
     /// gave; from the thread running `run` or `declineLateComers`.
     public var agentArrived: ((Connection, Int) -> Void)?
+    /// Given the endpoints of the nodes that registered here, the whole
+    /// table (the PMIx exchange); nil when every node registers here.
+    public var completeTable: (([NodeID: Endpoint]) throws -> [Endpoint])?
 
-    public init(nodes: Int, token: String, host: String = "127.0.0.1") throws {
+    public init(nodes: Int, expected: Set<NodeID>? = nil, token: String, host: String = "127.0.0.1") throws {
         self.gate = Gate(listener: try Listener(host: host), token: token)
         self.nodes = nodes
+        self.expected = expected ?? Set(0..<nodes)
     }
 
     public var endpoint: Endpoint { gate.listener.endpoint }
@@ -178,7 +185,7 @@ public final class Coordinator {
         var byNode = [Connection?](repeating: nil, count: nodes)
         let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
         var registered = 0
-        while registered < nodes {
+        while registered < expected.count {
             if shouldGiveUp() { throw TransportError.closed }
             if monotonicMilliseconds() > deadline { throw TransportError.timedOut }
             let admitted: (Connection, String)
@@ -193,7 +200,7 @@ public final class Coordinator {
                 log("dropped a rendezvous connection from \(name): it sent \(header.kind), not a hello")
                 continue
             }
-            guard header.a < UInt64(nodes) else {
+            guard header.a < UInt64(nodes), expected.contains(Int(header.a)) else {
                 log("refused a rendezvous connection from \(name): bad node id \(header.a)")
                 continue
             }
@@ -207,11 +214,22 @@ public final class Coordinator {
             byNode[node] = connection
             registered += 1
         }
-        let encoded = RendezvousTable.encode(table.map { $0! })
-        for connection in byNode {
-            try connection!.sendBlocking(FrameHeader(kind: .table, source: 0), payload: encoded, timeoutMilliseconds: 5_000)
+        let complete: [Endpoint]
+        if let completeTable {
+            var here: [NodeID: Endpoint] = [:]
+            for node in expected { here[node] = table[node]! }
+            complete = try completeTable(here)
+            guard complete.count == nodes else {
+                throw TransportError.protocolViolation("the node table has \(complete.count) nodes, expected \(nodes)")
+            }
+        } else {
+            complete = table.map { $0! }
         }
-        connections = byNode.map { $0! }
+        let encoded = RendezvousTable.encode(complete)
+        connections = byNode.compactMap { $0 }
+        for connection in connections {
+            try connection.sendBlocking(FrameHeader(kind: .table, source: 0), payload: encoded, timeoutMilliseconds: 5_000)
+        }
     }
 
     /// After the rendezvous: later callers are processes that want to be a

@@ -87,7 +87,7 @@ struct DSMRun: ParsableCommand {
             guard nodes >= 1 && nodes <= maxNodes else {
                 throw ValidationError("-n must be between 1 and \(maxNodes), got \(nodes)")
             }
-        } else if hosts == nil && hostfile == nil {
+        } else if hosts == nil && hostfile == nil && !EngineWireUp.present && !SlurmAllocation.present {
             throw ValidationError("missing -n: how many nodes to run (or --hosts / --hostfile to take their slots)")
         }
         if let rsh, rsh.split(separator: " ").isEmpty { throw ValidationError("--rsh: empty command") }
@@ -114,10 +114,24 @@ struct DSMRun: ParsableCommand {
             warn("runtime library not found: \(library) (build it with `swift build -c release`, or pass --runtime)")
             throw ExitCode(2)
         }
+        let placed = hosts != nil || hostfile != nil
+        if !placed && !EngineWireUp.present && SlurmAllocation.present {
+            // salloc / sbatch: srun starts one dsmrun task per node, which
+            // then find each other through PMIx.
+            throw ExitCode(SlurmAllocation.run(nodes: nodes, arguments: Array(CommandLine.arguments.dropFirst())))
+        }
         var sites = Sites()
-        let count: Int
+        var count = 0
         do {
-            if let hosts {
+            if !placed && EngineWireUp.present {
+                let wireUp = try EngineWireUp.join(iface: iface, program: absolutePath(program), runtime: absolutePath(library),
+                                                   makeToken: makeToken)
+                if let nodes, nodes != wireUp.size {
+                    throw LaunchProblem(message: "-n \(nodes), but the job that started dsmrun has \(wireUp.size) tasks (one node each)", status: 2)
+                }
+                sites.engine = wireUp
+                count = wireUp.size
+            } else if let hosts {
                 sites.hosts = try HostList.parse(option: hosts)
             } else if let hostfile {
                 guard let text = readTextFile(hostfile) else {
@@ -125,9 +139,9 @@ struct DSMRun: ParsableCommand {
                 }
                 sites.hosts = try HostList.parse(hostfile: text, path: hostfile)
             }
-            if sites.hosts.isEmpty {
+            if sites.engine == nil && sites.hosts.isEmpty {
                 count = nodes!
-            } else {
+            } else if sites.engine == nil {
                 sites.placement = try HostList.place(nodes: nodes, on: sites.hosts)
                 count = sites.placement.count
                 guard count >= 1 && count <= maxNodes else {

@@ -21,8 +21,16 @@ struct Sites {
     var iface: String?
     /// --peer-timeout, seconds.
     var peerTimeout: Double = 10
+    /// Started as one task by Slurm or Open MPI: this launcher runs only
+    /// the node of its rank; PMIx tells where the others are.
+    var engine: EngineWireUp?
 
     func isRemote(_ node: NodeID) -> Bool { !placement.isEmpty && !local[placement[node]] }
+    /// The nodes this launcher starts itself.
+    func startedHere(nodes: Int) -> [NodeID] {
+        if let engine { return [engine.rank] }
+        return (0..<nodes).filter { !isRemote($0) }
+    }
     var anyRemote: Bool { local.contains(false) }
 }
 
@@ -89,20 +97,24 @@ final class Launcher {
     }
 
     func run() -> Int32 {
-        let token = makeToken()
+        let token = sites.engine?.token ?? makeToken()
         let coordinator: Coordinator
-        switch rendezvousAddress() {
+        switch sites.engine != nil ? .success("127.0.0.1") : rendezvousAddress() {
         case .failure(let problem):
             warn(problem.message)
             return problem.status
         case .success(let address):
             do {
-                coordinator = try Coordinator(nodes: nodes, token: token, host: address)
+                // Every node registers here, wherever it runs, except under an
+                // engine, where only this task's node does.
+                coordinator = try Coordinator(nodes: nodes, expected: sites.engine.map { [$0.rank] }, token: token, host: address)
             } catch {
                 warn("cannot listen for the rendezvous on \(address): \(error)")
                 return 1
             }
         }
+        if let engine = sites.engine { coordinator.completeTable = { try engine.exchange($0) } }
+        defer { sites.engine?.finish() }
         if verbose { warn("rendezvous on \(coordinator.endpoint)") }
         let mailbox = self.mailbox
         coordinator.agentArrived = { connection, host in mailbox.post(connection, host: host) }
@@ -130,7 +142,11 @@ final class Launcher {
             "LD_PRELOAD=\(preload)", "DSM_NODES=\(nodes)",
             "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind ? 1 : 0)",
         ] + (image ? ["DSM_MODE=image", "DSM_PROGRAM=\(program)", "DSM_PLACEMENT=\(placement.rawValue)"] : ["DSM_MODE=spmd"])
-        if let iface = sites.iface { common.append("DSM_IFACE=\(iface)") }
+        if let engine = sites.engine {
+            common.append("DSM_IFACE=\(engine.listenAddress)/32")
+        } else if let iface = sites.iface {
+            common.append("DSM_IFACE=\(iface)")
+        }
         common.append("DSM_PEER_TIMEOUT=\(sites.peerTimeout)")
 
         // The rendezvous runs beside the watch loop: a node that dies before
@@ -145,7 +161,7 @@ final class Launcher {
             rendezvous.join()
             return problem.status
         }
-        for node in 0..<nodes where !sites.isRemote(node) {
+        for node in sites.startedHere(nodes: nodes) {
             let pid = spawn(program, arguments, common + ["DSM_NODE_ID=\(node)"])
             if pid < 0 {
                 warn("cannot start node \(node): \(Errno(rawValue: -pid))")
@@ -226,7 +242,9 @@ final class Launcher {
     /// Waits for every node, here and on other hosts. The first real failure
     /// stops the others.
     private func watch(rendezvous: RendezvousThread) -> Int32 {
-        var running = Set(0..<nodes)
+        // Every node's end is watched, here or through its host's agent;
+        // under an engine, only this task's node.
+        var running = sites.engine.map { Set([$0.rank]) } ?? Set(0..<nodes)
         var firstFailure: Ending?
         var secondaryFailure: Ending?
         var stopDeadline: Int64?
@@ -366,21 +384,23 @@ final class Launcher {
         while waitpid(-1, &raw, 0) > 0 {}
     }
 
-    private func makeToken() -> String {
-        var bytes = [UInt8](repeating: 0, count: 24)
-        let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
-        if fd >= 0 {
-            _ = read(fd, &bytes, bytes.count)
-            close(fd)
-        }
-        let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in bytes {
-            out.append(hex[Int(b >> 4)])
-            out.append(hex[Int(b & 15)])
-        }
-        return String(decoding: out, as: UTF8.self)
+}
+
+/// A new secret for a run: 24 random bytes as hex.
+func makeToken() -> String {
+    var bytes = [UInt8](repeating: 0, count: 24)
+    let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+    if fd >= 0 {
+        _ = read(fd, &bytes, bytes.count)
+        close(fd)
     }
+    let hex = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for b in bytes {
+        out.append(hex[Int(b >> 4)])
+        out.append(hex[Int(b & 15)])
+    }
+    return String(decoding: out, as: UTF8.self)
 }
 
 /// Agents' control connections, handed from the rendezvous thread (which

@@ -642,6 +642,21 @@ enum Runner {
                               label: "plain-\(program)", marker: "DSM_TEST_RUN=\(UUID().uuidString)")
     }
 
+    /// Any command line that runs dsmrun (srun, salloc, mpirun...), with
+    /// the checks of `dsm`.
+    static func launch(_ command: [String], label: String, timeout: Double, environment: [String: String] = [:]) throws -> DSMRun {
+        let base = IPC.freshKeyBase()
+        let before = IPC.snapshot()
+        let token = UUID().uuidString
+        let marker = "DSM_TEST_RUN=\(token)"
+        let env = childEnvironment(
+            environment.merging(["DSM_TEST_KEY": "0x" + String(base, radix: 16), "DSM_TEST_RUN": token]) { $1 })
+        let result = try runCommand(command[0], Array(command.dropFirst()), environment: env, timeout: timeout, label: label,
+                                    marker: marker)
+        try checkClean(marker: marker, pgid: result.pid, before: before, base: base, context: result.summary)
+        return DSMRun(result: result, keyBase: base)
+    }
+
     /// `dsmrun arguments...` with the checks of `dsm`.
     static func dsmCommand(
         dsmrun: String, arguments: [String], label: String, timeout: Double, environment: [String: String] = [:]

@@ -61,11 +61,62 @@ enum TestBed {
         return .success(())
     }
 
-    /// Pids of processes running in host `i`'s network namespace.
+    /// Pids of processes running in host `i`'s network namespace, but the
+    /// test Slurm cluster's daemons (EngineTests).
     static func processes(onHost i: Int) -> [pid_t] {
         guard let r = try? runCommand("/bin/sh", ["-c", "ip netns pids \(host(i))"], environment: childEnvironment([:]),
                                       timeout: 10, label: "netns-pids") else { return [] }
-        return r.stdout.split(separator: "\n").compactMap { pid_t($0.trimmingCharacters(in: .whitespaces)) }
+        return r.stdout.split(separator: "\n").compactMap { pid_t($0.trimmingCharacters(in: .whitespaces)) }.filter { pid in
+            ProcessScan.commandLine(pid).first.map { !$0.hasSuffix("slurmd") } ?? false
+        }
+    }
+
+    /// `command... program SIZE [threads]` gives the native run's hash:
+    /// N plain processes (SPMD) or one plain process (image mode, `nodes`
+    /// threads). Nothing is left on any host afterwards.
+    static func expectNativeHash(_ program: String, nodes n: Int, image: Bool, command: [String],
+                                 environment: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line) throws {
+        let size = Config.size
+        let timeout = Config.computeTimeout(n: size) * 2
+        let args = image ? [String(size), String(n)] : [String(size)]
+        let want: String
+        if image {
+            let plain = try Runner.plain(program, args: args, timeout: timeout)
+            XCTAssertEqual(plain.termination, .exited(0), plain.summary, file: file, line: line)
+            want = try XCTUnwrap(Output.hash(in: plain.stdout, line: "\(program) n="), plain.summary, file: file, line: line)
+        } else {
+            let native = try Runner.native(program, nodes: n, args: args, timeout: timeout)
+            XCTAssertTrue(native.allSucceeded, native.summary, file: file, line: line)
+            want = try XCTUnwrap(Output.hash(in: native.output, line: "\(program) n="), native.summary, file: file, line: line)
+        }
+        let run = try Runner.launch(command + args, label: "\(program)-\(n)", timeout: timeout, environment: environment)
+        XCTAssertEqual(run.result.termination, .exited(0), run.summary, file: file, line: line)
+        XCTAssertEqual(Output.hash(in: run.output, line: "\(program) n="), want, run.summary, file: file, line: line)
+        if !image {
+            XCTAssertEqual(Output.field("nodes", in: run.output, line: "\(program) n="), String(n), run.summary, file: file, line: line)
+        }
+        print("\(command.first.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "") \(program) n=\(size) nodes=\(n): "
+              + "time=\(Output.field("time", in: run.output, line: "time") ?? "?")")
+        try checkHostsEmpty(run.summary)
+    }
+
+    /// Nothing of a run is left on any host.
+    static func checkHostsEmpty(_ context: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let deadline = Monotonic.now + 3
+        var left: [Int: [pid_t]] = [:]
+        repeat {
+            left = [:]
+            for i in 1...hostCount {
+                let pids = processes(onHost: i)
+                if !pids.isEmpty { left[i] = pids }
+            }
+            if left.isEmpty { return }
+            usleep(20_000)
+        } while Monotonic.now < deadline
+        for (_, pids) in left { for p in pids { kill(p, SIGKILL) } }
+        XCTFail("processes left on the test hosts after the run: "
+                + left.map { "host \($0.key): \($0.value.map { "\($0) (\(ProcessScan.commandLine($0).joined(separator: " ")))" })" }
+                    .joined(separator: "; ") + "\n" + context, file: file, line: line)
     }
 
     /// `--hosts` for hosts 1...count by namespace name, `slots` each.
@@ -120,52 +171,17 @@ final class HostsTests: XCTestCase {
 
     private func checkSameHash(_ program: String, nodes n: Int, hosts: [String]) throws {
         let dsmrun = try Paths.requireDSMRun()
-        let size = Config.size
-        let timeout = Config.computeTimeout(n: size) * 2
-        let native = try Runner.native(program, nodes: n, args: [String(size)], timeout: timeout)
-        XCTAssertTrue(native.allSucceeded, native.summary)
-        let want = try XCTUnwrap(Output.hash(in: native.output, line: "\(program) n="), native.summary)
-        let run = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: common + hosts + ["--spmd", try Programs.path(program), String(size)],
-                                        label: "hosts-\(program)-\(n)", timeout: timeout)
-        XCTAssertEqual(run.result.termination, .exited(0), run.summary)
-        XCTAssertEqual(Output.hash(in: run.output, line: "\(program) n="), want, run.summary)
-        XCTAssertEqual(Output.field("nodes", in: run.output, line: "\(program) n="), String(n), run.summary)
-        try checkHostsEmpty(run.summary)
+        try TestBed.expectNativeHash(program, nodes: n, image: false,
+                                     command: [dsmrun.path] + common + hosts + ["--spmd", try Programs.path(program)])
     }
 
     private func checkImageSameHash(_ program: String, nodes n: Int, threads: Int, hosts: [String]) throws {
         let dsmrun = try Paths.requireDSMRun()
-        let size = Config.size
-        let timeout = Config.computeTimeout(n: size) * 2
-        let args = [String(size), String(threads)]
-        let plain = try Runner.plain(program, args: args, timeout: timeout)
-        XCTAssertEqual(plain.termination, .exited(0), plain.summary)
-        let want = try XCTUnwrap(Output.hash(in: plain.stdout, line: "\(program) n="), plain.summary)
-        let run = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: common + hosts + [try Programs.path(program)] + args,
-                                        label: "hosts-\(program)-\(n)", timeout: timeout)
-        XCTAssertEqual(run.result.termination, .exited(0), run.summary)
-        XCTAssertEqual(Output.hash(in: run.output, line: "\(program) n="), want, run.summary)
-        try checkHostsEmpty(run.summary)
+        try TestBed.expectNativeHash(program, nodes: threads, image: true,
+                                     command: [dsmrun.path] + common + hosts + [try Programs.path(program)])
     }
 
-    /// Nothing of a run is left on any host.
-    private func checkHostsEmpty(_ context: String) throws {
-        let deadline = Monotonic.now + 2
-        var left: [Int: [pid_t]] = [:]
-        repeat {
-            left = [:]
-            for i in 1...TestBed.hostCount {
-                let pids = TestBed.processes(onHost: i)
-                if !pids.isEmpty { left[i] = pids }
-            }
-            if left.isEmpty { return }
-            usleep(20_000)
-        } while Monotonic.now < deadline
-        for (_, pids) in left { for p in pids { kill(p, SIGKILL) } }
-        XCTFail("processes left on the test hosts after the run: "
-                + left.map { "host \($0.key): \($0.value.map { "\($0) (\(ProcessScan.commandLine($0).joined(separator: " ")))" })" }
-                    .joined(separator: "; ") + "\n" + context)
-    }
+    private func checkHostsEmpty(_ context: String) throws { try TestBed.checkHostsEmpty(context) }
 
     // MARK: A stranger, the secret, the exit status
 
