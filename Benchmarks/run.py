@@ -6,6 +6,8 @@ latencies next to their floor, all measured in one invocation.
     python3 Benchmarks/run.py                 # sizes 256 512 1024, nodes 1-4
     python3 Benchmarks/run.py --sizes 256,512,1024,2048 --repeat 3
     python3 Benchmarks/run.py --programs img_mgs,img_matmul   # pthreads, image mode
+    python3 Benchmarks/run.py --testbed 2 --nodes 1,2         # nodes on 2 namespace hosts (root)
+    python3 Benchmarks/run.py --round-trips 15,50,200,1000    # emulated distance (DSM_DELAY_US)
 
 mgs and matmul are the SPMD System V versions (`dsmrun --spmd`, native: N
 processes); img_mgs and img_matmul are the pthreads versions (image mode
@@ -22,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import random
 import re
 import subprocess
@@ -93,8 +96,8 @@ def run_native(program, nodes, size):
     return parse_time(outs[0][0]), None
 
 
-def run_dsm(program, nodes, size, extra=()):
-    env = dict(os.environ, DSM_TEST_KEY=fresh_key())
+def run_dsm(program, nodes, size, extra=(), delay_us=0):
+    env = dict(os.environ, DSM_TEST_KEY=fresh_key(), DSM_DELAY_US=str(delay_us))
     mode = [] if image_mode(program) else ["--spmd"]
     program_args = [str(size), str(nodes)] if image_mode(program) else [str(size)]
     r = subprocess.run([DSMRUN, "-n", str(nodes), "--stats=json", *extra, *mode,
@@ -162,22 +165,31 @@ def print_row(r):
     print(" ".join(f"{c:>11}" for c in cells))
 
 
+def measure_floor():
+    out = subprocess.run([os.path.join(BIN, "floor")], capture_output=True, text=True, check=True).stdout
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", out)}
+
+
+def fault_latency(nodes, dsm_args, delay_us=0):
+    # One operation at a time: no neighbour prefetch, no readahead in these figures.
+    r = subprocess.run([DSMRUN, "-n", str(nodes), *dsm_args, "--spmd", os.path.join(BIN, "fault_latency")],
+                       env=dict(os.environ, DSM_PREFETCH_BUDDY="0", DSM_PREFETCH="0", DSM_DELAY_US=str(delay_us)),
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("fault_latency failed: " + r.stderr)
+    lat = {}
+    for line in r.stdout.splitlines():
+        for k, v in re.findall(r"(\w+)_us=([0-9.]+)", line):
+            lat[k] = float(v)
+    return lat
+
+
 def latencies(args):
     results = []
     for _ in range(args.repeat):
-        floor = subprocess.run([os.path.join(BIN, "floor")], capture_output=True, text=True, check=True).stdout
-        fl = {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", floor)}
+        fl = measure_floor()
         for nodes in [n for n in args.nodes if n >= 2]:
-            # One operation at a time: no neighbour prefetch, no readahead in these figures.
-            r = subprocess.run([DSMRUN, "-n", str(nodes), *args.dsm_args, "--spmd", os.path.join(BIN, "fault_latency")],
-                               env=dict(os.environ, DSM_PREFETCH_BUDDY="0", DSM_PREFETCH="0"), capture_output=True, text=True, timeout=600)
-            if r.returncode != 0:
-                raise RuntimeError("fault_latency failed: " + r.stderr)
-            lat = {}
-            for line in r.stdout.splitlines():
-                for k, v in re.findall(r"(\w+)_us=([0-9.]+)", line):
-                    lat[k] = float(v)
-            results.append({"nodes": nodes, "floor": fl, "latency": lat})
+            results.append({"nodes": nodes, "floor": fl, "latency": fault_latency(nodes, args.dsm_args)})
     # Keep, per node count and operation, the run with the best ratio to its own floor.
     best = {}
     for r in results:
@@ -195,6 +207,49 @@ def latencies(args):
     for b in out:
         print(f"{b['nodes']:>6} {b['op']:>16} {b['us']:>8.1f} {b['floor_us']:>9.1f} {b['ratio']:>6.2f}")
     return out
+
+
+def distance(args):
+    """Speed-up on 2 nodes and the read miss at emulated round trips: every
+    frame waits DSM_DELAY_US = (round trip - loopback's own) / 2 before it
+    leaves, in each direction. Medians of --repeat interleaved runs."""
+    floor_rtt = statistics.median(measure_floor()["tcp_rtt_us"] for _ in range(3))
+    rows = []
+    print(f"\nemulated distance (loopback round trip here: {floor_rtt:.1f} us; medians of {args.repeat})")
+    print(f"{'rtt us':>7} {'delay us':>9} {'program':>8} {'size':>5} {'native x':>9} {'dsm x':>6} {'frac':>5} {'read miss us':>13}")
+    for rtt in args.round_trips:
+        delay = max(0, round((rtt - floor_rtt) / 2))
+        miss = statistics.median(fault_latency(2, args.dsm_args, delay)["read_miss"] for _ in range(args.repeat))
+        for program in args.programs:
+            for size in args.sizes:
+                times = {"native1": [], "native2": [], "dsm1": [], "dsm2": []}
+                for _ in range(args.repeat):
+                    times["native1"].append(run_native(program, 1, size)[0])
+                    times["native2"].append(run_native(program, 2, size)[0])
+                    times["dsm1"].append(run_dsm(program, 1, size, args.dsm_args, delay)[0])
+                    times["dsm2"].append(run_dsm(program, 2, size, args.dsm_args, delay)[0])
+                m = {k: statistics.median(v) for k, v in times.items()}
+                row = {"rtt_us": rtt, "delay_us": delay, "program": program, "size": size,
+                       "native_speedup": m["native1"] / m["native2"], "dsm_speedup": m["dsm1"] / m["dsm2"],
+                       "read_miss_us": miss}
+                row["fraction_of_native"] = row["dsm_speedup"] / row["native_speedup"]
+                rows.append(row)
+                print(f"{rtt:>7} {delay:>9} {program:>8} {size:>5} {row['native_speedup']:>9.2f} {row['dsm_speedup']:>6.2f} "
+                      f"{row['fraction_of_native']:>5.2f} {miss:>13.1f}")
+                sys.stdout.flush()
+    return rows
+
+
+def testbed_args(hosts):
+    """Makes `hosts` namespace hosts (Tests/Hosts/testbed, root only) and
+    returns the dsmrun options that spread the nodes over them."""
+    name = "dsmb%d" % os.getpid()
+    script = os.path.join(ROOT, "Tests", "Hosts", "testbed")
+    sh([script, "up", name, str(hosts), "10.216.0"])
+    import atexit
+    atexit.register(lambda: subprocess.run([script, "down", name]))
+    return ["--hosts", ",".join(f"{name}{i}" for i in range(1, hosts + 1)),
+            "--rsh", os.path.join(ROOT, "Tests", "Hosts", "rsh"), "--iface", "10.216.0.0/24"]
 
 
 def transport():
@@ -248,18 +303,26 @@ def main():
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--no-speedup", action="store_true", help="only the fault-path and transport figures")
     p.add_argument("--dsm-args", default="", help="extra dsmrun options, e.g. --bind")
+    p.add_argument("--testbed", type=int, default=0,
+                   help="spread the nodes over this many network-namespace hosts (root; Tests/Hosts/testbed)")
+    p.add_argument("--round-trips", default="",
+                   help="emulated round trips in us (e.g. 15,50,200,1000): 2-node speed-up and read miss at each")
     args = p.parse_args()
     args.programs = args.programs.split(",")
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.nodes = [int(s) for s in args.nodes.split(",")]
     args.dsm_args = args.dsm_args.split()
+    args.round_trips = [int(x) for x in args.round_trips.split(",") if x]
     if 1 not in args.nodes:
         args.nodes = [1] + args.nodes
     build(args.no_build)
+    if args.testbed:
+        args.dsm_args += testbed_args(args.testbed)
     started = time.time()
     print_header()
     rows = [] if args.no_speedup else speedups(args)
     lat = [] if args.no_latency else latencies(args)
+    far = distance(args) if args.round_trips else []
     uring = None if args.no_latency else transport()
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "bench.csv"), "w", newline="") as f:
@@ -267,7 +330,8 @@ def main():
         w.writeheader()
         w.writerows(rows)
     with open(os.path.join(RESULTS, "bench.json"), "w") as f:
-        json.dump({"speedup": rows, "latency": lat, "transport": uring, "seconds": time.time() - started}, f, indent=1)
+        json.dump({"speedup": rows, "latency": lat, "distance": far, "transport": uring,
+                   "seconds": time.time() - started}, f, indent=1)
     if rows:
         plot(rows, os.path.join(RESULTS, "speedup.png"))
 

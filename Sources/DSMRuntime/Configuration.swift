@@ -34,6 +34,9 @@ struct Configuration {
     /// name or a CIDR network) when set, else on the route towards the
     /// coordinator (loopback when the coordinator is on this host).
     var listenAddress = "127.0.0.1"
+    /// Emulated distance: every frame to a peer leaves this much later
+    /// (DSM_DELAY_US, microseconds; for benchmarks, where no netem is).
+    var delayNanoseconds: UInt64 = 0
     /// A peer silent this long ends the run (DSM_PEER_TIMEOUT, seconds).
     var peerTimeoutNanoseconds: UInt64 = 10_000_000_000
 
@@ -77,6 +80,12 @@ struct Configuration {
                 fatal("DSM_PEER_TIMEOUT must be a number of seconds from 0.5 to 86400, got \(text)")
             }
             c.peerTimeoutNanoseconds = UInt64(seconds * 1e9)
+        }
+        if let text = environment("DSM_DELAY_US") {
+            guard let us = UInt64(text), us <= 1_000_000 else {
+                fatal("DSM_DELAY_US must be a number of microseconds from 0 to 1000000, got \(text)")
+            }
+            c.delayNanoseconds = us * 1000
         }
         c.image = environment("DSM_MODE") == "image"
         c.program = environment("DSM_PROGRAM")

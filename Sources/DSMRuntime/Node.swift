@@ -68,6 +68,8 @@ final class Node {
     /// the earliest time one of them is due.
     var held: [HeldMessage] = []
     var earliestRelease = UInt64.max
+    /// When frames held back by DSM_DELAY_US may next leave.
+    var earliestDelayedSend = UInt64.max
     /// The runtime thread runs SCHED_FIFO now; in image mode it turns
     /// ordinary while synchronisation traffic goes on (`sawSyncTraffic`).
     var realtime = false
@@ -133,6 +135,7 @@ final class Node {
         liveness = Liveness(nodes: configuration.nodes, timeoutNanoseconds: configuration.peerTimeoutNanoseconds)
         for case let peer? in mesh.peers {
             _ = cdsm_tcp_user_timeout(peer.fd, UInt32(clamping: configuration.peerTimeoutNanoseconds / 1_000_000))
+            peer.delayNanoseconds = configuration.delayNanoseconds
         }
         epoll = cdsm_epoll_create()
         callBell = cdsm_eventfd()
@@ -214,9 +217,23 @@ final class Node {
             queuedFor[peer] = false
             guard let connection = mesh.peers[peer] else { continue }
             do { try connection.flush() } catch { peerLost(peer, why: "\(error)") }
-            if connection.hasPendingOutput { setWritableInterest(peer, true) }
+            if connection.waitingForSocket { setWritableInterest(peer, true) }
         }
         peersWithQueuedFrames.removeAll(keepingCapacity: true)
+        if configuration.delayNanoseconds > 0 { flushDelayed() }
+    }
+
+    /// Emulated distance (DSM_DELAY_US): frames whose delay has passed
+    /// leave; `earliestDelayedSend` is when the next ones may.
+    private func flushDelayed() {
+        earliestDelayedSend = .max
+        for case let connection? in mesh.peers where connection.hasPendingOutput {
+            if !connection.waitingForSocket {
+                do { try connection.flush() } catch { peerLost(connection.peer, why: "\(error)") }
+                if connection.waitingForSocket { setWritableInterest(connection.peer, true) }
+            }
+            if let next = connection.nextDelayedSend { earliestDelayedSend = min(earliestDelayedSend, next) }
+        }
     }
 
     /// Sends a service request to `destination` (never this node).
@@ -399,18 +416,20 @@ final class Node {
                 // A program thread of this node is blocked on an answer,
                 // which usually comes within tens of microseconds: polling
                 // a little can be cheaper than two wake-ups (DSM_SPIN_US).
-                let until = min(monotonicNanoseconds() + spinNanoseconds, earliestRelease)
+                let until = min(monotonicNanoseconds() + spinNanoseconds, earliestRelease, earliestDelayedSend)
                 repeat { n = cdsm_epoll_wait(epoll, tags, events, 64, 0) } while n == 0 && monotonicNanoseconds() < until
             }
             if n == 0 {
-                if (!deferredRecalls.isEmpty || !held.isEmpty) && timeout != 0 {
+                if (!deferredRecalls.isEmpty || !held.isEmpty || earliestDelayedSend != .max) && timeout != 0 {
                     // A recalled lock token kept for a batch is looked at
                     // again once its mutex may have idled (50 µs); a held
-                    // message when its page's hold ends.
+                    // message when its page's hold ends; a delayed frame
+                    // when its delay has passed.
                     var micros: UInt64 = 50
-                    if !held.isEmpty {
+                    let due = min(held.isEmpty ? .max : earliestRelease, earliestDelayedSend)
+                    if due != .max {
                         let now = monotonicNanoseconds()
-                        micros = min(micros, earliestRelease > now ? (earliestRelease - now + 999) / 1000 : 0)
+                        micros = min(micros, due > now ? (due - now + 999) / 1000 : 0)
                     }
                     n = cdsm_epoll_wait_us(epoll, tags, events, 64, Int64(micros))
                 } else {
@@ -501,7 +520,7 @@ final class Node {
         if flags & CDSM_EPOLLOUT != 0 {
             punchPendingDrops()
             do { try connection.flush() } catch { peerLost(peer, why: "\(error)") }
-            if !connection.hasPendingOutput { setWritableInterest(peer, false) }
+            if !connection.waitingForSocket { setWritableInterest(peer, false) }
         }
         guard flags & (CDSM_EPOLLIN | CDSM_EPOLLHUP | CDSM_EPOLLERR) != 0 else { return }
         let result: Connection.ReadResult

@@ -21,6 +21,19 @@ public final class Connection {
     private var outputStart = 0
     private var outputEnd = 0
 
+    /// Emulated distance (DSM_DELAY_US): bytes leave at the earliest this
+    /// long after the `flush` that first saw them, as if the link took that
+    /// long one way. 0 (the default) costs nothing.
+    public var delayNanoseconds: UInt64 = 0
+    /// Bytes ever queued and ever written, and when each flushed batch may
+    /// leave (a ring of (end, due) stamps; only used with a delay).
+    private var queuedTotal: UInt64 = 0
+    private var writtenTotal: UInt64 = 0
+    private var stamps: UnsafeMutablePointer<(end: UInt64, due: UInt64)>?
+    private var stampHead = 0
+    private var stampCount = 0
+    private static let stampCapacity = 4096
+
     public init(fd: Int32) {
         self.fd = fd
         inputCapacity = 256 << 10
@@ -32,10 +45,14 @@ public final class Connection {
     deinit {
         input.deallocate()
         output.deallocate()
+        stamps?.deallocate()
         close(fd)
     }
 
     public var hasPendingOutput: Bool { outputEnd > outputStart }
+    /// The last flush stopped because the socket was full (not because of
+    /// the delay): the caller waits for writability.
+    public private(set) var waitingForSocket = false
 
     // MARK: sending
 
@@ -58,23 +75,68 @@ public final class Connection {
             (output + outputEnd + FrameHeader.size).copyMemory(from: payload.baseAddress!, byteCount: payload.count)
         }
         outputEnd += total
+        queuedTotal &+= UInt64(total)
     }
 
-    /// Writes queued bytes until done or the socket would block.
+    /// Writes queued bytes until done or the socket would block (with a
+    /// delay: those whose time has come).
     public func flush() throws {
-        while outputEnd > outputStart {
-            let n = Glibc.send(fd, output + outputStart, outputEnd - outputStart, Int32(MSG_NOSIGNAL))
+        var limit = outputEnd
+        if delayNanoseconds > 0 { limit = outputStart + delayedBytesDue() }
+        waitingForSocket = false
+        while limit > outputStart {
+            let n = Glibc.send(fd, output + outputStart, limit - outputStart, Int32(MSG_NOSIGNAL))
             if n > 0 {
                 outputStart += n
+                writtenTotal &+= UInt64(n)
             } else {
                 let e = cdsm_errno()
                 if e == EINTR { continue }
-                if e == EAGAIN || e == EWOULDBLOCK { return }
+                if e == EAGAIN || e == EWOULDBLOCK {
+                    waitingForSocket = true
+                    return
+                }
                 throw Errno(rawValue: e)
             }
         }
-        outputStart = 0
-        outputEnd = 0
+        if outputStart == outputEnd {
+            outputStart = 0
+            outputEnd = 0
+        }
+    }
+
+    /// With a delay: stamps the bytes queued since the last flush with their
+    /// time to leave, and returns how many queued bytes may leave now.
+    private func delayedBytesDue() -> Int {
+        if stamps == nil { stamps = .allocate(capacity: Connection.stampCapacity) }
+        let now = monotonicNanoseconds()
+        let lastEnd = stampCount > 0 ? stamps![(stampHead + stampCount - 1) % Connection.stampCapacity].end : writtenTotal
+        if queuedTotal > lastEnd {
+            if stampCount == Connection.stampCapacity {
+                // Full: the newest batch joins the last one (and its time).
+                stamps![(stampHead + stampCount - 1) % Connection.stampCapacity] = (queuedTotal, now &+ delayNanoseconds)
+            } else {
+                stamps![(stampHead + stampCount) % Connection.stampCapacity] = (queuedTotal, now &+ delayNanoseconds)
+                stampCount += 1
+            }
+        }
+        var due = writtenTotal
+        while stampCount > 0 {
+            let stamp = stamps![stampHead]
+            guard stamp.due <= now else { break }
+            due = stamp.end
+            stampHead = (stampHead + 1) % Connection.stampCapacity
+            stampCount -= 1
+        }
+        // A stamp still waiting may cover bytes already written (it was
+        // stamped before a partial write): never below what was written.
+        return Int(due > writtenTotal ? due - writtenTotal : 0)
+    }
+
+    /// With a delay: when the next delayed bytes may leave (monotonic ns).
+    public var nextDelayedSend: UInt64? {
+        guard delayNanoseconds > 0, stampCount > 0, let stamps else { return nil }
+        return stamps[stampHead].due
     }
 
     private func reserveOutput(_ bytes: Int) {
@@ -190,6 +252,7 @@ public final class Connection {
         reserveOutput(bytes.count)
         bytes.withUnsafeBytes { (output + outputEnd).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         outputEnd += bytes.count
+        queuedTotal &+= UInt64(bytes.count)
         try flushBlocking(timeoutMilliseconds: timeoutMilliseconds)
     }
 
