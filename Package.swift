@@ -42,14 +42,17 @@ let package = Package(
             dependencies: ["CDSMPreload", "CDSMKernel", "DSMCore", "DSMCoherence", "DSMSysV", "DSMSync", "DSMTransport"],
             linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
+        // Where nodes run: host lists, placement, the agent's run description.
+        .target(name: "DSMLaunch", dependencies: ["DSMTransport"]),
         .executableTarget(name: "dsmrun", dependencies: [
-            "DSMCore", "DSMTransport", "CDSMKernel", "CDSMPMIx",
+            "DSMCore", "DSMTransport", "DSMLaunch", "CDSMKernel", "CDSMPMIx",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
         .testTarget(name: "DSMCoherenceTests", dependencies: ["DSMCoherence"]),
         .testTarget(name: "DSMSysVTests", dependencies: ["DSMSysV"]),
         .testTarget(name: "DSMSyncTests", dependencies: ["DSMSync"]),
+        .testTarget(name: "DSMLaunchTests", dependencies: ["DSMLaunch"]),
         // Tests drive nodes from plain threads; Swift 5 mode keeps them simple.
         .testTarget(name: "DSMTransportTests", dependencies: ["DSMTransport"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "IntegrationTests", dependencies: ["DSMCore"]),

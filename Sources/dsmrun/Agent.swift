@@ -1,5 +1,6 @@
 import CDSMKernel
 import DSMCore
+import DSMLaunch
 import DSMTransport
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CDSMKernel
 import DSMCore
+import DSMLaunch
 import DSMTransport
 #if canImport(Glibc)
 import Glibc
@@ -174,11 +175,6 @@ enum PlacementPolicy: String, ExpressibleByArgument {
 
 enum StatsFormat: String, ExpressibleByArgument {
     case table, json
-}
-
-struct LaunchProblem: Error {
-    var message: String
-    var status: Int32
 }
 
 /// Finds the program as a shell would: a path with a slash is taken as is,

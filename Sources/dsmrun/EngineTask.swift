@@ -1,6 +1,7 @@
 import CDSMKernel
 import CDSMPMIx
 import DSMCore
+import DSMLaunch
 import DSMTransport
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import CDSMKernel
 import Synchronization
 import DSMCore
+import DSMLaunch
 import DSMTransport
 #if canImport(Glibc)
 import Glibc

@@ -191,7 +191,7 @@ final class HostsTests: XCTestCase {
         let run = try Runner.dsmCommand(
             dsmrun: dsmrun.path,
             arguments: common + ["--hosts", TestBed.hostsOption(2), "--iface", TestBed.network, "--spmd",
-                                 "/bin/sh", "-c", "echo on-$DSM_NODE_ID; [ $DSM_NODE_ID = 1 ] && exit 3; exit 0"],
+                                 "/bin/sh", "-c", "echo on-$DSM_NODE_ID; [ $DSM_NODE_ID = 1 ] && { sleep 0.5; exit 3; }; exit 0"],
             label: "hosts-exit", timeout: 30)
         XCTAssertEqual(run.result.termination, .exited(3), run.summary)
         XCTAssertTrue(run.output.contains("on-0") && run.output.contains("on-1"), run.summary)

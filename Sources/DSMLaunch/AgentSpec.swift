@@ -6,27 +6,44 @@ import Glibc
 /// standard input (never on a command line: it carries the run's secret).
 /// Encoded as `key=value` strings, each ended by a NUL, the whole ended by
 /// an empty string; the pipe then stays open as the agent's lifeline.
-struct AgentSpec: Equatable {
+public struct AgentSpec: Equatable, Sendable {
     /// The host as the launcher names it, and its index in the host list.
-    var hostName = ""
-    var hostIndex = 0
+    public var hostName = ""
+    public var hostIndex = 0
     /// The launcher's rendezvous address (`host:port`).
-    var coordinator = ""
-    var token = ""
-    var directory = ""
-    var program = ""
-    var runtime = ""
+    public var coordinator = ""
+    public var token = ""
+    public var directory = ""
+    public var program = ""
+    public var runtime = ""
     /// Fingerprints of the program and the runtime library on the launcher's host.
-    var programFingerprint: UInt64 = 0
-    var runtimeFingerprint: UInt64 = 0
-    var arguments: [String] = []
+    public var programFingerprint: UInt64 = 0
+    public var runtimeFingerprint: UInt64 = 0
+    public var arguments: [String] = []
     /// Every node's environment but DSM_NODE_ID.
-    var environment: [String] = []
-    var nodes: [Int] = []
+    public var environment: [String] = []
+    public var nodes: [Int] = []
 
-    static let magic = "dsm-agent-1"
+    public static let magic = "dsm-agent-1"
 
-    func encoded() -> [UInt8] {
+    public init(hostName: String = "", hostIndex: Int = 0, coordinator: String = "", token: String = "", directory: String = "",
+                program: String = "", runtime: String = "", programFingerprint: UInt64 = 0, runtimeFingerprint: UInt64 = 0,
+                arguments: [String] = [], environment: [String] = [], nodes: [Int] = []) {
+        self.hostName = hostName
+        self.hostIndex = hostIndex
+        self.coordinator = coordinator
+        self.token = token
+        self.directory = directory
+        self.program = program
+        self.runtime = runtime
+        self.programFingerprint = programFingerprint
+        self.runtimeFingerprint = runtimeFingerprint
+        self.arguments = arguments
+        self.environment = environment
+        self.nodes = nodes
+    }
+
+    public func encoded() -> [UInt8] {
         var entries = ["magic=\(AgentSpec.magic)", "host=\(hostName)", "index=\(hostIndex)", "coord=\(coordinator)",
                        "token=\(token)", "cwd=\(directory)", "program=\(program)", "runtime=\(runtime)",
                        "program-fp=\(programFingerprint)", "runtime-fp=\(runtimeFingerprint)"]
@@ -44,7 +61,7 @@ struct AgentSpec: Equatable {
 
     /// Decodes a complete spec (the bytes up to and including the empty
     /// string that ends it).
-    static func decode(_ bytes: [UInt8]) -> AgentSpec? {
+    public static func decode(_ bytes: [UInt8]) -> AgentSpec? {
         var spec = AgentSpec()
         var sawMagic = false
         for raw in bytes.split(separator: 0, omittingEmptySubsequences: true) {
@@ -75,7 +92,7 @@ struct AgentSpec: Equatable {
 
 /// A file's fingerprint (64-bit FNV-1a of its bytes): two hosts run the same
 /// program and runtime only if theirs match. nil when it cannot be read.
-func fileFingerprint(_ path: String) -> UInt64? {
+public func fileFingerprint(_ path: String) -> UInt64? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }

@@ -4,15 +4,31 @@ import Glibc
 #endif
 
 /// A host of the run and how many nodes it takes (nil: not said).
-struct HostSlots: Equatable {
-    var name: String
-    var slots: Int?
+public struct HostSlots: Equatable, Sendable {
+    public var name: String
+    public var slots: Int?
+
+    public init(name: String, slots: Int?) {
+        self.name = name
+        self.slots = slots
+    }
+}
+
+/// A launch that cannot go on: the message for the user and the exit status.
+public struct LaunchProblem: Error {
+    public var message: String
+    public var status: Int32
+
+    public init(message: String, status: Int32) {
+        self.message = message
+        self.status = status
+    }
 }
 
 /// `--hosts` and `--hostfile`, and which host each node runs on.
-enum HostList {
+public enum HostList {
     /// `a:2,b,c:1` (mpirun's `--host`). A host named twice adds its slots.
-    static func parse(option text: String) throws -> [HostSlots] {
+    public static func parse(option text: String) throws -> [HostSlots] {
         var hosts: [HostSlots] = []
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
             let entry = item.trimmingWhitespace()
@@ -32,7 +48,7 @@ enum HostList {
 
     /// mpirun's hostfile: one host a line, `host [slots=N] [max_slots=M]`,
     /// `#` starting a comment; a host without `slots=` has one.
-    static func parse(hostfile text: String, path: String) throws -> [HostSlots] {
+    public static func parse(hostfile text: String, path: String) throws -> [HostSlots] {
         var hosts: [HostSlots] = []
         for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             var line = Substring(rawLine)
@@ -68,7 +84,7 @@ enum HostList {
     /// The host index of each node. With slots, nodes fill each host's slots
     /// in order (`nodes` nil: as many nodes as slots); with no slots given
     /// at all, the nodes are spread evenly, in blocks, first hosts first.
-    static func place(nodes: Int?, on hosts: [HostSlots]) throws -> [Int] {
+    public static func place(nodes: Int?, on hosts: [HostSlots]) throws -> [Int] {
         if hosts.allSatisfy({ $0.slots == nil }) {
             let n = nodes ?? hosts.count
             var placement: [Int] = []
@@ -92,7 +108,7 @@ enum HostList {
     }
 
     /// Whether `name` is this host: nodes there are started directly.
-    static func isThisHost(_ name: String) -> Bool {
+    public static func isThisHost(_ name: String) -> Bool {
         if name == "localhost" { return true }
         var buffer = [CChar](repeating: 0, count: 256)
         if gethostname(&buffer, buffer.count - 1) == 0,
