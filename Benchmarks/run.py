@@ -6,7 +6,7 @@ latencies next to their floor, all measured in one invocation.
     python3 Benchmarks/run.py                 # sizes 256 512 1024, nodes 1-4
     python3 Benchmarks/run.py --sizes 256,512,1024,2048 --repeat 3
     python3 Benchmarks/run.py --programs img_mgs,img_matmul   # pthreads, image mode
-    python3 Benchmarks/run.py --testbed 2 --nodes 1,2         # nodes on 2 namespace hosts (root)
+    python3 Benchmarks/run.py --testbed 2 --nodes 1,2         # also on 2 namespace hosts (root)
     python3 Benchmarks/run.py --round-trips 15,50,200,1000    # emulated distance (DSM_DELAY_US)
 
 mgs and matmul are the SPMD System V versions (`dsmrun --spmd`, native: N
@@ -16,9 +16,9 @@ threads).
 
 Prints tables and writes Benchmarks/results/{bench.csv,bench.json,speedup.png}
 (the plot needs matplotlib: `pip install matplotlib`). Each configuration is
-run `--repeat` times, native and dsm interleaved, and the best time of each
-is kept: the machines are shared and noisy, so compare ratios measured in
-the same run, not absolute times across runs.
+run `--repeat` times, native and dsm interleaved, and the median time of
+each is kept: the machines are shared and noisy, so compare ratios measured
+in the same run, not absolute times across runs.
 """
 import argparse
 import csv
@@ -113,36 +113,46 @@ def run_dsm(program, nodes, size, extra=(), delay_us=0):
 
 
 def speedups(args):
+    """Times each configuration --repeat times, the kinds interleaved, and
+    keeps the median of each (the machines are shared and noisy)."""
     rows = []
+    kinds = ("native", "dsm", "hosts") if args.testbed_args else ("native", "dsm")
     for program in args.programs:
         for size in args.sizes:
             base = {}
             for nodes in args.nodes:
-                best = {"native": None, "dsm": None}
-                stats = None
+                times = {k: [] for k in kinds}
+                stats = {}
                 for _ in range(args.repeat):
-                    for kind in ("native", "dsm"):
+                    for kind in kinds:
                         if kind == "native":
                             t, _ = run_native(program, nodes, size)
                         else:
-                            t, s = run_dsm(program, nodes, size, args.dsm_args)
-                            if best["dsm"] is None or t < best["dsm"]:
-                                stats = s
-                        if best[kind] is None or t < best[kind]:
-                            best[kind] = t
+                            extra = args.dsm_args + (args.testbed_args if kind == "hosts" else [])
+                            t, s = run_dsm(program, nodes, size, extra)
+                            stats.setdefault(kind, []).append((t, s))
+                        times[kind].append(t)
+                best = {k: statistics.median(v) for k, v in times.items()}
                 if nodes == 1:
                     base = dict(best)
                 row = {"program": program, "size": size, "nodes": nodes,
                        "native_s": best["native"], "dsm_s": best["dsm"]}
                 row["native_speedup"] = base["native"] / best["native"] if base else float("nan")
-                row["dsm_speedup"] = base["dsm"] / best["dsm"] if base else float("nan")
-                row["fraction_of_native"] = row["dsm_speedup"] / row["native_speedup"]
+                for kind, prefix in (("dsm", "dsm"), ("hosts", "hosts")):
+                    if kind not in best:
+                        continue
+                    row[f"{prefix}_s"] = best[kind]
+                    row[f"{prefix}_speedup"] = base[kind] / best[kind] if base else float("nan")
+                    row[f"{prefix}_fraction_of_native"] = row[f"{prefix}_speedup"] / row["native_speedup"]
+                    # The counters of the run closest to the median.
+                    t, s = min(stats[kind], key=lambda ts: abs(ts[0] - best[kind]))
+                    if s:
+                        ns = s["nodes"]
+                        row[f"{prefix}_faults_per_node"] = sum(n["readFaults"] + n["writeFaults"] for n in ns) / len(ns)
+                        row[f"{prefix}_mb_per_node"] = sum(n["bytesSent"] + n["bytesReceived"] for n in ns) / len(ns) / 1e6
+                        row[f"{prefix}_wait_p50_us"] = max(n["waitNs"]["p50"] for n in ns) / 1e3
+                row["fraction_of_native"] = row["dsm_fraction_of_native"]
                 row["dsm_over_native"] = best["dsm"] / best["native"]
-                if stats:
-                    ns = stats["nodes"]
-                    row["faults_per_node"] = sum(n["readFaults"] + n["writeFaults"] for n in ns) / len(ns)
-                    row["mb_per_node"] = sum(n["bytesSent"] + n["bytesReceived"] for n in ns) / len(ns) / 1e6
-                    row["wait_p50_us"] = max(n["waitNs"]["p50"] for n in ns) / 1e3
                 rows.append(row)
                 print_row(row)
                 sys.stdout.flush()
@@ -151,17 +161,21 @@ def speedups(args):
 
 HEADER = ("program", "size", "nodes", "native s", "dsm s", "native x", "dsm x", "frac", "dsm/nat",
           "faults/node", "MB/node", "wait p50")
+HOSTS_HEADER = ("hosts s", "hosts x", "hosts frac", "hosts p50")
 
 
-def print_header():
-    print(" ".join(f"{h:>11}" for h in HEADER))
+def print_header(hosts):
+    print(" ".join(f"{h:>11}" for h in HEADER + (HOSTS_HEADER if hosts else ())))
 
 
 def print_row(r):
     cells = [r["program"], str(r["size"]), str(r["nodes"]), f"{r['native_s']:.4f}", f"{r['dsm_s']:.4f}",
              f"{r['native_speedup']:.2f}", f"{r['dsm_speedup']:.2f}", f"{r['fraction_of_native']:.2f}",
-             f"{r['dsm_over_native']:.2f}", f"{r.get('faults_per_node', 0):.0f}", f"{r.get('mb_per_node', 0):.2f}",
-             f"{r.get('wait_p50_us', 0):.1f}us"]
+             f"{r['dsm_over_native']:.2f}", f"{r.get('dsm_faults_per_node', 0):.0f}", f"{r.get('dsm_mb_per_node', 0):.2f}",
+             f"{r.get('dsm_wait_p50_us', 0):.1f}us"]
+    if "hosts_s" in r:
+        cells += [f"{r['hosts_s']:.4f}", f"{r['hosts_speedup']:.2f}", f"{r['hosts_fraction_of_native']:.2f}",
+                  f"{r.get('hosts_wait_p50_us', 0):.1f}us"]
     print(" ".join(f"{c:>11}" for c in cells))
 
 
@@ -186,26 +200,29 @@ def fault_latency(nodes, dsm_args, delay_us=0):
 
 def latencies(args):
     results = []
+    places = [("here", args.dsm_args)] + ([("hosts", args.dsm_args + args.testbed_args)] if args.testbed_args else [])
     for _ in range(args.repeat):
         fl = measure_floor()
         for nodes in [n for n in args.nodes if n >= 2]:
-            results.append({"nodes": nodes, "floor": fl, "latency": fault_latency(nodes, args.dsm_args)})
-    # Keep, per node count and operation, the run with the best ratio to its own floor.
-    best = {}
+            for where, extra in places:
+                results.append({"nodes": nodes, "where": where, "floor": fl, "latency": fault_latency(nodes, extra)})
+    # Per place, node count and operation: the median ratio to the floor
+    # measured in the same repeat.
+    groups = {}
     for r in results:
         floor = r["floor"]["sum_us"]
         for op, us in r["latency"].items():
-            key = (r["nodes"], op)
-            ratio = us / floor
-            if key not in best or ratio < best[key]["ratio"]:
-                best[key] = {"nodes": r["nodes"], "op": op, "us": us, "floor_us": floor,
-                             "uffd_copy_us": r["floor"]["uffd_copy_us"], "tcp_rtt_us": r["floor"]["tcp_rtt_us"],
-                             "ratio": ratio}
-    print("\nfault path (floor = raw uffd copy + loopback TCP round trip, measured in the same run)")
-    print(f"{'nodes':>6} {'operation':>16} {'us':>8} {'floor us':>9} {'ratio':>6}")
-    out = sorted(best.values(), key=lambda x: (x["nodes"], x["op"]))
+            groups.setdefault((r["where"], r["nodes"], op), []).append((us / floor, us, r["floor"]))
+    out = []
+    for (where, nodes, op), samples in groups.items():
+        ratio, us, floor = sorted(samples, key=lambda x: x[0])[len(samples) // 2]
+        out.append({"where": where, "nodes": nodes, "op": op, "us": us, "floor_us": floor["sum_us"],
+                    "uffd_copy_us": floor["uffd_copy_us"], "tcp_rtt_us": floor["tcp_rtt_us"], "ratio": ratio})
+    print("\nfault path (floor = raw uffd copy + loopback TCP round trip, measured in the same repeat; medians)")
+    print(f"{'where':>6} {'nodes':>6} {'operation':>16} {'us':>8} {'floor us':>9} {'ratio':>6}")
+    out.sort(key=lambda x: (x["where"], x["nodes"], x["op"]))
     for b in out:
-        print(f"{b['nodes']:>6} {b['op']:>16} {b['us']:>8.1f} {b['floor_us']:>9.1f} {b['ratio']:>6.2f}")
+        print(f"{b['where']:>6} {b['nodes']:>6} {b['op']:>16} {b['us']:>8.1f} {b['floor_us']:>9.1f} {b['ratio']:>6.2f}")
     return out
 
 
@@ -243,7 +260,7 @@ def distance(args):
 def testbed_args(hosts):
     """Makes `hosts` namespace hosts (Tests/Hosts/testbed, root only) and
     returns the dsmrun options that spread the nodes over them."""
-    name = "dsmb%d" % os.getpid()
+    name = "dsmb%dh" % os.getpid()
     script = os.path.join(ROOT, "Tests", "Hosts", "testbed")
     sh([script, "up", name, str(hosts), "10.216.0"])
     import atexit
@@ -304,7 +321,8 @@ def main():
     p.add_argument("--no-speedup", action="store_true", help="only the fault-path and transport figures")
     p.add_argument("--dsm-args", default="", help="extra dsmrun options, e.g. --bind")
     p.add_argument("--testbed", type=int, default=0,
-                   help="spread the nodes over this many network-namespace hosts (root; Tests/Hosts/testbed)")
+                   help="also run every configuration with its nodes spread over this many network-namespace hosts "
+                        "(root; Tests/Hosts/testbed), side by side with the single-host run")
     p.add_argument("--round-trips", default="",
                    help="emulated round trips in us (e.g. 15,50,200,1000): 2-node speed-up and read miss at each")
     args = p.parse_args()
@@ -316,10 +334,11 @@ def main():
     if 1 not in args.nodes:
         args.nodes = [1] + args.nodes
     build(args.no_build)
-    if args.testbed:
-        args.dsm_args += testbed_args(args.testbed)
+    # With a test bed, every configuration also runs with its nodes spread
+    # over the namespace hosts ("hosts" columns), interleaved with the rest.
+    args.testbed_args = testbed_args(args.testbed) if args.testbed else []
     started = time.time()
-    print_header()
+    print_header(bool(args.testbed_args))
     rows = [] if args.no_speedup else speedups(args)
     lat = [] if args.no_latency else latencies(args)
     far = distance(args) if args.round_trips else []

@@ -14,8 +14,11 @@ struct Configuration {
     var verbose: Bool
     /// dsmrun --stats: report counters to the launcher at exit.
     var stats: Bool
-    /// dsmrun --bind: pin to one CPU, memory on its NUMA node.
+    /// dsmrun --bind: pin to one CPU, memory on its NUMA node
+    /// (DSM_BIND=1; auto: when 2 or more nodes on this host each have a CPU).
     var bind: Bool
+    /// How many nodes of the run are on this host (DSM_LOCAL_NODES).
+    var localNodes = 1
     /// Where segments are placed so that they sit at the same address on
     /// every node (DSM_BASE, hex).
     var base: UInt64
@@ -59,7 +62,13 @@ struct Configuration {
         }
         var c = Configuration(node: node, nodes: nodes, coordinator: coordinator, token: token,
                               verbose: environment("DSM_VERBOSE") == "1",
-                              stats: environment("DSM_STATS") == "1", bind: environment("DSM_BIND") == "1", base: base)
+                              stats: environment("DSM_STATS") == "1", bind: false, base: base)
+        c.localNodes = environment("DSM_LOCAL_NODES").flatMap { Int($0) }.map { max(1, min($0, nodes)) } ?? nodes
+        switch environment("DSM_BIND") {
+        case "1": c.bind = true
+        case "auto": c.bind = c.localNodes >= 2 && c.localNodes <= Int(cdsm_online_cpus())
+        default: c.bind = false
+        }
         if let spec = environment("DSM_IFACE"), !spec.isEmpty {
             guard let address = Addresses.interfaceAddress(spec) else {
                 var name = [CChar](repeating: 0, count: 256)
@@ -86,6 +95,9 @@ struct Configuration {
                 fatal("DSM_DELAY_US must be a number of microseconds from 0 to 1000000, got \(text)")
             }
             c.delayNanoseconds = us * 1000
+        }
+        if c.delayNanoseconds * 10 > c.peerTimeoutNanoseconds {
+            fatal("DSM_DELAY_US=\(c.delayNanoseconds / 1000) is too long for a peer timeout of \(c.peerTimeoutNanoseconds / 1_000_000) ms (at most a tenth of it)")
         }
         c.image = environment("DSM_MODE") == "image"
         c.program = environment("DSM_PROGRAM")

@@ -37,6 +37,12 @@ extension Node {
     func checkLiveness() {
         let now = monotonicNanoseconds()
         guard now >= liveness.nextBeat else { return }
+        if now &- liveness.nextBeat > 2 * liveness.interval {
+            // This node itself did not run for a while (the whole job was
+            // suspended, or the machine): its peers may not have run
+            // either, so their silence proves nothing yet.
+            for peer in 0..<nodes { liveness.lastHeard[peer] = now }
+        }
         liveness.nextBeat = now &+ liveness.interval
         for peer in 0..<nodes where peer != id && mesh.peers[peer] != nil {
             let silent = now &- liveness.lastHeard[peer]

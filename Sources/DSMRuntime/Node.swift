@@ -96,11 +96,12 @@ final class Node {
     /// How long the runtime thread polls, while a program thread of its node
     /// waits on it, before sleeping. Polling saves two thread wake-ups per
     /// fault or call, but only pays when the node has a CPU of its own
-    /// (bound, one node per CPU); with several nodes per CPU it steals from
-    /// them. DSM_SPIN_US overrides.
+    /// (bound, one node per CPU, or alone on its host); with several nodes
+    /// per CPU it steals from them. DSM_SPIN_US overrides.
     lazy var spinNanoseconds: UInt64 = {
         if let text = environment("DSM_SPIN_US"), let us = UInt64(text) { return us * 1000 }
-        return configuration.bind && nodes <= Int(cdsm_online_cpus()) ? 50_000 : 0
+        let ownCPU = configuration.localNodes <= Int(cdsm_online_cpus()) && (configuration.bind || configuration.localNodes == 1)
+        return ownCPU && nodes > 1 ? 50_000 : 0
     }()
 
     private static let uffdTag: UInt64 = 1 << 32

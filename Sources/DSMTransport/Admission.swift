@@ -55,9 +55,16 @@ public final class Gate {
         var fd: Int32
         var name: String
         var received: [UInt8]
+        var accepted: Int64
         var deadline: Int64
     }
     private var pending: [Pending] = []
+    /// A connection accepted this recently may be one of the run's whose
+    /// preamble is on its way: it is not evicted to make room.
+    static let youth: Int64 = 200
+    /// Refusals reported so far: a flood is reported once, not per connection.
+    private var refusals = 0
+    static let refusalsReported = 8
 
     public init(listener: Listener, token: String) {
         self.listener = listener
@@ -68,7 +75,12 @@ public final class Gate {
 
     /// The next admitted connection, within `timeoutMilliseconds`; strangers
     /// are reported through `refused` and closed.
-    public func admit(timeoutMilliseconds: Int32, refused: (String) -> Void) throws -> (Connection, String) {
+    public func admit(timeoutMilliseconds: Int32, refused log: (String) -> Void) throws -> (Connection, String) {
+        func refused(_ message: String) {
+            refusals += 1
+            if refusals <= Gate.refusalsReported { log(message) }
+            if refusals == Gate.refusalsReported { log("further refused connections are not reported") }
+        }
         let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
         while true {
             let now = monotonicMilliseconds()
@@ -79,8 +91,11 @@ public final class Gate {
                 return true
             }
             if now >= deadline { throw TransportError.timedOut }
-            var fds = [pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)]
-            var wake = deadline
+            // Full of connections too young to evict: new ones wait in the
+            // listen backlog until one is decided.
+            let full = pending.count == Gate.maxPending && now - pending[0].accepted < Gate.youth
+            var fds = [pollfd(fd: listener.fd, events: full ? 0 : Int16(POLLIN), revents: 0)]
+            var wake = full ? min(deadline, pending[0].accepted + Gate.youth) : deadline
             for p in pending {
                 fds.append(pollfd(fd: p.fd, events: Int16(POLLIN), revents: 0))
                 wake = min(wake, p.deadline)
@@ -97,13 +112,14 @@ public final class Gate {
                 if fds[i].revents != 0, let admitted = progress(at: i - 1, refused: refused) { return admitted }
                 i -= 1
             }
-            if fds[0].revents & Int16(POLLIN) != 0, let (fd, name) = try listener.acceptRaw() {
+            if !full, fds[0].revents & Int16(POLLIN) != 0, let (fd, name) = try listener.acceptRaw() {
                 if pending.count == Gate.maxPending {
                     refused("refused a connection from \(pending[0].name): too many connections presenting at once")
                     close(pending[0].fd)
                     pending.removeFirst()
                 }
-                pending.append(Pending(fd: fd, name: name, received: [], deadline: monotonicMilliseconds() + Gate.patience))
+                let at = monotonicMilliseconds()
+                pending.append(Pending(fd: fd, name: name, received: [], accepted: at, deadline: at + Gate.patience))
             }
         }
     }

@@ -29,6 +29,8 @@ public final class Connection {
     /// leave (a ring of (end, due) stamps; only used with a delay).
     private var queuedTotal: UInt64 = 0
     private var writtenTotal: UInt64 = 0
+    /// Bytes whose delay has passed (written, or waiting for the socket).
+    private var releasedTotal: UInt64 = 0
     private var stamps: UnsafeMutablePointer<(end: UInt64, due: UInt64)>?
     private var stampHead = 0
     private var stampCount = 0
@@ -110,7 +112,8 @@ public final class Connection {
     private func delayedBytesDue() -> Int {
         if stamps == nil { stamps = .allocate(capacity: Connection.stampCapacity) }
         let now = monotonicNanoseconds()
-        let lastEnd = stampCount > 0 ? stamps![(stampHead + stampCount - 1) % Connection.stampCapacity].end : writtenTotal
+        let lastEnd = stampCount > 0 ? stamps![(stampHead + stampCount - 1) % Connection.stampCapacity].end
+                                     : max(releasedTotal, writtenTotal)
         if queuedTotal > lastEnd {
             if stampCount == Connection.stampCapacity {
                 // Full: the newest batch joins the last one (and its time).
@@ -120,17 +123,16 @@ public final class Connection {
                 stampCount += 1
             }
         }
-        var due = writtenTotal
         while stampCount > 0 {
             let stamp = stamps![stampHead]
             guard stamp.due <= now else { break }
-            due = stamp.end
+            releasedTotal = max(releasedTotal, stamp.end)
             stampHead = (stampHead + 1) % Connection.stampCapacity
             stampCount -= 1
         }
-        // A stamp still waiting may cover bytes already written (it was
-        // stamped before a partial write): never below what was written.
-        return Int(due > writtenTotal ? due - writtenTotal : 0)
+        // Released bytes the socket did not take last time go as soon as it
+        // takes them, without a second delay.
+        return Int(releasedTotal > writtenTotal ? releasedTotal - writtenTotal : 0)
     }
 
     /// With a delay: when the next delayed bytes may leave (monotonic ns).

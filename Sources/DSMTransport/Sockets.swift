@@ -124,8 +124,12 @@ public func connect(to endpoint: Endpoint, timeoutMilliseconds: Int32) throws ->
         var e: Errno = r == 0 ? Errno(rawValue: 0) : lastErrno()
         if r != 0 && e == .nowInProgress {
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let left = Int32(clamping: max(1, deadline - monotonicMilliseconds()))
-            if poll(&p, 1, left) == 0 {
+            var ready: Int32
+            repeat {
+                let left = Int32(clamping: max(1, deadline - monotonicMilliseconds()))
+                ready = poll(&p, 1, left)
+            } while ready < 0 && cdsm_errno() == EINTR && monotonicMilliseconds() < deadline
+            if ready <= 0 {
                 close(fd)
                 throw TransportError.timedOut
             }

@@ -14,6 +14,9 @@ import Glibc
 /// nodes: nothing of a run outlives its launcher on any host.
 enum Agent {
     static func run() -> Int32 {
+        // Its standard streams are ssh's: a closed one must not kill the
+        // agent before it has killed its nodes.
+        signal(SIGPIPE, SIG_IGN)
         guard let spec = readSpec() else {
             warn("--agent: no run description on standard input (this mode is started by dsmrun itself)")
             return 2
@@ -118,7 +121,7 @@ enum Agent {
     }
 
     private static func spawnNode(_ spec: AgentSpec, node: Int, stdin: Int32) -> pid_t {
-        let environment = spec.environment + ["DSM_NODE_ID=\(node)", "PWD=\(spec.directory)"]
+        let environment = spec.environment + ["DSM_NODE_ID=\(node)", "DSM_LOCAL_NODES=\(spec.nodes.count)", "PWD=\(spec.directory)"]
         var cArgs = spec.arguments.map { strdup($0) } + [nil]
         var cEnv = environment.map { strdup($0) } + [nil]
         defer {
@@ -174,8 +177,9 @@ enum Agent {
             }
             if gone {
                 launcherGone = true
-                warn("host \(spec.hostName): the launcher is gone; stopping this host's nodes")
+                // Kill first: the message may go nowhere (ssh's pipes closed).
                 for slot in 0..<spec.nodes.count where groups[slot] > 0 { kill(-groups[slot], SIGKILL) }
+                warn("host \(spec.hostName): the launcher is gone; stopped this host's nodes")
             }
         }
         return launcherGone ? 1 : 0

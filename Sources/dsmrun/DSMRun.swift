@@ -45,7 +45,7 @@ struct DSMRun: ParsableCommand {
     var placement: PlacementPolicy = .roundRobin
 
     @Flag(inversion: .prefixedNo,
-          help: "Pin node i to CPU i mod CPUs, memory on its NUMA node (libnuma). Default: on when 2 or more nodes can each have a CPU of their own.")
+          help: "Pin node i to CPU i mod CPUs, memory on its NUMA node (libnuma). Default: on a host where 2 or more nodes can each have a CPU of their own.")
     var bind: Bool?
 
     @Option(help: ArgumentHelp("A node that hears nothing from another for this long (a frozen process, a host cut off) ends the run.",
@@ -68,6 +68,9 @@ struct DSMRun: ParsableCommand {
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments == ["--agent"] { Glibc.exit(Agent.run()) }
+        // Writes to a remote host's pipe that has gone must fail, not kill
+        // the launcher before it has cleaned up.
+        signal(SIGPIPE, SIG_IGN)
         var i = 0
         while i < arguments.count {
             let a = arguments[i]
@@ -128,6 +131,7 @@ struct DSMRun: ParsableCommand {
                 let wireUp = try EngineWireUp.join(iface: iface, program: absolutePath(program), runtime: absolutePath(library),
                                                    makeToken: makeToken)
                 if let nodes, nodes != wireUp.size {
+                    wireUp.finish()
                     throw LaunchProblem(message: "-n \(nodes), but the job that started dsmrun has \(wireUp.size) tasks (one node each)", status: 2)
                 }
                 sites.engine = wireUp
@@ -160,9 +164,8 @@ struct DSMRun: ParsableCommand {
         // A node started on another host must find the program at the same
         // path: a relative path is taken from the launcher's directory.
         let programPath = sites.anyRemote && !program.hasPrefix("/") ? currentDirectory() + "/" + program : program
-        let localNodes = sites.placement.isEmpty ? count : sites.placement.filter { sites.local[$0] }.count
         let launcher = Launcher(nodes: count, program: programPath, arguments: arguments, runtime: absolutePath(library), verbose: verbose,
-                                stats: statsFormat, bind: bind ?? (localNodes >= 2 && count <= Int(cdsm_online_cpus())),
+                                stats: statsFormat, bind: bind,
                                 image: !spmd, placement: placement, sites: sites)
         throw ExitCode(launcher.run())
     }

@@ -15,6 +15,8 @@ import Glibc
 struct EngineWireUp {
     var rank: Int
     var size: Int
+    /// How many of the job's tasks run on this host.
+    var localSize: Int
     var token: String
     /// The address this rank's node listens on.
     var listenAddress: String
@@ -29,6 +31,16 @@ struct EngineWireUp {
     /// Joins the job: rank and size, the run's secret (rank 0's), and a
     /// check that every rank runs the same program and runtime.
     static func join(iface: String?, program: String, runtime: String, makeToken: () -> String) throws -> EngineWireUp {
+        do {
+            return try joinOrThrow(iface: iface, program: program, runtime: runtime, makeToken: makeToken)
+        } catch {
+            // Leave the job cleanly: the engine then sees an ordinary failed task.
+            cdsm_pmix_finalize()
+            throw error
+        }
+    }
+
+    private static func joinOrThrow(iface: String?, program: String, runtime: String, makeToken: () -> String) throws -> EngineWireUp {
         var error = [CChar](repeating: 0, count: 512)
         var rank: UInt32 = 0, size: UInt32 = 0, localSize: UInt32 = 0
         try check(cdsm_pmix_init(&error, error.count, &rank, &size, &localSize), error)
@@ -66,7 +78,8 @@ struct EngineWireUp {
                 host's address): pass --iface NAME or --iface NETWORK/BITS
                 """, status: 2)
         }
-        return EngineWireUp(rank: Int(rank), size: Int(size), token: token, listenAddress: address)
+        return EngineWireUp(rank: Int(rank), size: Int(size), localSize: Int(localSize == 0 ? 1 : localSize), token: token,
+                            listenAddress: address)
     }
 
     private static func get(_ rank: UInt32, _ key: String) throws -> String {

@@ -44,7 +44,8 @@ final class Launcher {
     let runtime: String
     let verbose: Bool
     let stats: StatsFormat?
-    let bind: Bool
+    /// --bind / --no-bind; nil: each host decides (its nodes, its CPUs).
+    let bind: Bool?
     /// Image mode: main on node 0, whose status is the program's.
     let image: Bool
     let placement: PlacementPolicy
@@ -56,7 +57,7 @@ final class Launcher {
     private let mailbox = AgentMailbox()
 
     init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool, stats: StatsFormat?,
-         bind: Bool, image: Bool, placement: PlacementPolicy, sites: Sites) {
+         bind: Bool?, image: Bool, placement: PlacementPolicy, sites: Sites) {
         self.image = image
         self.placement = placement
         self.stats = stats
@@ -121,7 +122,7 @@ final class Launcher {
         coordinator.agentArrived = { connection, host in mailbox.post(connection, host: host) }
         if cdsm_disable_aslr() != 0 { warn("cannot disable address-space randomisation; continuing") }
         cdsm_forward_signals(groups, Int32(nodes))
-        if bind && verbose {
+        if bind != false && verbose {
             warn("topology: \(cdsm_online_cpus()) CPU(s), \(cdsm_numa_nodes()) NUMA node(s); node i runs on CPU i mod \(cdsm_online_cpus())")
         }
 
@@ -141,7 +142,7 @@ final class Launcher {
         }
         common += [
             "LD_PRELOAD=\(preload)", "DSM_NODES=\(nodes)",
-            "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind ? 1 : 0)",
+            "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind.map { $0 ? "1" : "0" } ?? "auto")",
         ] + (image ? ["DSM_MODE=image", "DSM_PROGRAM=\(program)", "DSM_PLACEMENT=\(placement.rawValue)"] : ["DSM_MODE=spmd"])
         if let engine = sites.engine {
             common.append("DSM_IFACE=\(engine.listenAddress)/32")
@@ -162,8 +163,10 @@ final class Launcher {
             rendezvous.join()
             return problem.status
         }
-        for node in sites.startedHere(nodes: nodes) {
-            let pid = spawn(program, arguments, common + ["DSM_NODE_ID=\(node)"])
+        let here = sites.startedHere(nodes: nodes)
+        let onThisHost = sites.engine?.localSize ?? here.count
+        for node in here {
+            let pid = spawn(program, arguments, common + ["DSM_NODE_ID=\(node)", "DSM_LOCAL_NODES=\(onThisHost)"])
             if pid < 0 {
                 warn("cannot start node \(node): \(Errno(rawValue: -pid))")
                 stopAll(signal: SIGKILL)
@@ -190,7 +193,7 @@ final class Launcher {
 
     /// Variables the launcher sets for the nodes: never inherited.
     static let controlVariables = ["DSM_NODE_ID", "DSM_NODES", "DSM_COORD", "DSM_TOKEN", "DSM_VERBOSE", "DSM_STATS", "DSM_BIND",
-                                   "DSM_MODE", "DSM_PROGRAM", "DSM_PLACEMENT", "DSM_IFACE", "DSM_PEER_TIMEOUT"]
+                                   "DSM_MODE", "DSM_PROGRAM", "DSM_PLACEMENT", "DSM_IFACE", "DSM_PEER_TIMEOUT", "DSM_LOCAL_NODES"]
     /// Variables that describe this host or this login, not the run: not
     /// sent to other hosts.
     static let hostVariables = ["HOSTNAME", "PWD", "OLDPWD", "SHLVL", "_", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY",
@@ -375,9 +378,18 @@ final class Launcher {
                       secondary: false, signalled: true)
     }
 
+    /// Sends `signal` to every node, here and on the other hosts. A SIGTERM
+    /// is followed by SIGCONT, so that a stopped node (the one that went
+    /// silent) ends now rather than at the SIGKILL after the grace period.
     private func stopAll(signal: Int32) {
-        for i in 0..<nodes where groups[i] > 0 { kill(-groups[i], signal) }
-        for remote in remotes { remote.stop(signal: signal) }
+        for i in 0..<nodes where groups[i] > 0 {
+            kill(-groups[i], signal)
+            if signal == SIGTERM { kill(-groups[i], SIGCONT) }
+        }
+        for remote in remotes {
+            remote.stop(signal: signal)
+            if signal == SIGTERM { remote.signal(SIGCONT) }
+        }
     }
 
     private func reapAll() {

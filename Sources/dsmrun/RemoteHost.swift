@@ -61,7 +61,8 @@ final class RemoteHost {
         lifeline = ends[1]
         let written = bytes.withUnsafeBytes { write(lifeline, $0.baseAddress, $0.count) }
         guard written == bytes.count else {
-            return LaunchProblem(message: "host \(name): cannot hand the run to `\(self.command)`", status: 1)
+            stop(signal: SIGKILL)
+            return LaunchProblem(message: "host \(name): cannot hand the run to `\(self.command)` (it exited at once?)", status: 1)
         }
         return nil
     }
@@ -73,15 +74,20 @@ final class RemoteHost {
     /// is still open.
     private func read(timeoutMilliseconds: Int32) -> (endings: [(NodeID, Int32)], open: Bool) {
         guard let control else { return ([], false) }
-        var p = pollfd(fd: control.fd, events: Int16(POLLIN), revents: 0)
-        guard Glibc.poll(&p, 1, timeoutMilliseconds) > 0 else { return ([], true) }
-        let result = try? control.receive()
         var endings: [(NodeID, Int32)] = []
-        while let (header, _) = (try? control.nextFrame()) ?? nil {
-            if header.kind == .nodeEnded, header.a < UInt64(Int.max), nodes.contains(Int(header.a)) {
-                endings.append((Int(header.a), Int32(bitPattern: header.index)))
+        func drain() {
+            while let (header, _) = (try? control.nextFrame()) ?? nil {
+                if header.kind == .nodeEnded, header.a < UInt64(Int.max), nodes.contains(Int(header.a)) {
+                    endings.append((Int(header.a), Int32(bitPattern: header.index)))
+                }
             }
         }
+        // Frames that came in with the agent's hello are buffered already.
+        drain()
+        var p = pollfd(fd: control.fd, events: Int16(POLLIN), revents: 0)
+        guard Glibc.poll(&p, 1, endings.isEmpty ? timeoutMilliseconds : 0) > 0 else { return (endings, true) }
+        let result = try? control.receive()
+        drain()
         return (endings, result == .data || result == .wouldBlock)
     }
 
@@ -114,10 +120,14 @@ final class RemoteHost {
     /// Forwards a signal to the host's nodes.
     func signal(_ signal: Int32) {
         guard pid > 0 else { return }
-        if let control {
-            try? control.sendBlocking(FrameHeader(kind: .signalNodes, source: 0, a: UInt64(signal)), payload: [],
-                                      timeoutMilliseconds: 1_000)
+        guard let control else {
+            // The agent has not connected yet: its nodes may not exist, and
+            // ending the remote start command ends the agent and them.
+            if signal != SIGCONT { stop(signal: signal) }
+            return
         }
+        try? control.sendBlocking(FrameHeader(kind: .signalNodes, source: 0, a: UInt64(signal)), payload: [],
+                                  timeoutMilliseconds: 1_000)
     }
 
     /// Stops the host's nodes: through the agent, or, for SIGKILL or an

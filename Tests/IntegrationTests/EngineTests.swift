@@ -103,7 +103,7 @@ final class EngineTests: XCTestCase {
         try TestSlurm.require()
         let srun = try Engines.require("srun", package: "slurm-wlm")
         let run = try Runner.launch([srun, "--mpi=pmix", "-N", "2", "-n", "2", try dsmrun] + iface
-                                    + ["--spmd", "/bin/sh", "-c", "echo rank-$DSM_NODE_ID-on-$(hostname); [ $DSM_NODE_ID = 1 ] && { sleep 0.5; exit 3; }; exit 0"],
+                                    + ["--spmd", "/bin/sh", "-c", "echo rank-$DSM_NODE_ID-on-$(hostname); [ $DSM_NODE_ID = 1 ] && { \(TestBed.shellPause) exit 3; }; exit 0"],
                                     label: "srun-exit", timeout: 60, environment: TestSlurm.environment)
         XCTAssertEqual(run.result.termination, .exited(3), run.summary)
         XCTAssertTrue(run.output.contains("rank-0-on-\(TestBed.host(1))"), run.summary)

@@ -22,6 +22,9 @@ enum TestBed {
     static var rsh: String { Paths.root.appendingPathComponent("Tests/Hosts/rsh").path }
     static var script: String { Paths.root.appendingPathComponent("Tests/Hosts/testbed").path }
     static func host(_ i: Int) -> String { "\(name)\(i)" }
+    /// A pause of a few tenths of a second in shell builtins: a `sleep`
+    /// child would be a process of the node that joins the run at its exit.
+    static let shellPause = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done;"
     static func address(_ i: Int) -> String { "\(subnet).\(1 + i)" }
 
     private static let lock = NSLock()
@@ -43,8 +46,12 @@ enum TestBed {
             return .failure(HarnessError("the several-hosts tests need iproute2's `ip` (apt-get install iproute2)"))
         }
         // Hosts left by a test process that died take the same subnet.
-        _ = try? runCommand("/bin/sh", ["-c", "for b in $(ip -o link show type bridge | awk -F': ' '{print $2}' | grep -E '^dsmt[0-9]+hbr$'); do '\(script)' down ${b%br}; done"],
-                            environment: childEnvironment([:]), timeout: 30, label: "testbed-clean")
+        _ = try? runCommand("/bin/sh", ["-c", """
+            for b in $(ip -o link show type bridge | awk -F': ' '{print $2}' | grep -E '^dsmt[0-9]+hbr$'); do
+              owner=${b#dsmt}; owner=${owner%hbr}
+              [ -d /proc/$owner ] || '\(script)' down ${b%br}
+            done
+            """], environment: childEnvironment([:]), timeout: 30, label: "testbed-clean")
         do {
             let r = try runCommand(script, ["up", name, String(hostCount), subnet], environment: childEnvironment([:]),
                                    timeout: 60, label: "testbed-up")
@@ -66,8 +73,12 @@ enum TestBed {
     static func processes(onHost i: Int) -> [pid_t] {
         guard let r = try? runCommand("/bin/sh", ["-c", "ip netns pids \(host(i))"], environment: childEnvironment([:]),
                                       timeout: 10, label: "netns-pids") else { return [] }
+        let daemons: Set<String> = ["slurmd", "slurmctld", "slurmscriptd"]
         return r.stdout.split(separator: "\n").compactMap { pid_t($0.trimmingCharacters(in: .whitespaces)) }.filter { pid in
-            ProcessScan.commandLine(pid).first.map { !$0.hasSuffix("slurmd") } ?? false
+            guard let state = ProcessScan.stat(pid), state.state != "Z" else { return false }
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            return !daemons.contains(comm)
         }
     }
 
@@ -191,7 +202,7 @@ final class HostsTests: XCTestCase {
         let run = try Runner.dsmCommand(
             dsmrun: dsmrun.path,
             arguments: common + ["--hosts", TestBed.hostsOption(2), "--iface", TestBed.network, "--spmd",
-                                 "/bin/sh", "-c", "echo on-$DSM_NODE_ID; [ $DSM_NODE_ID = 1 ] && { sleep 0.5; exit 3; }; exit 0"],
+                                 "/bin/sh", "-c", "echo on-$DSM_NODE_ID; [ $DSM_NODE_ID = 1 ] && { \(TestBed.shellPause) exit 3; }; exit 0"],
             label: "hosts-exit", timeout: 30)
         XCTAssertEqual(run.result.termination, .exited(3), run.summary)
         XCTAssertTrue(run.output.contains("on-0") && run.output.contains("on-1"), run.summary)
