@@ -58,6 +58,15 @@ public enum Addresses {
             let mask: UInt32 = bits == 0 ? 0 : ~UInt32(0) << (32 - bits)
             network = (UInt32(bigEndian: base.s_addr) & mask, mask)
         }
+        return firstIPv4 { name, address in
+            if let network { return UInt32(bigEndian: address.s_addr) & network.mask == network.address }
+            return name == spec
+        }
+    }
+
+    /// The first of this host's IPv4 addresses (interface name, address)
+    /// that `matches`, as text.
+    private static func firstIPv4(where matches: (String, in_addr) -> Bool) -> String? {
         var list: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&list) == 0 else { return nil }
         defer { freeifaddrs(list) }
@@ -66,11 +75,7 @@ public enum Addresses {
             defer { entry = e.pointee.ifa_next }
             guard let address = e.pointee.ifa_addr, Int32(address.pointee.sa_family) == AF_INET else { continue }
             let inet = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-            if let network {
-                if UInt32(bigEndian: inet.s_addr) & network.mask == network.address { return ipv4Text(inet) }
-            } else if String(cString: e.pointee.ifa_name) == spec {
-                return ipv4Text(inet)
-            }
+            if matches(String(cString: e.pointee.ifa_name), inet) { return ipv4Text(inet) }
         }
         return nil
     }
@@ -78,16 +83,6 @@ public enum Addresses {
     /// Whether `ipv4` is one of this host's own addresses (loopback included).
     public static func isLocal(_ ipv4: String) -> Bool {
         if ipv4.hasPrefix("127.") { return true }
-        var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else { return false }
-        defer { freeifaddrs(list) }
-        var entry = list
-        while let e = entry {
-            defer { entry = e.pointee.ifa_next }
-            guard let address = e.pointee.ifa_addr, Int32(address.pointee.sa_family) == AF_INET else { continue }
-            let inet = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-            if ipv4Text(inet) == ipv4 { return true }
-        }
-        return false
+        return firstIPv4 { _, address in ipv4Text(address) == ipv4 } != nil
     }
 }

@@ -661,15 +661,7 @@ enum Runner {
     static func dsmCommand(
         dsmrun: String, arguments: [String], label: String, timeout: Double, environment: [String: String] = [:]
     ) throws -> DSMRun {
-        let base = IPC.freshKeyBase()
-        let before = IPC.snapshot()
-        let token = UUID().uuidString
-        let marker = "DSM_TEST_RUN=\(token)"
-        let env = childEnvironment(
-            environment.merging(["DSM_TEST_KEY": "0x" + String(base, radix: 16), "DSM_TEST_RUN": token]) { $1 })
-        let result = try runCommand(dsmrun, arguments, environment: env, timeout: timeout, label: label, marker: marker)
-        try checkClean(marker: marker, pgid: result.pid, before: before, base: base, context: result.summary)
-        return DSMRun(result: result, keyBase: base)
+        try launch([dsmrun] + arguments, label: label, timeout: timeout, environment: environment)
     }
 
     /// After a dsmrun run: no process carrying the run's marker (or in its
