@@ -69,13 +69,15 @@ enum TestBed {
     }
 
     /// Pids of processes running in host `i`'s network namespace, but the
-    /// test Slurm cluster's daemons (EngineTests).
+    /// test Slurm cluster's daemons (EngineTests) and the test sshd's
+    /// listeners (SSHTests); ssh sessions count.
     static func processes(onHost i: Int) -> [pid_t] {
         guard let r = try? runCommand("/bin/sh", ["-c", "ip netns pids \(host(i))"], environment: childEnvironment([:]),
                                       timeout: 10, label: "netns-pids") else { return [] }
         let daemons: Set<String> = ["slurmd", "slurmctld", "slurmscriptd"]
+        let listeners = TestSSH.listeners
         return r.stdout.split(separator: "\n").compactMap { pid_t($0.trimmingCharacters(in: .whitespaces)) }.filter { pid in
-            guard let state = ProcessScan.stat(pid), state.state != "Z" else { return false }
+            guard !listeners.contains(pid), let state = ProcessScan.stat(pid), state.state != "Z" else { return false }
             let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
             return !daemons.contains(comm)
