@@ -20,6 +20,9 @@ public enum FrameKind: UInt8, Sendable {
     case nodeEnded
     /// Launcher -> agent: send signal `a` to every node of the host.
     case signalNodes
+    /// Launcher -> agent of node 0's host: the launcher's standard input
+    /// for node 0 (an empty payload: its end).
+    case stdinData
 }
 
 /// The fixed 32-byte header in front of every message. Little-endian, as

@@ -56,8 +56,22 @@ enum Agent {
         let groups = UnsafeMutablePointer<pid_t>.allocate(capacity: spec.nodes.count)
         groups.initialize(repeating: 0, count: spec.nodes.count)
         cdsm_forward_signals(groups, Int32(spec.nodes.count))
+        // Node 0 reads the launcher's standard input, which comes over the
+        // control connection into this pipe; the others read /dev/null.
+        var input = StandardInput()
+        if spec.nodes.contains(0) {
+            var ends: [Int32] = [0, 0]
+            let made = cdsm_pipe(&ends, 65_536)
+            guard made == 0 else {
+                warn("\(host): cannot make node 0's standard input: \(Errno(rawValue: -made))")
+                return 2
+            }
+            input.fd = ends[1]
+            _ = fcntl(ends[1], F_SETFL, fcntl(ends[1], F_GETFL) | O_NONBLOCK)
+            input.readEnd = ends[0]
+        }
         for (slot, node) in spec.nodes.enumerated() {
-            let pid = spawnNode(spec, node: node, stdin: devNull)
+            let pid = spawnNode(spec, node: node, stdin: node == 0 ? input.readEnd : devNull)
             if pid < 0 {
                 warn("\(host): cannot start node \(node): \(Errno(rawValue: -pid))")
                 // Reported as a node that exited 127, as a shell would.
@@ -67,7 +81,48 @@ enum Agent {
             }
             groups[slot] = pid
         }
-        return watch(spec, groups: groups, control: control, lifeline: lifeline)
+        if input.readEnd >= 0 {
+            close(input.readEnd)
+            input.readEnd = -1
+        }
+        return watch(spec, groups: groups, control: control, lifeline: lifeline, input: &input)
+    }
+
+    /// Node 0's standard input on this host: bytes from the launcher not yet
+    /// taken by the pipe. The control connection is not read while some
+    /// wait, so a node 0 that does not read holds the launcher back (TCP's
+    /// own flow control) instead of filling the agent's memory.
+    struct StandardInput {
+        var fd: Int32 = -1
+        var readEnd: Int32 = -1
+        var pending: [UInt8] = []
+        var ended = false
+
+        mutating func take(_ payload: UnsafeRawBufferPointer) {
+            guard fd >= 0 else { return }
+            if payload.isEmpty { ended = true } else { pending.append(contentsOf: payload) }
+            push()
+        }
+
+        /// Writes what the pipe takes now; closes it at the end, or when
+        /// node 0 no longer reads it.
+        mutating func push() {
+            guard fd >= 0 else { return }
+            while !pending.isEmpty {
+                let n = pending.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    pending.removeFirst(n)
+                    continue
+                }
+                if n < 0 && (cdsm_errno() == EAGAIN || cdsm_errno() == EINTR) { return }
+                pending.removeAll()
+                ended = true
+            }
+            if ended {
+                close(fd)
+                fd = -1
+            }
+        }
     }
 
     /// Reads the spec: NUL-ended entries up to an empty one, within 30 s.
@@ -134,7 +189,7 @@ enum Agent {
     /// Reports each node's end to the launcher; kills every node when the
     /// launcher goes. Returns once every node has ended.
     private static func watch(_ spec: AgentSpec, groups: UnsafeMutablePointer<pid_t>, control: Connection,
-                              lifeline: Int32) -> Int32 {
+                              lifeline: Int32, input: inout StandardInput) -> Int32 {
         var alive = (0..<spec.nodes.count).filter { groups[$0] > 0 }.count
         var launcherGone = false
         while alive > 0 {
@@ -155,9 +210,12 @@ enum Agent {
                 usleep(5_000)
                 continue
             }
+            let waiting = !input.pending.isEmpty
             var fds = [pollfd(fd: lifeline, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: control.fd, events: Int16(POLLIN), revents: 0)]
-            _ = poll(&fds, 2, 5)
+                       pollfd(fd: control.fd, events: waiting ? 0 : Int16(POLLIN), revents: 0),
+                       pollfd(fd: waiting ? input.fd : -1, events: Int16(POLLOUT), revents: 0)]
+            _ = poll(&fds, 3, 5)
+            if fds[2].revents != 0 { input.push() }
             var gone = false
             if fds[0].revents != 0 {
                 var scratch = [UInt8](repeating: 0, count: 256)
@@ -166,9 +224,11 @@ enum Agent {
             if fds[1].revents != 0 {
                 do {
                     if try control.receive() == .endOfStream { gone = true }
-                    while let (header, _) = try control.nextFrame() {
+                    while let (header, payload) = try control.nextFrame() {
                         if header.kind == .signalNodes, header.a < 65 {
                             for slot in 0..<spec.nodes.count where groups[slot] > 0 { kill(-groups[slot], Int32(header.a)) }
+                        } else if header.kind == .stdinData {
+                            input.take(payload)
                         }
                     }
                 } catch {

@@ -71,6 +71,9 @@ struct DSMRun: ParsableCommand {
         // Writes to a remote host's pipe that has gone must fail, not kill
         // the launcher before it has cleaned up.
         signal(SIGPIPE, SIG_IGN)
+        // Reading standard input for a node on another host from the
+        // background must end its input, not stop the launcher.
+        signal(SIGTTIN, SIG_IGN)
         var i = 0
         while i < arguments.count {
             let a = arguments[i]

@@ -232,7 +232,34 @@ final class Launcher {
             for p in cArgs { free(p) }
             for p in cEnv { free(p) }
         }
-        return cdsm_spawn(path, &cArgs, &cEnv)
+        // Standard input is node 0's: when node 0 runs on another host, the
+        // nodes here read /dev/null (as mpirun's other ranks do).
+        guard sites.engine == nil, sites.isRemote(0) else { return cdsm_spawn(path, &cArgs, &cEnv) }
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { if devNull >= 0 { close(devNull) } }
+        return cdsm_spawn_stdin(path, &cArgs, &cEnv, devNull)
+    }
+
+    /// Node 0 on another host: the launcher's standard input goes to it
+    /// through its agent, as much as the control connection takes (a node
+    /// 0 that does not read holds the reading back).
+    private var standardInputEnded = false
+    private func forwardStandardInput() {
+        guard !standardInputEnded, sites.engine == nil, sites.isRemote(0),
+              let remote = remotes.first(where: { $0.nodes.contains(0) }), let control = remote.control else { return }
+        do { try control.flush() } catch { standardInputEnded = true; return }
+        guard !control.hasPendingOutput else { return }
+        var p = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return }
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let n = read(0, &buffer, buffer.count)
+        if n < 0 && cdsm_errno() == EINTR { return }
+        // The end (or an error, or a background terminal): node 0 sees its end.
+        if n <= 0 { standardInputEnded = true }
+        buffer.withUnsafeBytes { bytes in
+            control.queue(FrameHeader(kind: .stdinData, source: 0), payload: UnsafeRawBufferPointer(rebasing: bytes[0..<max(n, 0)]))
+        }
+        try? control.flush()
     }
 
     struct Ending {
@@ -308,6 +335,7 @@ final class Launcher {
                     ended(describe(node: node, raw: raw))
                 }
             }
+            forwardStandardInput()
             let signals = cdsm_forwarded_count()
             if signals != signalsSeen {
                 signalsSeen = signals

@@ -212,6 +212,27 @@ final class HostsTests: XCTestCase {
         try checkHostsEmpty(run.summary)
     }
 
+    /// The launcher's standard input reaches node 0 on another host, whole
+    /// (1.3 MB, more than the pipes and buffers on the way hold); the other
+    /// nodes read an empty input.
+    func testStandardInputReachesNodeZeroOnAnotherHost() throws {
+        let dsmrun = try Paths.requireDSMRun()
+        let input = (1...200_000).map(String.init).joined(separator: "\n") + "\n"
+        let file = Paths.newRunDir("stdin").appendingPathComponent("input")
+        try input.write(to: file, atomically: true, encoding: .utf8)
+        let want = try runCommand("/bin/sh", ["-c", "cksum < '\(file.path)'"], environment: childEnvironment([:]), timeout: 10,
+                                  label: "cksum").stdout
+        let hosts = TestBed.hostsOption(2)
+        let command = "exec '\(dsmrun.path)' --rsh '\(TestBed.rsh)' --hosts \(hosts) --iface \(TestBed.network) --spmd /bin/sh -c "
+            + "'if [ $DSM_NODE_ID = 0 ]; then exec cksum; else exec wc -c; fi' < '\(file.path)'"
+        let run = try Runner.launch(["/bin/sh", "-c", command], label: "hosts-stdin", timeout: 30)
+        XCTAssertEqual(run.result.termination, .exited(0), run.summary)
+        let lines = run.output.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains(want.trimmingCharacters(in: .whitespacesAndNewlines)), "node 0's cksum differs:\n\(run.summary)")
+        XCTAssertTrue(lines.contains("0"), "node 1 did not read an empty input:\n\(run.summary)")
+        try checkHostsEmpty(run.summary)
+    }
+
     /// While a run goes on: the secret is on no command line of any host,
     /// and strangers on the launcher's port (idle, or sending a frame with
     /// every field out of range) neither end nor disturb it.
