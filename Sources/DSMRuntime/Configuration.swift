@@ -40,6 +40,10 @@ struct Configuration {
     /// Emulated distance: every frame to a peer leaves this much later
     /// (DSM_DELAY_US, microseconds; for benchmarks, where no netem is).
     var delayNanoseconds: UInt64 = 0
+    /// Send standard output and error to node 0 when they are still the
+    /// ones the node was started with (DSM_FORWARD_OUTPUT: their identities,
+    /// set by dsmrun when nodes run on several hosts).
+    var forwardOutput: String?
     /// A peer silent this long ends the run (DSM_PEER_TIMEOUT, seconds).
     var peerTimeoutNanoseconds: UInt64 = 10_000_000_000
 
@@ -99,6 +103,7 @@ struct Configuration {
         if c.delayNanoseconds * 10 > c.peerTimeoutNanoseconds {
             fatal("DSM_DELAY_US=\(c.delayNanoseconds / 1000) is too long for a peer timeout of \(c.peerTimeoutNanoseconds / 1_000_000) ms (at most a tenth of it)")
         }
+        if node != 0, let streams = environment("DSM_FORWARD_OUTPUT"), !streams.isEmpty { c.forwardOutput = streams }
         c.image = environment("DSM_MODE") == "image"
         c.program = environment("DSM_PROGRAM")
         c.realtimeRuntime = environment("DSM_RUNTIME_FIFO") != "0"
@@ -125,10 +130,13 @@ func environment(_ name: String) -> String? {
 
 /// The node's name in messages, set once the configuration is known.
 nonisolated(unsafe) var logPrefix = "dsm"
+/// Where the runtime's messages go: standard error, or the original one
+/// when the program's is forwarded to node 0 (OutputForwarding.swift).
+nonisolated(unsafe) var logDescriptor: Int32 = 2
 
 func log(_ message: String) {
     let line = "\(logPrefix): \(message)\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
+    _ = line.withCString { write(logDescriptor, $0, strlen($0)) }
 }
 
 /// Exit status of a node that stops because another node failed: dsmrun

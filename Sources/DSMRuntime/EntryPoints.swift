@@ -71,7 +71,11 @@ public func dsmSwiftExit(_ status: Int32) {
     }
     // A failing node leaves at once; the launcher stops the others. A node
     // that finished well keeps serving its pages until every node is done.
+    // Its streams are flushed first: forwarded to node 0, their text must
+    // leave before node 0 may end.
+    if node.output != nil { fflush(nil) }
     if status == 0 { _ = node.perform(.exitArrive) }
+    node.output?.restore()
 }
 
 @_cdecl("dsm_swift_node_id")

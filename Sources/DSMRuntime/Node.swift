@@ -87,6 +87,8 @@ final class Node {
     var finishing = false
     /// Heartbeats and the peer timeout (Liveness.swift).
     var liveness: Liveness
+    /// Standard output and error sent to node 0 (OutputForwarding.swift).
+    private(set) var output: OutputForwarding?
     private var wantsWritable: [Bool]
     /// Peers with frames queued since the last `flushQueued`.
     private var queuedFor: [Bool]
@@ -135,7 +137,8 @@ final class Node {
         coherence = CoherenceNode(node: configuration.node, nodes: configuration.nodes)
         liveness = Liveness(nodes: configuration.nodes, timeoutNanoseconds: configuration.peerTimeoutNanoseconds)
         for case let peer? in mesh.peers {
-            _ = cdsm_tcp_user_timeout(peer.fd, UInt32(clamping: configuration.peerTimeoutNanoseconds / 1_000_000))
+            // A backstop: the heartbeats speak first, and name the node.
+            _ = cdsm_tcp_user_timeout(peer.fd, UInt32(clamping: 2 * configuration.peerTimeoutNanoseconds / 1_000_000))
             peer.delayNanoseconds = configuration.delayNanoseconds
         }
         epoll = cdsm_epoll_create()
@@ -157,6 +160,10 @@ final class Node {
         watch(callBell, tag: Node.bellTag)
         watch(mesh.coordinator.fd, tag: Node.coordinatorTag)
         for case let peer? in mesh.peers { watch(peer.fd, tag: UInt64(peer.peer)) }
+        if let streams = configuration.forwardOutput {
+            output = OutputForwarding.start(streams)
+            for fd in output?.readEnds ?? [] where fd >= 0 { watch(fd, tag: Node.outputTag) }
+        }
     }
 
     /// Polling steals the CPU from any program thread of this node that is
@@ -311,6 +318,7 @@ final class Node {
     }
 
     private func takeCalls() {
+        if output != nil { forwardOutput() }
         var count: UInt64 = 0
         _ = read(callBell, &count, 8)
         pthread_mutex_lock(callLock)
@@ -441,10 +449,14 @@ final class Node {
                 if -n == EINTR { continue }
                 fatal("epoll_wait: \(Errno(rawValue: -n))")
             }
+            // Text printed before a fault or a call leaves before their
+            // consequences (OutputForwarding.swift).
+            if output != nil { forwardOutput() }
             for i in 0..<Int(n) {
                 let tag = tags[i]
                 let flags = events[i]
                 switch tag {
+                case Node.outputTag: break
                 case Node.uffdTag: drainFaults()
                 case Node.bellTag: takeCalls()
                 case Node.coordinatorTag: coordinatorReadable()
@@ -571,6 +583,8 @@ final class Node {
             finishing = true
         case .heartbeat:
             break
+        case .output:
+            writeForwardedOutput(header, payload)
         default:
             handleCoherenceFrame(header, payload)
         }

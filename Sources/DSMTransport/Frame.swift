@@ -10,6 +10,8 @@ public enum FrameKind: UInt8, Sendable {
     case exiting = 30, abort
     /// Node -> node: nothing else to say lately; I am alive (Liveness).
     case heartbeat = 32
+    /// Node -> node 0: text printed on the node, for descriptor `a` (1 or 2).
+    case output = 33
     /// Node -> launcher at exit: the node's counters, as JSON (dsmrun --stats).
     case stats = 35
     // Connection set-up.

@@ -176,7 +176,10 @@ enum Agent {
     }
 
     private static func spawnNode(_ spec: AgentSpec, node: Int, stdin: Int32) -> pid_t {
-        let environment = spec.environment + ["DSM_NODE_ID=\(node)", "DSM_LOCAL_NODES=\(spec.nodes.count)", "PWD=\(spec.directory)"]
+        // Output forwarding compares with this host's streams (ssh's), not the launcher's.
+        var environment = spec.environment.filter { !$0.hasPrefix("DSM_FORWARD_OUTPUT=") }
+        if environment.count != spec.environment.count { environment.append("DSM_FORWARD_OUTPUT=\(standardStreamIdentities())") }
+        environment += ["DSM_NODE_ID=\(node)", "DSM_LOCAL_NODES=\(spec.nodes.count)", "PWD=\(spec.directory)"]
         var cArgs = spec.arguments.map { strdup($0) } + [nil]
         var cEnv = environment.map { strdup($0) } + [nil]
         defer {

@@ -150,6 +150,8 @@ final class Launcher {
             common.append("DSM_IFACE=\(iface)")
         }
         common.append("DSM_PEER_TIMEOUT=\(sites.peerTimeout)")
+        // Output from several hosts is ordered through node 0.
+        if sites.anyRemote || sites.engine != nil { common.append("DSM_FORWARD_OUTPUT=\(standardStreamIdentities())") }
 
         // The rendezvous runs beside the watch loop: a node that dies before
         // saying hello must not leave the launcher waiting.
@@ -193,7 +195,7 @@ final class Launcher {
 
     /// Variables the launcher sets for the nodes: never inherited.
     static let controlVariables = ["DSM_NODE_ID", "DSM_NODES", "DSM_COORD", "DSM_TOKEN", "DSM_VERBOSE", "DSM_STATS", "DSM_BIND",
-                                   "DSM_MODE", "DSM_PROGRAM", "DSM_PLACEMENT", "DSM_IFACE", "DSM_PEER_TIMEOUT", "DSM_LOCAL_NODES"]
+                                   "DSM_MODE", "DSM_PROGRAM", "DSM_PLACEMENT", "DSM_IFACE", "DSM_PEER_TIMEOUT", "DSM_LOCAL_NODES", "DSM_FORWARD_OUTPUT"]
     /// Variables that describe this host or this login, not the run: not
     /// sent to other hosts.
     static let hostVariables = ["HOSTNAME", "PWD", "OLDPWD", "SHLVL", "_", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY",

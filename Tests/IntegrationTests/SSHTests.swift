@@ -107,6 +107,33 @@ final class SSHTests: XCTestCase {
                                      command: [dsmrun, "--rsh", TestSSH.rsh, "--hosts", hosts, "--spmd", try Programs.path("mgs")])
     }
 
+    /// Image mode over ssh: a thread on the other host prints, main joins
+    /// it and prints; the lines come out in that order, round after round,
+    /// exactly as the plain run's (each node's output goes through node 0).
+    func testOutputOrderOverSSH() throws {
+        let dsmrun = try Paths.requireDSMRun().path
+        let plain = try Runner.plain("img_print_order", args: ["200"], timeout: 30)
+        XCTAssertEqual(plain.termination, .exited(0), plain.summary)
+        let run = try Runner.launch([dsmrun, "--rsh", TestSSH.rsh, "--hosts", hosts, try Programs.path("img_print_order"), "200"],
+                                    label: "ssh-order", timeout: 60)
+        XCTAssertEqual(run.result.termination, .exited(0), run.summary)
+        XCTAssertEqual(run.output, plain.stdout, "lines out of order over ssh:\n\(run.summary)")
+        try TestBed.checkHostsEmpty(run.summary)
+    }
+
+    /// SPMD over ssh: what node 1 prints (a pipe: fully buffered, flushed
+    /// at exit) reaches the launcher's output before the run ends.
+    func testSPMDOutputOfEveryNodeOverSSH() throws {
+        let dsmrun = try Paths.requireDSMRun().path
+        let run = try Runner.launch([dsmrun, "--rsh", TestSSH.rsh, "--hosts", hosts, "--spmd", try Programs.path("dsm_api")],
+                                    label: "ssh-spmd-output", timeout: 60)
+        XCTAssertEqual(run.result.termination, .exited(0), run.summary)
+        let local = try Runner.dsm("dsm_api", nodes: 2, timeout: 60)
+        XCTAssertEqual(Set(run.output.split(separator: "\n")), Set(local.output.split(separator: "\n")),
+                       "over ssh, the nodes' lines differ from a run on one host:\n\(run.summary)\n--- one host ---\n\(local.summary)")
+        try TestBed.checkHostsEmpty(run.summary)
+    }
+
     /// The launcher killed with SIGKILL: ssh's standard input closes, each
     /// agent kills its nodes, the sessions end; nothing is left on any host.
     func testLauncherKilledOverSSHLeavesNothing() throws {
