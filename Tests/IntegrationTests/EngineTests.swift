@@ -18,35 +18,23 @@ enum TestSlurm {
     static var script: String { Paths.root.appendingPathComponent("Tests/Hosts/slurm").path }
     static var environment: [String: String] { ["SLURM_CONF": "\(directory)/slurm.conf"] }
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var made: Result<Void, HarnessError>?
+    private static let once = SetUpOnce(make)
 
     static func require() throws {
         try TestBed.require()
-        lock.lock()
-        defer { lock.unlock() }
-        if made == nil { made = make() }
-        try made!.get()
+        try once.require()
     }
 
-    private static func make() -> Result<Void, HarnessError> {
+    private static func make() throws {
         for tool in ["slurmctld", "slurmd", "srun", "salloc"] where Engines.find(tool) == nil {
-            return .failure(HarnessError("\(tool) not found: the Slurm tests need Debian's slurm-wlm (apt-get install slurm-wlm)"))
+            throw HarnessError("\(tool) not found: the Slurm tests need Debian's slurm-wlm (apt-get install slurm-wlm)")
         }
-        do {
-            let r = try runCommand(script, ["up", directory, TestBed.name, String(hosts), TestBed.subnet],
-                                   environment: childEnvironment([:]), timeout: 60, label: "slurm-up")
-            guard r.termination.isSuccess else { return .failure(HarnessError("cannot start the test Slurm cluster:\n\(r.summary)")) }
-        } catch let e as HarnessError {
-            return .failure(e)
-        } catch {
-            return .failure(HarnessError("\(error)"))
-        }
+        try runSetUp(script, ["up", directory, TestBed.name, String(hosts), TestBed.subnet],
+                     what: "cannot start the test Slurm cluster", label: "slurm-up")
         atexit {
             _ = try? runCommand(TestSlurm.script, ["down", TestSlurm.directory], environment: childEnvironment(TestSlurm.environment),
                                 timeout: 30, label: "slurm-down")
         }
-        return .success(())
     }
 }
 

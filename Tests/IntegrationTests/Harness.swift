@@ -275,6 +275,42 @@ func runCommand(
         pid: child.pid)
 }
 
+// MARK: - Fixtures made once per test process
+
+/// What a test process sets up once for several tests (hosts, a Slurm
+/// cluster, an sshd): the first test that needs it makes it; if that
+/// failed, every test that needs it fails with the same message.
+final class SetUpOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var made: Result<Void, HarnessError>?
+    private let make: () throws -> Void
+
+    init(_ make: @escaping () throws -> Void) { self.make = make }
+
+    func require() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if made == nil {
+            do {
+                try make()
+                made = .success(())
+            } catch let e as HarnessError {
+                made = .failure(e)
+            } catch {
+                made = .failure(HarnessError("\(error)"))
+            }
+        }
+        try made!.get()
+    }
+}
+
+/// Runs a set-up command; throws `what` with its output when it fails.
+func runSetUp(_ executable: String, _ arguments: [String], what: String, label: String, timeout: Double = 60,
+              environment: [String: String] = [:]) throws {
+    let r = try runCommand(executable, arguments, environment: childEnvironment(environment), timeout: timeout, label: label)
+    guard r.termination.isSuccess else { throw HarnessError("\(what):\n\(r.summary)") }
+}
+
 // MARK: - Compiling the programs
 
 enum Programs {

@@ -27,23 +27,17 @@ enum TestBed {
     static let shellPause = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done;"
     static func address(_ i: Int) -> String { "\(subnet).\(1 + i)" }
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var made: Result<Void, HarnessError>?
+    private static let once = SetUpOnce(make)
 
     /// Makes the hosts (once); throws why they cannot be made.
-    static func require() throws {
-        lock.lock()
-        defer { lock.unlock() }
-        if made == nil { made = make() }
-        try made!.get()
-    }
+    static func require() throws { try once.require() }
 
-    private static func make() -> Result<Void, HarnessError> {
+    private static func make() throws {
         guard getuid() == 0 else {
-            return .failure(HarnessError("the several-hosts tests need root to make network namespaces (running as uid \(getuid()))"))
+            throw HarnessError("the several-hosts tests need root to make network namespaces (running as uid \(getuid()))")
         }
         guard access("/usr/sbin/ip", X_OK) == 0 || access("/sbin/ip", X_OK) == 0 || access("/usr/bin/ip", X_OK) == 0 else {
-            return .failure(HarnessError("the several-hosts tests need iproute2's `ip` (apt-get install iproute2)"))
+            throw HarnessError("the several-hosts tests need iproute2's `ip` (apt-get install iproute2)")
         }
         // Hosts left by a test process that died take the same subnet.
         _ = try? runCommand("/bin/sh", ["-c", """
@@ -52,20 +46,11 @@ enum TestBed {
               [ -d /proc/$owner ] || '\(script)' down ${b%br}
             done
             """], environment: childEnvironment([:]), timeout: 30, label: "testbed-clean")
-        do {
-            let r = try runCommand(script, ["up", name, String(hostCount), subnet], environment: childEnvironment([:]),
-                                   timeout: 60, label: "testbed-up")
-            guard r.termination.isSuccess else { return .failure(HarnessError("cannot make the test hosts:\n\(r.summary)")) }
-        } catch let e as HarnessError {
-            return .failure(e)
-        } catch {
-            return .failure(HarnessError("\(error)"))
-        }
+        try runSetUp(script, ["up", name, String(hostCount), subnet], what: "cannot make the test hosts", label: "testbed-up")
         atexit {
             _ = try? runCommand(TestBed.script, ["down", TestBed.name], environment: childEnvironment([:]), timeout: 30,
                                 label: "testbed-down")
         }
-        return .success(())
     }
 
     /// Pids of processes running in host `i`'s network namespace, but the

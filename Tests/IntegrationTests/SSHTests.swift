@@ -21,28 +21,25 @@ enum TestSSH {
         "ssh -i \(key) -p \(port) -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=3"
     }
 
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var made: Result<Void, HarnessError>?
+    private static let once = SetUpOnce(make)
+    private static let pidLock = NSLock()
     nonisolated(unsafe) private static var pids: [pid_t] = []
 
     /// The listening sshd's pids (not a run's leftovers).
     static var listeners: Set<pid_t> {
-        lock.lock()
-        defer { lock.unlock() }
+        pidLock.lock()
+        defer { pidLock.unlock() }
         return Set(pids)
     }
 
     static func require() throws {
         try TestBed.require()
-        lock.lock()
-        defer { lock.unlock() }
-        if made == nil { made = make() }
-        try made!.get()
+        try once.require()
     }
 
-    private static func make() -> Result<Void, HarnessError> {
+    private static func make() throws {
         guard access("/usr/sbin/sshd", X_OK) == 0, Engines.find("ssh") != nil, Engines.find("ssh-keygen") != nil else {
-            return .failure(HarnessError("sshd or ssh not found: the ssh tests need openssh-server and openssh-client"))
+            throw HarnessError("sshd or ssh not found: the ssh tests need openssh-server and openssh-client")
         }
         let dir = directory.path
         let config = """
@@ -72,14 +69,7 @@ enum TestSSH {
 
                 """
         }
-        do {
-            let r = try runCommand("/bin/bash", ["-c", script], environment: childEnvironment([:]), timeout: 30, label: "sshd-up")
-            guard r.termination.isSuccess else { return .failure(HarnessError("cannot start the test sshd:\n\(r.summary)")) }
-        } catch let e as HarnessError {
-            return .failure(e)
-        } catch {
-            return .failure(HarnessError("\(error)"))
-        }
+        try runSetUp("/bin/bash", ["-c", script], what: "cannot start the test sshd", label: "sshd-up", timeout: 30)
         let deadline = Monotonic.now + 10
         var found: [pid_t] = []
         while found.count < hosts && Monotonic.now < deadline {
@@ -88,10 +78,11 @@ enum TestSSH {
             }
             usleep(20_000)
         }
-        guard found.count == hosts else { return .failure(HarnessError("the test sshd did not start (no pid files in \(dir))")) }
+        guard found.count == hosts else { throw HarnessError("the test sshd did not start (no pid files in \(dir))") }
+        pidLock.lock()
         pids = found
-        atexit { for pid in TestSSH.pids { kill(pid, SIGTERM) } }
-        return .success(())
+        pidLock.unlock()
+        atexit { for pid in TestSSH.listeners { kill(pid, SIGTERM) } }
     }
 }
 
