@@ -1,5 +1,6 @@
 import CDSMKernel
 import DSMCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -162,6 +163,18 @@ public final class Coordinator {
         self.expected = expected ?? Set(0..<nodes)
     }
 
+    /// Which nodes have said hello, a bit each (at most 64 nodes): written
+    /// by the thread running `run`, read by the launcher's.
+    private let joined = Atomic<UInt64>(0)
+
+    /// Whether `node` has joined the rendezvous.
+    public func hasJoined(_ node: NodeID) -> Bool {
+        node >= 0 && node < 64 && joined.load(ordering: .acquiring) & (1 << UInt64(node)) != 0
+    }
+
+    /// Whether any node has joined the rendezvous.
+    public var anyJoined: Bool { joined.load(ordering: .acquiring) != 0 }
+
     public var endpoint: Endpoint { gate.listener.endpoint }
 
     /// An admitted connection's first frame, or nil (logged) when it sends
@@ -213,6 +226,7 @@ public final class Coordinator {
             table[node] = hello.endpoint
             byNode[node] = connection
             registered += 1
+            joined.bitwiseOr(1 << UInt64(node), ordering: .releasing)
         }
         let complete: [Endpoint]
         if let completeTable {

@@ -285,9 +285,29 @@ final class Launcher {
         var programStatus: Int32?
         var signalsSeen = cdsm_forwarded_count()
 
+        // A node joins at its first DSM call or in exit(); one that ends
+        // through _exit having made neither is fine while no node waits at
+        // the rendezvous (every node of `sh -c 'echo hi'` leaves so), but
+        // would leave any node that joined waiting for it.
+        var leftUnjoined: Ending?
+
         func ended(_ ending: Ending) {
             guard running.remove(ending.node) != nil else { return }
             if verbose { warn(ending.description) }
+            if ending.status == 0, sites.engine == nil, !rendezvous.coordinator.hasJoined(ending.node),
+               !rendezvous.done.load(ordering: .acquiring) {
+                if leftUnjoined == nil {
+                    leftUnjoined = Ending(node: ending.node, status: 1, description: """
+                        node \(ending.node)\(whereIs(ending.node)) ended (status 0) without joining the run: it made no DSM call and \
+                        left through _exit, so the nodes that did cannot meet it
+                        """, secondary: false)
+                }
+                return
+            }
+            ended(asFailure: ending)
+        }
+
+        func ended(asFailure ending: Ending) {
             if image && ending.node == 0 && !ending.signalled {
                 // The program's own exit: its status is the run's. The
                 // other nodes leave with it; any that linger are stopped.
@@ -356,6 +376,10 @@ final class Launcher {
                     // A remote start command that outlives its agent's nodes.
                     for remote in remotes where remote.pid > 0 { kill(-remote.pid, SIGKILL) }
                 }
+            }
+            if let left = leftUnjoined, firstFailure == nil, rendezvous.coordinator.anyJoined,
+               !rendezvous.done.load(ordering: .acquiring) {
+                ended(asFailure: left)
             }
             if rendezvous.failed.load(ordering: .acquiring) && stopDeadline == nil {
                 warn("the nodes could not meet: \(rendezvous.failure ?? "unknown error"); stopping")
@@ -459,6 +483,8 @@ final class AgentMailbox: @unchecked Sendable {
 final class RendezvousThread {
     let coordinator: Coordinator
     private var thread = pthread_t()
+    /// Set when every node has met.
+    let done = Atomic<Bool>(false)
     /// Set by the launcher's thread when the run is over.
     let giveUp = Atomic<Bool>(false)
     /// Set (after `failure`) when the rendezvous failed.
@@ -475,6 +501,7 @@ final class RendezvousThread {
             do {
                 try me.coordinator.run(timeoutMilliseconds: 60_000, shouldGiveUp: { me.giveUp.load(ordering: .acquiring) },
                                        log: { warn($0) })
+                me.done.store(true, ordering: .releasing)
                 me.coordinator.declineLateComers(shouldGiveUp: { me.giveUp.load(ordering: .acquiring) })
             } catch {
                 if !me.giveUp.load(ordering: .acquiring) {

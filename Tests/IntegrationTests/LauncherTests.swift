@@ -175,4 +175,27 @@ final class LauncherTests: XCTestCase {
         try Runner.checkClean(marker: run.marker, pgid: run.child.pid, before: run.before, base: run.base,
                               context: "--- stderr ---\n\(run.child.stderr)")
     }
+
+    // MARK: Nodes that never join
+
+    /// dash leaves through _exit, so a node running `sh -c 'exit 0'` never
+    /// joins the run. When every node does that the run is fine (status 0,
+    /// as natively); when another node joined and waits for it, dsmrun must
+    /// say so within seconds, not wait out the 60 s rendezvous.
+    func testANodeLeavingWithoutJoiningIsNamedNotWaitedFor() throws {
+        let dsmrun = try Paths.requireDSMRun()
+        let quiet = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: ["-n", "2", "--spmd", "/bin/sh", "-c", "echo hi"],
+                                          label: "unjoined-all", timeout: 30).result
+        XCTAssertEqual(quiet.termination, .exited(0), quiet.summary)
+        XCTAssertEqual(quiet.stdout.components(separatedBy: "hi").count - 1, 2, quiet.summary)
+
+        // Node 0 joins in /bin/true's exit(); node 1 leaves through _exit.
+        let mixed = try Runner.dsmCommand(
+            dsmrun: dsmrun.path,
+            arguments: ["-n", "2", "--spmd", "/bin/sh", "-c", "[ $DSM_NODE_ID = 0 ] && exec /bin/true; exit 0"],
+            label: "unjoined-one", timeout: 30).result
+        XCTAssertEqual(mixed.termination, .exited(1), mixed.summary)
+        XCTAssertLessThan(mixed.elapsed, 10, "dsmrun waited \(mixed.elapsed) s for a node that had left")
+        XCTAssertTrue(mixed.stderr.contains("node 1") && mixed.stderr.contains("without joining"), mixed.summary)
+    }
 }
