@@ -254,16 +254,23 @@ int cdsm_accept(int fd, struct sockaddr *address, unsigned int *length) {
 static const pid_t *forward_groups;
 static volatile int forward_count;
 static volatile sig_atomic_t last_forwarded;
+static volatile sig_atomic_t forwarded_mask;
 
 static volatile sig_atomic_t forwarded_count;
 
 static void forward_handler(int sig) {
     last_forwarded = sig;
+    forwarded_mask |= 1 << sig;
     forwarded_count++;
     for (int i = 0; i < forward_count; i++) {
         if (forward_groups[i] > 0) kill(-forward_groups[i], sig);
     }
 }
+
+/* The signals a user sends a job to ask something of it (as mpirun and
+ * srun pass them on). SIGQUIT included: it would otherwise end dsmrun with
+ * the Swift runtime's crash report. */
+static const int forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
 void cdsm_forward_signals(const pid_t *groups, int count) {
     forward_groups = groups;
@@ -273,12 +280,12 @@ void cdsm_forward_signals(const pid_t *groups, int count) {
     sa.sa_handler = forward_handler;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
+        sigaction(forwarded_signals[i], &sa, NULL);
 }
 
 int cdsm_forwarded_signal(void) { return last_forwarded; }
+int cdsm_was_forwarded(int sig) { return sig > 0 && sig < 32 && (forwarded_mask & (1 << sig)) != 0; }
 int cdsm_forwarded_count(void) { return forwarded_count; }
 
 int cdsm_pipe(int fds[2], int size) {

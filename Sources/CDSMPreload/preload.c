@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ipc.h>
+#include <sys/prctl.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <time.h>
@@ -95,9 +97,21 @@ __attribute__((destructor)) static void leave_image(void) {
     IN_RUNTIME_VOID(dsm_swift_exit(exit_status_seen));
 }
 
+/* A node dies with the process that started it (dsmrun here, its agent on
+ * another host), whether or not it has joined: SIGKILL to dsmrun leaves
+ * nothing running. The death signal survives exec, so a wrapper's program
+ * keeps it; a parent that died before it was asked for ends us now. */
+static void die_with_starter(void) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const char *text = getenv("DSM_STARTER_PID");
+    pid_t starter = text ? (pid_t)atoi(text) : 0;
+    if (starter > 0 && getppid() != starter && kill(starter, 0) != 0 && errno == ESRCH) _exit(250);
+}
+
 static int main_under_dsm(int argc, char **argv, char **envp) {
     if (dsm_swift_configured()) {
         configured = 1;
+        die_with_starter();
         pthread_atfork(NULL, NULL, forked_child);
         atexit(leave_cluster);
         if (dsm_swift_image_mode()) {

@@ -20,7 +20,8 @@ public enum FrameKind: UInt8, Sendable {
     case agentHello
     /// Agent -> launcher: node `a` ended; `index` is its wait status.
     case nodeEnded
-    /// Launcher -> agent: send signal `a` to every node of the host.
+    /// Launcher -> agent: send signal `a` to every node of the host, or to
+    /// node `index` - 1 only when `index` > 0.
     case signalNodes
     /// Launcher -> agent of node 0's host: the launcher's standard input
     /// for node 0 (an empty payload: its end).

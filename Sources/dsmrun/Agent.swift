@@ -179,7 +179,8 @@ enum Agent {
         // Output forwarding compares with this host's streams (ssh's), not the launcher's.
         var environment = spec.environment.filter { !$0.hasPrefix("DSM_FORWARD_OUTPUT=") }
         if environment.count != spec.environment.count { environment.append("DSM_FORWARD_OUTPUT=\(standardStreamIdentities())") }
-        environment += ["DSM_NODE_ID=\(node)", "DSM_LOCAL_NODES=\(spec.nodes.count)", "PWD=\(spec.directory)"]
+        environment += ["DSM_NODE_ID=\(node)", "DSM_LOCAL_NODES=\(spec.nodes.count)", "PWD=\(spec.directory)",
+                        "DSM_STARTER_PID=\(getpid())"]
         var cArgs = spec.arguments.map { strdup($0) } + [nil]
         var cEnv = environment.map { strdup($0) } + [nil]
         defer {
@@ -229,7 +230,11 @@ enum Agent {
                     if try control.receive() == .endOfStream { gone = true }
                     while let (header, payload) = try control.nextFrame() {
                         if header.kind == .signalNodes, header.a < 65 {
-                            for slot in 0..<spec.nodes.count where groups[slot] > 0 { kill(-groups[slot], Int32(header.a)) }
+                            // `index` > 0: node index - 1 only (node 0 of an image).
+                            for slot in 0..<spec.nodes.count where groups[slot] > 0
+                                && (header.index == 0 || spec.nodes[slot] == Int(header.index) - 1) {
+                                kill(-groups[slot], Int32(header.a))
+                            }
                         } else if header.kind == .stdinData {
                             input.take(payload)
                         }

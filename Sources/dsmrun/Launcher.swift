@@ -121,7 +121,10 @@ final class Launcher {
         let mailbox = self.mailbox
         coordinator.agentArrived = { connection, host in mailbox.post(connection, host: host) }
         if cdsm_disable_aslr() != 0 { warn("cannot disable address-space randomisation; continuing") }
-        cdsm_forward_signals(groups, Int32(nodes))
+        // A signal sent to the job reaches the program as it would reach one
+        // process: every node of an SPMD run, node 0 (where main runs) of
+        // an image.
+        cdsm_forward_signals(groups, Int32(image ? 1 : nodes))
         if bind != false && verbose {
             warn("topology: \(cdsm_online_cpus()) CPU(s), \(cdsm_numa_nodes()) NUMA node(s); node i runs on CPU i mod \(cdsm_online_cpus())")
         }
@@ -168,7 +171,7 @@ final class Launcher {
         let here = sites.startedHere(nodes: nodes)
         let onThisHost = sites.engine?.localSize ?? here.count
         for node in here {
-            let pid = spawn(program, arguments, common + ["DSM_NODE_ID=\(node)", "DSM_LOCAL_NODES=\(onThisHost)"])
+            let pid = spawn(program, arguments, common + ["DSM_NODE_ID=\(node)", "DSM_LOCAL_NODES=\(onThisHost)", "DSM_STARTER_PID=\(getpid())"])
             if pid < 0 {
                 warn("cannot start node \(node): \(Errno(rawValue: -pid))")
                 stopAll(signal: SIGKILL)
@@ -270,6 +273,8 @@ final class Launcher {
         var description: String
         var secondary: Bool
         var signalled = false
+        /// Ended by a signal the user sent the job (and dsmrun passed on).
+        var fromUser = false
     }
 
     /// Waits for every node, here and on other hosts. The first real failure
@@ -320,8 +325,9 @@ final class Launcher {
                 if secondaryFailure == nil { secondaryFailure = ending }
             } else if firstFailure == nil {
                 firstFailure = ending
-                // Named even when a node that noticed the loss ended first.
-                warn(ending.description + (running.isEmpty ? "" : "; stopping the other nodes"))
+                // Named even when a node that noticed the loss ended first;
+                // not when the signal that ended it is one the user sent.
+                if !ending.fromUser { warn(ending.description + (running.isEmpty ? "" : "; stopping the other nodes")) }
             }
             if stopDeadline == nil && !running.isEmpty {
                 stopAll(signal: SIGTERM)
@@ -361,7 +367,9 @@ final class Launcher {
             let signals = cdsm_forwarded_count()
             if signals != signalsSeen {
                 signalsSeen = signals
-                for remote in remotes { remote.signal(cdsm_forwarded_signal()) }
+                for remote in remotes {
+                    if !image { remote.signal(cdsm_forwarded_signal()) } else if remote.nodes.contains(0) { remote.signal(cdsm_forwarded_signal(), node: 0) }
+                }
             }
             if running.isEmpty && stopDeadline == nil {
                 // Every node has ended: agents leave by themselves; any that
@@ -401,8 +409,9 @@ final class Launcher {
             warn(s.description)
             return s.status
         }
-        let signal = cdsm_forwarded_signal()
-        return signal != 0 ? 128 + signal : 0
+        // Every node ended well, a signal the user sent included (the
+        // program handled it): the program's status, as natively.
+        return 0
     }
 
     private func whereIs(_ node: NodeID) -> String {
@@ -429,7 +438,7 @@ final class Launcher {
         let pid = sites.isRemote(node) ? "" : " (pid \(groups[node]))"
         return Ending(node: node, status: 128 + signal,
                       description: "node \(node)\(whereIs(node))\(pid) was killed by signal \(signal) (\(name))",
-                      secondary: false, signalled: true)
+                      secondary: false, signalled: true, fromUser: cdsm_was_forwarded(signal) != 0)
     }
 
     /// Sends `signal` to every node, here and on the other hosts. A SIGTERM

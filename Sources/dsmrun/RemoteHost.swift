@@ -118,7 +118,8 @@ final class RemoteHost {
     }
 
     /// Forwards a signal to the host's nodes.
-    func signal(_ signal: Int32) {
+    /// Sends `signal` to the host's nodes, or to `node` only.
+    func signal(_ signal: Int32, node: NodeID? = nil) {
         guard pid > 0 else { return }
         guard let control else {
             // The agent has not connected yet: its nodes may not exist, and
@@ -126,7 +127,7 @@ final class RemoteHost {
             if signal != SIGCONT { stop(signal: signal) }
             return
         }
-        try? control.sendBlocking(FrameHeader(kind: .signalNodes, source: 0, a: UInt64(signal)), payload: [],
+        try? control.sendBlocking(FrameHeader(kind: .signalNodes, source: 0, index: node.map { UInt32($0) + 1 } ?? 0, a: UInt64(signal)), payload: [],
                                   timeoutMilliseconds: 1_000)
     }
 

@@ -198,4 +198,89 @@ final class LauncherTests: XCTestCase {
         XCTAssertLessThan(mixed.elapsed, 10, "dsmrun waited \(mixed.elapsed) s for a node that had left")
         XCTAssertTrue(mixed.stderr.contains("node 1") && mixed.stderr.contains("without joining"), mixed.summary)
     }
+
+    // MARK: Signals sent to the job
+
+    /// Starts `dsmrun arguments`, waits until stdout has `readyLines` lines
+    /// `ready` (or, with 0, until `processes` processes carry the run's
+    /// marker), sends `signal` to dsmrun and waits for it (10 s at most).
+    private func runSignalled(_ arguments: [String], readyLines: Int, processes: Int = 0, signal: Int32,
+                              label: String) throws -> (child: Child, marker: String) {
+        let dsmrun = try Paths.requireDSMRun()
+        let token = UUID().uuidString
+        let marker = "DSM_TEST_RUN=\(token)"
+        let child = try Child(executable: dsmrun.path, arguments: arguments,
+                              environment: childEnvironment(["DSM_TEST_RUN": token]), dir: Paths.newRunDir(label), label: "dsmrun")
+        let deadline = Monotonic.now + 20
+        while true {
+            if child.poll() { throw HarnessError("dsmrun ended before it was signalled: \(child.termination!)\n\(child.stderr)") }
+            let ready = child.stdout.components(separatedBy: "\n").filter { $0 == "ready" }.count
+            let up = ProcessScan.processes(withMarker: marker).count
+            if ready >= readyLines && up >= processes { break }
+            if Monotonic.now > deadline {
+                child.killGroup()
+                ProcessScan.killAll(marker: marker)
+                throw HarnessError("the run did not come up within 20 s (\(ready) ready lines, \(up) processes)\n\(child.stderr)")
+            }
+            usleep(20_000)
+        }
+        XCTAssertEqual(kill(child.pid, signal), 0)
+        if !child.wait(until: Monotonic.now + 10) {
+            child.killGroup()
+            ProcessScan.killAll(marker: marker)
+            XCTFail("dsmrun did not end within 10 s of signal \(signal)\n\(child.stderr)")
+        }
+        return (child, marker)
+    }
+
+    /// SPMD: each node is one of the program's processes; every one gets the
+    /// signal, as from mpirun, and handles it; the run's status is theirs (0).
+    func testSignalsReachEveryNodeOfAnSPMDRunAndItsStatusIsThePrograms() throws {
+        for signal in [SIGINT, SIGUSR1, SIGQUIT] {
+            let (child, marker) = try runSignalled(["-n", "2", "--spmd", try Programs.path("signals")], readyLines: 2,
+                                                   signal: signal, label: "signal-spmd")
+            defer { ProcessScan.killAll(marker: marker) }
+            XCTAssertEqual(child.termination, .exited(0), "signal \(signal): \(child.stderr)")
+            XCTAssertEqual(child.stdout.components(separatedBy: "handled \(signal) calls 1\n").count - 1, 2,
+                           "signal \(signal): each node's handler runs once\n\(child.stdout)")
+            XCTAssertFalse(child.stderr.contains("Backtrace") || child.stderr.contains("Crash"), child.stderr)
+        }
+    }
+
+    /// Image mode: the nodes are one process; the signal reaches it once
+    /// (node 0, where main runs), its handler runs once, and the program's
+    /// exit is the run's.
+    func testASignalReachesAnImageOnceAndItsStatusIsTheProgramsOwn() throws {
+        for signal in [SIGINT, SIGTERM, SIGUSR2] {
+            let (child, marker) = try runSignalled(["-n", "2", try Programs.path("signals")], readyLines: 1,
+                                                   signal: signal, label: "signal-image")
+            defer { ProcessScan.killAll(marker: marker) }
+            XCTAssertEqual(child.termination, .exited(0), "signal \(signal): \(child.stderr)")
+            XCTAssertEqual(child.stdout.components(separatedBy: "handled \(signal) calls 1\n").count - 1, 1, child.stdout)
+            XCTAssertFalse(child.stderr.contains("killed by signal"), child.stderr)
+        }
+    }
+
+    /// A signal the program leaves at its default ends the run with 128 +
+    /// the signal, as the shell reports natively, and nothing is left.
+    func testAnUnhandledSignalEndsTheRunWithItsStatus() throws {
+        let (child, marker) = try runSignalled(["-n", "2", "/bin/sleep", "30"], readyLines: 0, processes: 3,
+                                               signal: SIGINT, label: "signal-default")
+        XCTAssertEqual(child.termination, .exited(128 + SIGINT), child.stderr)
+        usleep(200_000)
+        XCTAssertEqual(ProcessScan.processes(withMarker: marker), [], "processes left after the run")
+        ProcessScan.killAll(marker: marker)
+    }
+
+    /// SIGKILL to dsmrun cannot be passed on: the nodes die with it all the
+    /// same, including SPMD nodes that have made no DSM call yet.
+    func testNodesDieWithAKilledLauncherBeforeTheyJoin() throws {
+        let (child, marker) = try runSignalled(["-n", "2", "--spmd", "/bin/sleep", "60"], readyLines: 0, processes: 3,
+                                               signal: SIGKILL, label: "launcher-killed")
+        XCTAssertEqual(child.termination, .signaled(SIGKILL))
+        let deadline = Monotonic.now + 3
+        while !ProcessScan.processes(withMarker: marker).isEmpty && Monotonic.now < deadline { usleep(20_000) }
+        XCTAssertEqual(ProcessScan.processes(withMarker: marker), [], "nodes outlived the launcher by 3 s")
+        ProcessScan.killAll(marker: marker)
+    }
 }

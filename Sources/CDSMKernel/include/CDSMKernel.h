@@ -122,11 +122,14 @@ static inline void cdsm_store_release(uint32_t *p, uint32_t v) { __atomic_store_
 #ifdef __cplusplus
 extern "C" {
 #endif
-/// Launcher: SIGINT, SIGTERM and SIGHUP received by dsmrun are sent on to
-/// the process group of every node in `groups` (read at signal time).
+/// Launcher: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received
+/// by dsmrun are sent on to the process group of every node in `groups`
+/// (read at signal time).
 void cdsm_forward_signals(const pid_t *groups, int count);
 /// The last signal forwarded, or 0.
 int cdsm_forwarded_signal(void);
+/// Whether `sig` has been forwarded.
+int cdsm_was_forwarded(int sig);
 /// A close-on-exec pipe whose buffer holds at least `size` bytes. 0 or -errno.
 int cdsm_pipe(int fds[2], int size);
 /// TCP_USER_TIMEOUT: unacknowledged data older than this fails the socket. 0 or -errno.
