@@ -35,16 +35,15 @@ enum HomePhase: UInt8, Hashable, Sendable {
     case awaitingSelfDone
 }
 
-/// The home role's directory entry for one page.
+/// The home role's directory entry for one page. All-zero bytes are the
+/// entry of a page never touched (the tables are `ZeroTable`s): node fields
+/// are stored complemented, so `noNode` (-1) is stored as 0.
 @usableFromInline
 struct HomeEntry: Hashable, Sendable {
-    /// Node with the authoritative copy; `noNode` while the page was never touched.
-    @usableFromInline var owner: Int8 = HomeEntry.noNode
+    @usableFromInline var storedOwner: Int8 = 0
+    @usableFromInline var storedRequester: Int8 = 0
+    @usableFromInline var storedLastServed: Int8 = 0
     @usableFromInline var phase: HomePhase = .idle
-    /// The node being served while `phase != .idle`.
-    @usableFromInline var requester: Int8 = HomeEntry.noNode
-    /// Round-robin cursor over waiting requesters, so none starves.
-    @usableFromInline var lastServed: Int8 = HomeEntry.noNode
     /// Every node with a valid mapping, owner included once there is one.
     @usableFromInline var copyset = NodeSet()
     @usableFromInline var awaitingAcks = NodeSet()
@@ -52,6 +51,22 @@ struct HomeEntry: Hashable, Sendable {
     /// in flight, so two masks are a complete, allocation-free queue.
     @usableFromInline var waitingReaders = NodeSet()
     @usableFromInline var waitingWriters = NodeSet()
+
+    /// Node with the authoritative copy; `noNode` while the page was never touched.
+    @inlinable var owner: Int8 {
+        get { ~storedOwner }
+        set { storedOwner = ~newValue }
+    }
+    /// The node being served while `phase != .idle`.
+    @inlinable var requester: Int8 {
+        get { ~storedRequester }
+        set { storedRequester = ~newValue }
+    }
+    /// Round-robin cursor over waiting requesters, so none starves.
+    @inlinable var lastServed: Int8 {
+        get { ~storedLastServed }
+        set { storedLastServed = ~newValue }
+    }
 
     @usableFromInline static let noNode: Int8 = -1
 
@@ -80,14 +95,16 @@ struct HomeEntry: Hashable, Sendable {
 @usableFromInline
 struct ContainerPages: Hashable, Sendable {
     /// Indexed by page index.
-    @usableFromInline var local: [LocalPage]
+    @usableFromInline var local: ZeroTable<LocalPage>
     /// Directory entries of the pages homed on this node only, numbered
     /// densely by `CoherenceNode.homeSlot`.
-    @usableFromInline var home: [HomeEntry]
+    @usableFromInline var home: ZeroTable<HomeEntry>
 
+    /// Every entry starts as all-zero bytes, the state of a page never
+    /// touched: a large container costs memory only where it is used.
     @inlinable
     init(pages: Int, homeSlots: Int) {
-        local = Array(repeating: LocalPage(), count: pages)
-        home = Array(repeating: HomeEntry(), count: homeSlots)
+        local = ZeroTable(count: pages)
+        home = ZeroTable(count: homeSlots)
     }
 }

@@ -62,26 +62,27 @@ struct NodeStats {
 }
 
 /// Per-page counters of one container on one node (allocated with the
-/// container, so counting on the fault path never allocates).
+/// container, so counting on the fault path never allocates; zero tables,
+/// so pages never touched cost nothing).
 struct PageCounters {
-    var faults: [UInt32]
-    var writeFaults: [UInt32]
+    var faults: ZeroTable<UInt32>
+    var writeFaults: ZeroTable<UInt32>
     /// Times this node lost its copy (invalidated or handed to a writer).
-    var losses: [UInt32]
+    var losses: ZeroTable<UInt32>
     /// When the first still-unanswered fault on the page arrived (0: none).
-    var waitingSince: [UInt64]
+    var waitingSince: ZeroTable<UInt64>
     /// Until when the page stays here whatever others ask (HoldWindow.swift; 0: no hold).
-    var holdUntil: [UInt64]
+    var holdUntil: ZeroTable<UInt64>
     /// Messages about the page held back until then.
-    var heldMessages: [UInt32]
+    var heldMessages: ZeroTable<UInt32>
 
     init(pages: Int) {
-        faults = [UInt32](repeating: 0, count: pages)
-        writeFaults = faults
-        losses = faults
-        heldMessages = faults
-        waitingSince = [UInt64](repeating: 0, count: pages)
-        holdUntil = waitingSince
+        faults = ZeroTable(count: pages)
+        writeFaults = ZeroTable(count: pages)
+        losses = ZeroTable(count: pages)
+        heldMessages = ZeroTable(count: pages)
+        waitingSince = ZeroTable(count: pages)
+        holdUntil = ZeroTable(count: pages)
     }
 }
 

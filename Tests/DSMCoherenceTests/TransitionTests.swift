@@ -421,3 +421,37 @@ struct HomeEntryProbe {
         return order
     }
 }
+
+final class PageTableStorageTests: XCTestCase {
+    /// Page tables are zero tables: all-zero bytes must be the state of a
+    /// page never touched, on both roles.
+    func testAllZeroEntriesAreFreshPages() {
+        let pages = ContainerPages(pages: 3, homeSlots: 2)
+        XCTAssertEqual(pages.local[2], LocalPage())
+        XCTAssertEqual(pages.home[1], HomeEntry())
+        XCTAssertEqual(pages.home[1].owner, HomeEntry.noNode)
+        XCTAssertEqual(pages.home[1].requester, HomeEntry.noNode)
+        XCTAssertEqual(pages.home[1].phase, .idle)
+    }
+
+    /// A copy is independent, as an array's is (the model explores copies).
+    func testCopiesAreValues() {
+        var a = ZeroTable<UInt32>(count: 4)
+        a[1] = 7
+        var b = a
+        b[1] = 9
+        XCTAssertEqual(a[1], 7)
+        XCTAssertEqual(b[1], 9)
+        XCTAssertNotEqual(a, b)
+        b[1] = 7
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(a.hashValue, b.hashValue)
+        // Large tables are mappings; they read zero and copy the same way.
+        var big = ZeroTable<UInt64>(count: 1 << 20)
+        XCTAssertEqual(big[(1 << 20) - 1], 0)
+        big[12345] = 1
+        let copy = big
+        big[12345] = 2
+        XCTAssertEqual(copy[12345], 1)
+    }
+}

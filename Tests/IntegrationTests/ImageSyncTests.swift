@@ -127,6 +127,25 @@ final class ImageSyncTests: XCTestCase {
                        "\(what): the 256 MiB heap should have run out:\n\(run.summary)")
     }
 
+    // MARK: img_sparse_heap: a heap reservation costs what is touched
+
+    /// A 1 TiB heap (the largest DSM_HEAP_MB) and a 16 GiB malloc of which 256
+    /// pages are written by threads on every node: the run takes what a
+    /// small heap takes, and main's node stays a few MiB resident (the
+    /// per-page tables of a 1 TiB heap once cost ~6 GiB per node).
+    func testSparseHeapNodes2() throws { try checkSparseHeap(nodes: 2) }
+    func testSparseHeapNodes4() throws { try checkSparseHeap(nodes: 4) }
+
+    private func checkSparseHeap(nodes n: Int) throws {
+        let run = try Runner.image("img_sparse_heap", nodes: n, args: ["16"], timeout: 60,
+                                   environment: ["DSM_HEAP_MB": "1048576"])
+        let what = "`DSM_HEAP_MB=1048576 dsmrun -n \(n) img_sparse_heap 16`"
+        try checkPassed(run.result.termination, run.output, line: "img_sparse_heap ", summary: run.summary, what: what)
+        let rss = Output.field("rss_mib", in: run.output, line: "img_sparse_heap ").flatMap { Int($0) }
+        XCTAssertNotNil(rss, "\(what): no rss_mib:\n\(run.summary)")
+        XCTAssertLessThan(rss ?? .max, 256, "\(what): node 0 is resident far beyond what was touched:\n\(run.summary)")
+    }
+
     // MARK: helpers
 
     /// One run of any of the programs: they take seconds, give them minutes
