@@ -25,14 +25,71 @@ const uint64_t CDSM_UFFD_PAGEFAULT_FLAG_WRITE = UFFD_PAGEFAULT_FLAG_WRITE;
 const uint64_t CDSM_UFFD_PAGEFAULT_FLAG_WP = UFFD_PAGEFAULT_FLAG_WP;
 const uint8_t CDSM_UFFD_EVENT_PAGEFAULT = UFFD_EVENT_PAGEFAULT;
 
-/* The runtime's descriptors live at 512 and above: in image mode a thread
- * on another node may use a descriptor number main opened on node 0, and it
- * must meet EBADF there, never the runtime's userfaultfd or a socket. */
+#include <sys/resource.h>
+
+/* The runtime's descriptors sit at the top of the descriptor range (below
+ * RLIMIT_NOFILE, at most 65536), each marked in a bitmap:
+ * - in image mode a thread on another node may use a descriptor number main
+ *   opened on node 0, and it must meet EBADF there, never the runtime's
+ *   userfaultfd or a socket;
+ * - a program that closes every descriptor (daemons do), or dup2s onto
+ *   numbers of its choosing, must not take them away: the interposers in
+ *   CDSMPreload treat marked descriptors as not open for the program. */
+#define FD_LIMIT 65536
+static uint64_t runtime_fds[FD_LIMIT / 64];
+static int fd_bottom;          /* lowest number of the region so far; 0: not yet known */
+static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void mark_fd(int fd, int on) {
+    if (fd < 0 || fd >= FD_LIMIT) return;
+    uint64_t bit = 1ULL << (fd & 63);
+    if (on) __atomic_fetch_or(&runtime_fds[fd >> 6], bit, __ATOMIC_RELAXED);
+    else __atomic_fetch_and(&runtime_fds[fd >> 6], ~bit, __ATOMIC_RELAXED);
+}
+
+int cdsm_is_runtime_fd(int fd) {
+    return fd >= 0 && fd < FD_LIMIT && (__atomic_load_n(&runtime_fds[fd >> 6], __ATOMIC_RELAXED) >> (fd & 63)) & 1;
+}
+
+void cdsm_release_fd(int fd) { mark_fd(fd, 0); }
+
+void cdsm_forget_runtime_fds(void) { memset(runtime_fds, 0, sizeof runtime_fds); }
+
+int cdsm_next_runtime_fd(int from) {
+    for (int fd = from < 0 ? 0 : from; fd < FD_LIMIT; fd++) {
+        uint64_t word = __atomic_load_n(&runtime_fds[fd >> 6], __ATOMIC_RELAXED) >> (fd & 63);
+        if (word) return fd + __builtin_ctzll(word);
+        fd |= 63;
+    }
+    return -1;
+}
+
 int cdsm_high_fd(int fd) {
-    if (fd < 0 || fd >= 512) return fd;
-    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 512);
-    if (moved < 0) return fd;
+    if (fd < 0 || cdsm_is_runtime_fd(fd)) return fd;
+    pthread_mutex_lock(&fd_lock);
+    if (fd_bottom == 0) {
+        struct rlimit limit;
+        fd_bottom = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < FD_LIMIT ? (int)limit.rlim_cur : FD_LIMIT;
+    }
+    int moved = -1;
+    /* A hole in the region first (a descriptor the runtime closed), else
+     * one number lower. Never below 64: a tiny limit keeps numbers as
+     * they are (the program's own then run out first). */
+    for (int from = fd_bottom; from >= 64; from--) {
+        moved = fcntl(fd, F_DUPFD_CLOEXEC, from);
+        if (moved >= 0) {
+            fd_bottom = from;
+            break;
+        }
+        if (errno != EMFILE && errno != EINVAL) break;
+    }
+    pthread_mutex_unlock(&fd_lock);
+    if (moved < 0) {
+        mark_fd(fd, 1);
+        return fd;
+    }
     close(fd);
+    mark_fd(moved, 1);
     return moved;
 }
 
@@ -163,7 +220,12 @@ static pthread_key_t thread_eventfd_key;
 static pthread_once_t thread_eventfd_once = PTHREAD_ONCE_INIT;
 static __thread int thread_eventfd = -1;
 
-static void close_thread_eventfd(void *value) { close((int)(intptr_t)value - 1); }
+static void close_thread_eventfd(void *value) {
+    /* On a program thread at its exit: released first, so the close
+     * interposer lets it through. */
+    cdsm_release_fd((int)(intptr_t)value - 1);
+    close((int)(intptr_t)value - 1);
+}
 static void make_thread_eventfd_key(void) { pthread_key_create(&thread_eventfd_key, close_thread_eventfd); }
 
 int cdsm_thread_eventfd(void) {
@@ -290,6 +352,8 @@ int cdsm_forwarded_count(void) { return forwarded_count; }
 
 int cdsm_pipe(int fds[2], int size) {
     if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+    fds[0] = cdsm_high_fd(fds[0]);
+    fds[1] = cdsm_high_fd(fds[1]);
     if (fcntl(fds[1], F_GETPIPE_SZ) < size && fcntl(fds[1], F_SETPIPE_SZ, size) < 0) {
         int e = errno;
         close(fds[0]);

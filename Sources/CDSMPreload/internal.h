@@ -35,8 +35,9 @@ static inline void spin(volatile int *word) {
 
 static inline void unspin(volatile int *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
 
-/* Moves a descriptor to 512 or above (CDSMKernel's, linked into the same
- * library): the runtime's descriptors stay out of the program's way. */
+/* Moves a descriptor to the top of the descriptor range and marks it the
+ * runtime's (CDSMKernel's, linked into the same library): the runtime's
+ * descriptors stay out of the program's way (descriptors.c). */
 int cdsm_high_fd(int fd);
 
 /* Set on threads the runtime owns (the runtime thread): every interposer

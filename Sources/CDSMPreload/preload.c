@@ -22,6 +22,7 @@
 
 /* Under dsmrun (the DSM_* environment is there). */
 static int configured;
+void cdsm_forget_runtime_fds(void);
 /* Joined the run: the runtime thread serves this process. */
 static int active;
 /* Another process is this node already (this one is a wrapper that ran the
@@ -62,6 +63,8 @@ static int use_dsm(void) {
 static void forked_child(void) {
     active = 0;
     declined = 1;
+    /* The runtime's descriptors are plain inherited ones in the child. */
+    cdsm_forget_runtime_fds();
 }
 
 

@@ -32,6 +32,8 @@ public func dsmSwiftConfigured() -> Int32 {
 @_cdecl("dsm_swift_start")
 public func dsmSwiftStart() -> Int32 {
     guard let configuration = processConfiguration else { return 0 }
+    // On another host, or after the program lowered its own limit.
+    if let shortage = descriptorShortage(nodes: configuration.nodes) { fatal(shortage) }
     guard let node = Node(configuration: configuration) else { return 0 }
     runtimeNode = node
     var thread = pthread_t()

@@ -99,6 +99,10 @@ final class Launcher {
     }
 
     func run() -> Int32 {
+        if let shortage = descriptorShortage(nodes: sites.engine == nil ? nodes : 1) {
+            warn(shortage)
+            return 1
+        }
         let token = sites.engine?.token ?? makeToken()
         let coordinator: Coordinator
         switch sites.engine != nil ? .success("127.0.0.1") : rendezvousAddress() {
@@ -343,8 +347,9 @@ final class Launcher {
                     // Anything the node left in its process group goes with
                     // it; then the group is forgotten (its id may be reused).
                     kill(-pid, SIGKILL)
+                    let ending = describe(node: node, raw: raw)
                     groups[node] = 0
-                    ended(describe(node: node, raw: raw))
+                    ended(ending)
                 } else if let remote = remotes.first(where: { $0.pid == pid }) {
                     kill(-pid, SIGKILL)
                     remote.pid = 0

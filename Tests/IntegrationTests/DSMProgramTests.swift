@@ -91,6 +91,12 @@ final class DSMProgramTests: XCTestCase {
     func testSyscallFaultNodes1() throws { try checkFailuresZero("syscall_fault", nodes: 1, line: "syscall_fault ") }
     func testSyscallFaultNodes2() throws { try checkFailuresZero("syscall_fault", nodes: 2, line: "syscall_fault ") }
 
+    // MARK: The runtime's descriptors are its own
+
+    /// Closing every descriptor, close_range, dup2 onto 512..529, mid-run.
+    func testDescriptorsNodes1() throws { try checkFailuresZero("descriptors", nodes: 1, line: "descriptors ") }
+    func testDescriptorsNodes2() throws { try checkFailuresZero("descriptors", nodes: 2, line: "descriptors ") }
+
     /// Runs `program` under dsmrun; it must exit 0 and node 0 must report
     /// `failures=0` on its summary line.
     private func checkFailuresZero(_ program: String, nodes n: Int, line: String, args: [String] = []) throws {

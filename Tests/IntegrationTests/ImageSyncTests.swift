@@ -127,6 +127,11 @@ final class ImageSyncTests: XCTestCase {
                        "\(what): the 256 MiB heap should have run out:\n\(run.summary)")
     }
 
+    // MARK: img_descriptors: close-all loops and dup2 leave the runtime alone
+
+    func testDescriptorsPlain() throws { try checkPlain("img_descriptors", line: "img_descriptors threads=") }
+    func testDescriptorsNodes2() throws { try checkImage("img_descriptors", nodes: 2, line: "img_descriptors threads=") }
+
     // MARK: img_sparse_heap: a heap reservation costs what is touched
 
     /// A 1 TiB heap (the largest DSM_HEAP_MB) and a 16 GiB malloc of which 256

@@ -176,6 +176,19 @@ final class LauncherTests: XCTestCase {
                               context: "--- stderr ---\n\(run.child.stderr)")
     }
 
+    // MARK: Too few descriptors
+
+    /// `ulimit -n 32` cannot hold a run of 40 nodes: dsmrun says which limit
+    /// to raise, at once, and starts nothing.
+    func testTooLowADescriptorLimitIsNamed() throws {
+        let dsmrun = try Paths.requireDSMRun()
+        let r = try Runner.launch(["/bin/sh", "-c", "ulimit -n 32 && exec \"$0\" -n 40 --spmd /bin/true", dsmrun.path],
+                                  label: "nofile", timeout: 30).result
+        XCTAssertEqual(r.termination, .exited(1), r.summary)
+        XCTAssertLessThan(r.elapsed, 2, r.summary)
+        XCTAssertTrue(r.stderr.contains("ulimit -n") && r.stderr.contains("32"), "the limit is not named:\n\(r.summary)")
+    }
+
     // MARK: Nodes that never join
 
     /// dash leaves through _exit, so a node running `sh -c 'exit 0'` never

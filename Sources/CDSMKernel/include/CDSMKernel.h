@@ -30,8 +30,17 @@ extern const uint8_t  CDSM_UFFD_EVENT_PAGEFAULT;
 /// UFFD_USER_MODE_ONLY), non-blocking, close-on-exec, and negotiates the
 /// API with WP support. Returns the fd or -errno.
 int cdsm_uffd_open(void);
-/// Moves a descriptor to 512 or above (closing the original); returns it.
+/// Moves a descriptor to the top of the descriptor range (closing the
+/// original) and marks it the runtime's; returns it.
 int cdsm_high_fd(int fd);
+/// Whether `fd` is one of the runtime's (made by cdsm_high_fd, not released).
+int cdsm_is_runtime_fd(int fd);
+/// The runtime no longer owns `fd` (about to close it off the runtime's paths).
+void cdsm_release_fd(int fd);
+/// A forked child: the runtime's descriptors are plain inherited ones there.
+void cdsm_forget_runtime_fds(void);
+/// The first runtime descriptor at or above `from`, or -1.
+int cdsm_next_runtime_fd(int from);
 
 /// Registers [start, start+len) for MISSING and WP faults. 0 or -errno.
 int cdsm_uffd_register(int uffd, uint64_t start, uint64_t len);
