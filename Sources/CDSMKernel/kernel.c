@@ -15,6 +15,7 @@
 #include <sys/personality.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef USERFAULTFD_IOC_NEW
@@ -214,6 +215,23 @@ void cdsm_futex_wait(uint32_t *word, uint32_t expected) {
     while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
         syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
     }
+}
+
+int cdsm_futex_wait_for(uint32_t *word, uint32_t expected, uint64_t nanoseconds) {
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    end.tv_sec = now.tv_sec + (time_t)(nanoseconds / 1000000000ULL);
+    end.tv_nsec = now.tv_nsec + (long)(nanoseconds % 1000000000ULL);
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
+        /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
+        long r = syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, expected, &end, NULL, FUTEX_BITSET_MATCH_ANY);
+        if (r != 0 && errno == ETIMEDOUT) return __atomic_load_n(word, __ATOMIC_ACQUIRE) != expected;
+    }
+    return 1;
 }
 
 static pthread_key_t thread_eventfd_key;

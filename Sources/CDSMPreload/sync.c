@@ -152,6 +152,9 @@ static void give_up_token(lock_entry *e) {
 
 /* Free, nobody here waiting, and unused for LOCK_IDLE_NS: a recalled token
  * can go. Called with the entry locked. */
+/* SlowWaits.swift's threshold, read once. */
+static int64_t slow_wait_ns;
+
 static int idles(const lock_entry *e) {
     return !e->locked && e->waiters == 0 && monotonic_ns() - e->last_unlock >= LOCK_IDLE_NS;
 }
@@ -162,6 +165,8 @@ static int token_lock(lock_entry *e, const volatile void *object, int try, int64
     if (!e) return EAGAIN;
     pthread_t self = pthread_self();
     int64_t deadline = timeout_ns >= 0 ? monotonic_ns() + timeout_ns : -1;
+    int64_t waiting_since = -1;
+    int noticed = 0;
     for (;;) {
         spin(&e->lock);
         if (e->token && e->locked && pthread_equal(e->owner, self)) {
@@ -203,15 +208,30 @@ static int token_lock(lock_entry *e, const volatile void *object, int try, int64
         uint32_t seen = e->seq;
         unspin(&e->lock);
         if (ask) sync_notice(object, DSM_TOKEN_ACQUIRE, 0);
+        /* A wait far longer than a token takes to move is said once
+         * (SlowWaits.swift), and the wait goes on. */
+        if (waiting_since < 0) {
+            waiting_since = monotonic_ns();
+            if (!slow_wait_ns) slow_wait_ns = (int64_t)IN_RUNTIME(dsm_swift_slow_wait_nanoseconds());
+        }
+        int64_t until = deadline;
+        if (!noticed && slow_wait_ns > 0 && (until < 0 || waiting_since + slow_wait_ns < until))
+            until = waiting_since + slow_wait_ns;
         struct timespec left, *wait_for = NULL;
-        if (deadline >= 0) {
-            int64_t ns = deadline - monotonic_ns();
+        if (until >= 0) {
+            int64_t ns = until - monotonic_ns();
             if (ns < 0) ns = 0;
             left.tv_sec = ns / 1000000000LL;
             left.tv_nsec = ns % 1000000000LL;
             wait_for = &left;
         }
         if (!wait_for || left.tv_sec || left.tv_nsec) futex_wait_private(&e->seq, seen, wait_for);
+        if (!noticed && slow_wait_ns > 0 && monotonic_ns() - waiting_since >= slow_wait_ns) {
+            noticed = 1;
+            /* A holder on this node is the program's own affair, as natively. */
+            if (!__atomic_load_n(&e->token, __ATOMIC_RELAXED))
+                IN_RUNTIME_VOID(dsm_swift_slow_lock_wait((uint64_t)(uintptr_t)object, 0));
+        }
         spin(&e->lock);
         e->waiters--;
         int timed_out = deadline >= 0 && monotonic_ns() >= deadline;

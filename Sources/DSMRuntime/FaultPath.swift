@@ -77,8 +77,10 @@ extension Node {
                     container.counters.faults[i] &+= 1
                     if write { container.counters.writeFaults[i] &+= 1 }
                     if container.counters.waitingSince[i] == 0 {
-                        container.counters.waitingSince[i] = monotonicNanoseconds()
+                        let now = monotonicNanoseconds()
+                        container.counters.waitingSince[i] = now
                         faultsWaiting += 1
+                        liveness.latestWait = LatestWait(container: page.container, index: i, since: now)
                     }
                 }
                 let missing = fault.flags & CDSM_UFFD_PAGEFAULT_FLAG_WP == 0

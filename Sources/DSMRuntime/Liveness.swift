@@ -17,6 +17,8 @@ struct Liveness {
     /// When a frame last came from each peer (monotonic ns).
     var lastHeard: [UInt64]
     var nextBeat: UInt64
+    /// SlowWaits.swift: the fault that began waiting last.
+    var latestWait = LatestWait()
 
     init(nodes: Int, timeoutNanoseconds: UInt64) {
         timeout = timeoutNanoseconds
@@ -44,6 +46,7 @@ extension Node {
             for peer in 0..<nodes { liveness.lastHeard[peer] = now }
         }
         liveness.nextBeat = now &+ liveness.interval
+        checkSlowFault(now: now)
         for peer in 0..<nodes where peer != id && mesh.peers[peer] != nil {
             let silent = now &- liveness.lastHeard[peer]
             if silent > liveness.timeout && !finishing {

@@ -272,6 +272,7 @@ final class Node {
     func perform(_ request: ServiceRequest, caller: Caller) -> ServiceReply {
         let call = LocalCall(request, caller: caller)
         hand(call)
+        if case .barrier = request { return barrierWait(call) }
         return call.wait()
     }
 

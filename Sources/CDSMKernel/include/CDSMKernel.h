@@ -73,6 +73,9 @@ void cdsm_set_errno(int value);
 /// A futex-based one-shot event a blocked application thread waits on while
 /// the runtime thread works for it. Allocation free.
 void cdsm_futex_wait(uint32_t *word, uint32_t expected);
+/// As cdsm_futex_wait, for at most `nanoseconds`: 1 once the word changed,
+/// 0 when the time ran out first.
+int cdsm_futex_wait_for(uint32_t *word, uint32_t expected, uint64_t nanoseconds);
 void cdsm_futex_wake(uint32_t *word);
 /// The calling thread's eventfd for interruptible waits (created on first
 /// use, closed when the thread ends), or -errno.
