@@ -217,6 +217,26 @@ void cdsm_futex_wait(uint32_t *word, uint32_t expected) {
     }
 }
 
+#include <sys/uio.h>
+
+/* The program's memory read or written as the kernel's copy_from_user and
+ * copy_to_user do: through the kernel (process_vm_readv on this very
+ * process), so a bad address is EFAULT, never a crash of the runtime, and a
+ * DSM page not here is faulted in as for any access. */
+int cdsm_copy_in(void *to, const void *from, size_t length) {
+    if (length == 0) return 0;
+    struct iovec local = {to, length}, remote = {(void *)from, length};
+    ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    return n == (ssize_t)length ? 0 : -EFAULT;
+}
+
+int cdsm_copy_out(void *to, const void *from, size_t length) {
+    if (length == 0) return 0;
+    struct iovec local = {(void *)from, length}, remote = {to, length};
+    ssize_t n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+    return n == (ssize_t)length ? 0 : -EFAULT;
+}
+
 int cdsm_futex_wait_for(uint32_t *word, uint32_t expected, uint64_t nanoseconds) {
     struct timespec now, end;
     clock_gettime(CLOCK_MONOTONIC, &now);

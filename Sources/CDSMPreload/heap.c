@@ -86,6 +86,10 @@ int dsm_heap_setup(uint64_t start, uint64_t size, int node, int nodes) {
 
 int dsm_heap_ready(void) { return __atomic_load_n(&heap_on, __ATOMIC_ACQUIRE); }
 
+int dsm_heap_overlaps(uintptr_t start, size_t length) {
+    return dsm_heap_ready() && start < heap_end && start + length > heap_start;
+}
+
 int dsm_heap_contains(const void *p) {
     uintptr_t a = (uintptr_t)p;
     return a >= heap_start && a < heap_end;

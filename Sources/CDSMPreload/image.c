@@ -30,6 +30,7 @@
 #include <sys/personality.h>
 #include <sys/resource.h>
 #include <ucontext.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 extern void *__libc_malloc(size_t);
@@ -249,15 +250,43 @@ static void *hosted_trampoline(void *p) {
 }
 
 #define DEFAULT_STACK (8UL << 20)
+/* Below every stack in the DSM heap, a guard the program cannot touch, so
+ * an overflow is SIGSEGV as natively rather than a write into the next
+ * heap block. Threads: 64 KiB (glibc's is a page, but a native stack has
+ * unmapped space around it too); main: the kernel's stack guard gap, 1 MiB.
+ * Only the node the thread runs on needs it: nobody else runs there. */
+#define THREAD_GUARD (64UL << 10)
+#define MAIN_GUARD (1UL << 20)
+
+static void *guarded_stack(size_t size, size_t guard) {
+    char *block = dsm_heap_alloc(size + guard, 4096, 0);
+    if (!block) return NULL;
+    if (mprotect(block, guard, PROT_NONE) != 0) {
+        dsm_heap_free(block);
+        return NULL;
+    }
+    return block + guard;
+}
+
+/* Before the stack goes back to the heap. */
+static void unguard_stack(void *stack, size_t guard) {
+    mprotect((char *)stack - guard, guard, PROT_READ | PROT_WRITE);
+}
+
+/* A thread stack of this node's arena (the host allocated it). */
+void dsm_image_free_stack(void *stack) {
+    unguard_stack(stack, THREAD_GUARD);
+    dsm_heap_free_here((char *)stack - THREAD_GUARD);
+}
 
 static void host_spawn(uint64_t routine, uint64_t arg, uint64_t stack_size, uint64_t token) {
     size_t size = stack_size ? (size_t)stack_size : DEFAULT_STACK;
     if (size < PTHREAD_STACK_MIN) size = PTHREAD_STACK_MIN;
     size = (size + 4095) & ~4095UL;
-    void *stack = dsm_heap_alloc(size, 4096, 0);
+    void *stack = guarded_stack(size, THREAD_GUARD);
     hosted_start *start = __libc_malloc(sizeof *start);
     if (!stack || !start) {
-        if (stack) dsm_heap_free(stack);
+        if (stack) dsm_image_free_stack(stack);
         __libc_free(start);
         IN_RUNTIME_VOID(dsm_swift_spawned(token, 0, EAGAIN));
         return;
@@ -278,7 +307,7 @@ static void host_spawn(uint64_t routine, uint64_t arg, uint64_t stack_size, uint
     dsm_in_runtime--;
     pthread_attr_destroy(&attr);
     if (r != 0) {
-        dsm_heap_free(stack);
+        dsm_image_free_stack(stack);
         __libc_free(start);
     }
     IN_RUNTIME_VOID(dsm_swift_spawned(token, r == 0 ? (uint64_t)thread : 0, r));
@@ -474,7 +503,8 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     size_t stack_size = DEFAULT_STACK;
     if (getrlimit(RLIMIT_STACK, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur > 65536)
         stack_size = limit.rlim_cur > (256UL << 20) ? (256UL << 20) : (size_t)limit.rlim_cur;
-    void *stack = dsm_heap_alloc(stack_size, 4096, 0);
+    stack_size = (stack_size + 4095) & ~4095UL;
+    void *stack = guarded_stack(stack_size, MAIN_GUARD);
     if (!stack) die("cannot allocate main's stack in the DSM heap");
     image_real_main = real_main;
     image_argc = argc;

@@ -69,6 +69,8 @@ extern int dsm_nodes_count;
 /* The DSM heap (heap.c). */
 void *dsm_heap_alloc(size_t size, size_t alignment, int zero);
 void dsm_heap_free(void *p);
+/* Whether [start, start + length) meets the heap's reservation. */
+int dsm_heap_overlaps(uintptr_t start, size_t length);
 int dsm_heap_contains(const void *p);
 int dsm_heap_arena_of(const void *p);
 size_t dsm_heap_usable_size(const void *p);

@@ -199,47 +199,59 @@ static void perm_from_c(const struct ipc_perm *in, dsm_ipc_perm *out) {
     out->seq = in->__seq;
 }
 
+int cdsm_copy_in(void *to, const void *from, size_t length);
+int cdsm_copy_out(void *to, const void *from, size_t length);
+
+/* The caller's buffers are read and written as the kernel does (EFAULT for
+ * a bad address): the result is built here, then copied out. */
+static int fail_efault(void) {
+    errno = EFAULT;
+    return -1;
+}
+
 int shmctl(int id, int command, struct shmid_ds *buffer) {
     REAL(shmctl);
     if (!use_dsm()) return real_shmctl(id, command, buffer);
     dsm_shm_status status;
     memset(&status, 0, sizeof status);
-    int needs_buffer = command == IPC_STAT || command == SHM_STAT || command == SHM_STAT_ANY || command == IPC_SET ||
-                       command == IPC_INFO || command == SHM_INFO;
-    if (needs_buffer && buffer == NULL) {
-        errno = EFAULT;
-        return -1;
+    if (command == IPC_SET) {
+        struct shmid_ds in;
+        if (cdsm_copy_in(&in, buffer, sizeof in) != 0) return fail_efault();
+        perm_from_c(&in.shm_perm, &status.perm);
     }
-    if (command == IPC_SET) perm_from_c(&buffer->shm_perm, &status.perm);
     dsm_ipc_info info;
     memset(&info, 0, sizeof info);
     long r = IN_RUNTIME(dsm_swift_shmctl(id, command, &status, &info));
     if (r >= 0 && command == IPC_INFO) {
-        struct shminfo *out = (struct shminfo *)buffer;
-        memset(out, 0, sizeof *out);
-        out->shmmax = (unsigned long)info.values[0];
-        out->shmmin = (unsigned long)info.values[1];
-        out->shmmni = (unsigned long)info.values[2];
-        out->shmseg = (unsigned long)info.values[3];
-        out->shmall = (unsigned long)info.values[4];
+        struct shminfo out;
+        memset(&out, 0, sizeof out);
+        out.shmmax = (unsigned long)info.values[0];
+        out.shmmin = (unsigned long)info.values[1];
+        out.shmmni = (unsigned long)info.values[2];
+        out.shmseg = (unsigned long)info.values[3];
+        out.shmall = (unsigned long)info.values[4];
+        if (cdsm_copy_out(buffer, &out, sizeof out) != 0) return fail_efault();
     } else if (r >= 0 && command == SHM_INFO) {
-        struct shm_info *out = (struct shm_info *)buffer;
-        memset(out, 0, sizeof *out);
-        out->used_ids = (int)info.values[0];
-        out->shm_tot = (unsigned long)info.values[1];
-        out->shm_rss = (unsigned long)info.values[2];
-        out->shm_swp = (unsigned long)info.values[3];
+        struct shm_info out;
+        memset(&out, 0, sizeof out);
+        out.used_ids = (int)info.values[0];
+        out.shm_tot = (unsigned long)info.values[1];
+        out.shm_rss = (unsigned long)info.values[2];
+        out.shm_swp = (unsigned long)info.values[3];
+        if (cdsm_copy_out(buffer, &out, sizeof out) != 0) return fail_efault();
     }
     if (r >= 0 && (command == IPC_STAT || command == SHM_STAT || command == SHM_STAT_ANY)) {
-        memset(buffer, 0, sizeof *buffer);
-        perm_to_c(&status.perm, &buffer->shm_perm);
-        buffer->shm_segsz = status.segsz;
-        buffer->shm_atime = status.atime;
-        buffer->shm_dtime = status.dtime;
-        buffer->shm_ctime = status.ctime;
-        buffer->shm_cpid = status.cpid;
-        buffer->shm_lpid = status.lpid;
-        buffer->shm_nattch = status.nattch;
+        struct shmid_ds out;
+        memset(&out, 0, sizeof out);
+        perm_to_c(&status.perm, &out.shm_perm);
+        out.shm_segsz = status.segsz;
+        out.shm_atime = status.atime;
+        out.shm_dtime = status.dtime;
+        out.shm_ctime = status.ctime;
+        out.shm_cpid = status.cpid;
+        out.shm_lpid = status.lpid;
+        out.shm_nattch = status.nattch;
+        if (cdsm_copy_out(buffer, &out, sizeof out) != 0) return fail_efault();
     }
     return (int)as_result(r);
 }
@@ -257,27 +269,27 @@ static int dsm_semop(int id, struct sembuf *operations, size_t count, const stru
         errno = E2BIG;
         return -1;
     }
-    if (count > 0 && operations == NULL) {
-        errno = EFAULT;
-        return -1;
-    }
+    struct sembuf given[count ? count : 1];
+    if (cdsm_copy_in(given, operations, count * sizeof given[0]) != 0) return fail_efault();
     int64_t timeout_ns = -1;
     if (timeout) {
-        if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L) {
+        struct timespec t;
+        if (cdsm_copy_in(&t, timeout, sizeof t) != 0) return fail_efault();
+        if (t.tv_sec < 0 || t.tv_nsec < 0 || t.tv_nsec >= 1000000000L) {
             errno = EINVAL;
             return -1;
         }
         /* Clamped: a timeout past ~292 years is no timeout to speak of. */
-        if (timeout->tv_sec > (INT64_MAX - 999999999LL) / 1000000000LL)
+        if (t.tv_sec > (INT64_MAX - 999999999LL) / 1000000000LL)
             timeout_ns = INT64_MAX;
         else
-            timeout_ns = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec;
+            timeout_ns = (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
     }
     dsm_sem_operation ops[count ? count : 1];
     for (size_t i = 0; i < count; i++) {
-        ops[i].num = operations[i].sem_num;
-        ops[i].op = operations[i].sem_op;
-        ops[i].flags = operations[i].sem_flg;
+        ops[i].num = given[i].sem_num;
+        ops[i].op = given[i].sem_op;
+        ops[i].flags = given[i].sem_flg;
     }
     return (int)as_result(IN_RUNTIME(dsm_swift_semop(id, ops, count, timeout_ns)));
 }
@@ -321,44 +333,38 @@ int semctl(int id, int number, int command, ...) {
 
     dsm_sem_status status;
     memset(&status, 0, sizeof status);
-    if (command == IPC_STAT || command == IPC_SET || command == SEM_STAT || command == SEM_STAT_ANY) {
-        if (arg.buf == NULL) {
-            errno = EFAULT;
-            return -1;
-        }
-        if (command == IPC_SET) perm_from_c(&arg.buf->sem_perm, &status.perm);
+    if (command == IPC_SET) {
+        struct semid_ds in;
+        if (cdsm_copy_in(&in, arg.buf, sizeof in) != 0) return fail_efault();
+        perm_from_c(&in.sem_perm, &status.perm);
     }
-    if ((command == GETALL || command == SETALL) && arg.array == NULL) {
-        errno = EFAULT;
-        return -1;
-    }
-    if ((command == IPC_INFO || command == SEM_INFO) && arg.__buf == NULL) {
-        errno = EFAULT;
-        return -1;
-    }
+    /* GETALL and SETALL copy the array in Swift, knowing the set's size. */
     dsm_ipc_info info;
     memset(&info, 0, sizeof info);
     long r = IN_RUNTIME(dsm_swift_semctl(id, number, command, command == SETVAL ? arg.val : 0,
                                          (command == GETALL || command == SETALL) ? arg.array : NULL, &status, &info));
     if (r >= 0 && (command == IPC_INFO || command == SEM_INFO)) {
-        struct seminfo *out = arg.__buf;
-        out->semmap = (int)info.values[0];
-        out->semmni = (int)info.values[1];
-        out->semmns = (int)info.values[2];
-        out->semmnu = (int)info.values[3];
-        out->semmsl = (int)info.values[4];
-        out->semopm = (int)info.values[5];
-        out->semume = (int)info.values[6];
-        out->semusz = (int)info.values[7];
-        out->semvmx = (int)info.values[8];
-        out->semaem = (int)info.values[9];
+        struct seminfo out;
+        out.semmap = (int)info.values[0];
+        out.semmni = (int)info.values[1];
+        out.semmns = (int)info.values[2];
+        out.semmnu = (int)info.values[3];
+        out.semmsl = (int)info.values[4];
+        out.semopm = (int)info.values[5];
+        out.semume = (int)info.values[6];
+        out.semusz = (int)info.values[7];
+        out.semvmx = (int)info.values[8];
+        out.semaem = (int)info.values[9];
+        if (cdsm_copy_out(arg.__buf, &out, sizeof out) != 0) return fail_efault();
     }
     if (r >= 0 && (command == IPC_STAT || command == SEM_STAT || command == SEM_STAT_ANY)) {
-        memset(arg.buf, 0, sizeof *arg.buf);
-        perm_to_c(&status.perm, &arg.buf->sem_perm);
-        arg.buf->sem_otime = status.otime;
-        arg.buf->sem_ctime = status.ctime;
-        arg.buf->sem_nsems = status.nsems;
+        struct semid_ds out;
+        memset(&out, 0, sizeof out);
+        perm_to_c(&status.perm, &out.sem_perm);
+        out.sem_otime = status.otime;
+        out.sem_ctime = status.ctime;
+        out.sem_nsems = status.nsems;
+        if (cdsm_copy_out(arg.buf, &out, sizeof out) != 0) return fail_efault();
     }
     return (int)as_result(r);
 }

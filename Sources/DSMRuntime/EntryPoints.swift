@@ -172,16 +172,19 @@ public func dsmSwiftSemctl(_ id: Int32, _ number: Int32, _ command: Int32, _ val
         // it copies sem_nsems values).
         let count = node.perform(.semaphoreCount(id: id))
         if count.result < 0 { return Int(count.result) }
-        toSet = Array(UnsafeBufferPointer(start: values, count: Int(count.result)))
+        toSet = [UInt16](repeating: 0, count: Int(count.result))
+        if toSet.withUnsafeMutableBytes({ cdsm_copy_in($0.baseAddress, values, $0.count) }) != 0 { return -Int(EFAULT) }
+    } else if command == SETALL {
+        return -Int(EFAULT)
     }
     let p = status.pointee.perm
     let reply = node.perform(.semctl(id: id, number: number, command: command, value: value, values: toSet,
                                      uid: p.uid, gid: p.gid, mode: p.mode))
     guard reply.result >= 0 else { return Int(reply.result) }
     var r = WireReader(reply.data)
-    if command == GETALL, let values {
+    if command == GETALL {
         let got: [UInt16] = r.getArray()
-        for (i, v) in got.enumerated() { values[i] = v }
+        if got.withUnsafeBytes({ cdsm_copy_out(values, $0.baseAddress, $0.count) }) != 0 { return -Int(EFAULT) }
     } else if command == SysV.IPC_INFO || command == SysV.SEM_INFO {
         InfoWire.decode(reply.data, into: info)
     } else if !reply.data.isEmpty {

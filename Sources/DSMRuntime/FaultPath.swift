@@ -426,9 +426,21 @@ extension Node {
         // An invalid page is absent from the memfd: finding one is a protocol bug.
         case EEXIST: fatal("a page of \(run.container):\(run.first)+\(run.count) was already present when installed")
         case ENOENT:
-            // The attachment went away under the run: keep the contents in the view.
+            // One copy must land in one mapping (VMA): the run crosses a
+            // boundary (the program changed the protection of part of it,
+            // a thread stack's guard), or the attachment went away under
+            // it. Page by page: what is still attached gets its copy (and
+            // its waiting threads), the rest stays in the view.
             for i in 0..<run.count {
-                container.pageInView(run.first + UInt32(i)).copyMemory(from: run.buffer + i * dsmPageSize, byteCount: dsmPageSize)
+                let contents = run.buffer + i * dsmPageSize
+                let one = run.count == 1 ? r
+                    : cdsm_uffd_copy_run(uffd, run.address + UInt64(i * dsmPageSize), contents, UInt64(dsmPageSize), run.protect)
+                switch -one {
+                case 0: continue
+                case ENOENT: container.pageInView(run.first + UInt32(i)).copyMemory(from: contents, byteCount: dsmPageSize)
+                case EEXIST: fatal("page \(run.container):\(run.first + UInt32(i)) was already present when installed")
+                default: fatal("userfaultfd copy failed: \(Errno(rawValue: -one))")
+                }
             }
         default: fatal("userfaultfd copy failed: \(Errno(rawValue: -r))")
         }

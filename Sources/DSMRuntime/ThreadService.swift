@@ -139,7 +139,7 @@ extension Node {
     private func settle(_ thread: UInt64, _ t: HostedThread) {
         if let stack = t.reapedStack, t.released {
             hostedThreads[thread] = nil
-            dsm_heap_free_here(UnsafeMutableRawPointer(bitPattern: UInt(stack)))
+            dsm_image_free_stack(UnsafeMutableRawPointer(bitPattern: UInt(stack)))
         } else {
             hostedThreads[thread] = t
         }

@@ -91,6 +91,17 @@ final class DSMProgramTests: XCTestCase {
     func testSyscallFaultNodes1() throws { try checkFailuresZero("syscall_fault", nodes: 1, line: "syscall_fault ") }
     func testSyscallFaultNodes2() throws { try checkFailuresZero("syscall_fault", nodes: 2, line: "syscall_fault ") }
 
+    // MARK: Bad pointers: EFAULT, as from the kernel
+
+    /// The reference: the kernel's own System V calls, as 2 plain processes.
+    func testBadPointersNative() throws {
+        let native = try Runner.native("bad_pointers", nodes: 2, timeout: 60)
+        XCTAssertTrue(native.allSucceeded, native.summary)
+        XCTAssertEqual(Output.field("failures", in: native.output, line: "bad_pointers "), "0", native.summary)
+    }
+    func testBadPointersNodes1() throws { try checkFailuresZero("bad_pointers", nodes: 1, line: "bad_pointers ") }
+    func testBadPointersNodes2() throws { try checkFailuresZero("bad_pointers", nodes: 2, line: "bad_pointers ") }
+
     // MARK: The runtime's descriptors are its own
 
     /// Closing every descriptor, close_range, dup2 onto 512..529, mid-run.

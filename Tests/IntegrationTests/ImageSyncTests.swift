@@ -132,6 +132,32 @@ final class ImageSyncTests: XCTestCase {
     func testDescriptorsPlain() throws { try checkPlain("img_descriptors", line: "img_descriptors threads=") }
     func testDescriptorsNodes2() throws { try checkImage("img_descriptors", nodes: 2, line: "img_descriptors threads=") }
 
+    // MARK: img_guards: memory mistakes look as they do natively
+
+    /// A thread's and main's stack overflow: SIGSEGV, as natively (the plain
+    /// run is the reference), never a silent write into the heap below.
+    func testStackOverflowIsSIGSEGV() throws {
+        for what in ["stack-thread", "stack-main"] {
+            let plain = try Runner.plain("img_guards", args: [what], timeout: 60)
+            XCTAssertEqual(plain.termination, .signaled(SIGSEGV), "plain \(what):\n\(plain.summary)")
+            for n in [1, 2] {
+                let run = try Runner.image("img_guards", nodes: n, args: [what], timeout: 60)
+                XCTAssertEqual(run.result.termination, .exited(128 + SIGSEGV), "-n \(n) \(what):\n\(run.summary)")
+                XCTAssertFalse(run.output.contains("FAIL"), "-n \(n) \(what):\n\(run.summary)")
+            }
+        }
+    }
+
+    /// MAP_FIXED over the DSM heap fails as a conflicting mapping does
+    /// (EEXIST) and leaves the heap block intact; MAP_FIXED over the
+    /// program's own mapping still works.
+    func testMapFixedOverTheHeapIsRefused() throws {
+        let run = try Runner.image("img_guards", nodes: 2, args: ["map-fixed"], timeout: 60)
+        try checkPassed(run.result.termination, run.output, line: "img_guards map-fixed", summary: run.summary, what: "map-fixed")
+        XCTAssertEqual(Output.field("outcome", in: run.output, line: "img_guards map-fixed"), "eexist", run.summary)
+        XCTAssertEqual(Output.field("intact", in: run.output, line: "img_guards map-fixed"), "1", run.summary)
+    }
+
     // MARK: img_sparse_heap: a heap reservation costs what is touched
 
     /// A 1 TiB heap (the largest DSM_HEAP_MB) and a 16 GiB malloc of which 256

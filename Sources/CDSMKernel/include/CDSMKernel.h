@@ -73,6 +73,10 @@ void cdsm_set_errno(int value);
 /// A futex-based one-shot event a blocked application thread waits on while
 /// the runtime thread works for it. Allocation free.
 void cdsm_futex_wait(uint32_t *word, uint32_t expected);
+/// Copies from / to the program's memory as the kernel does for a system
+/// call: 0, or -EFAULT for an address the program cannot read / write.
+int cdsm_copy_in(void *to, const void *from, size_t length);
+int cdsm_copy_out(void *to, const void *from, size_t length);
 /// As cdsm_futex_wait, for at most `nanoseconds`: 1 once the word changed,
 /// 0 when the time ran out first.
 int cdsm_futex_wait_for(uint32_t *word, uint32_t expected, uint64_t nanoseconds);

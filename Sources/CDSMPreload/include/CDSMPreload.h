@@ -163,6 +163,8 @@ int dsm_lock_recall_due(uint64_t object);
 int dsm_lock_try_recalled(uint64_t object);
 /// Frees a block of this node's heap arena (a remote free arriving).
 void dsm_heap_free_here(void *p);
+/// Frees a thread stack made by the host thread, guard included.
+void dsm_image_free_stack(void *stack);
 /// Usable size of a block of this node's arena, 0 if none.
 size_t dsm_heap_usable_size(const void *p);
 

@@ -1,9 +1,11 @@
-// The runtime's descriptors (its userfaultfd, epoll, sockets, memfds, bells)
-// are its own: for the program they are not open. A close-all loop, a
-// close_range or closefrom sweep, or a dup2 onto a number of the program's
-// choosing skips them and behaves as on a process where they do not exist.
-// The runtime places them at the top of the descriptor range and marks them
-// (CDSMKernel's cdsm_high_fd), so programs rarely even meet them.
+// The runtime's own resources are not the program's to take:
+// - its descriptors (userfaultfd, epoll, sockets, memfds, bells) are, for the
+//   program, not open: a close-all loop, a close_range or closefrom sweep, or
+//   a dup2 onto a number of the program's choosing skips them and behaves as
+//   on a process where they do not exist. The runtime places them at the top
+//   of the descriptor range and marks them (CDSMKernel's cdsm_high_fd), so
+//   programs rarely even meet them;
+// - its address ranges (image mode's heap) cannot be mapped over.
 #define _GNU_SOURCE
 #include "CDSMPreload.h"
 #include "internal.h"
@@ -82,4 +84,30 @@ int dup3(int oldfd, int newfd, int flags) {
         return -1;
     }
     return real_dup3(oldfd, newfd, flags);
+}
+
+// --- the runtime's address ranges -------------------------------------------
+
+#include <sys/mman.h>
+
+/* A fixed mapping over the DSM heap (image mode) would silently replace
+ * heap pages every thread relies on: it fails as a mapping that conflicts
+ * with an existing one does (MAP_FIXED_NOREPLACE's EEXIST). A hint there is
+ * a hint, placed elsewhere by the kernel as for any occupied range. */
+static int over_runtime_ranges(void *address, size_t length, int flags) {
+    return (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && !runtime_context() &&
+           dsm_heap_overlaps((uintptr_t)address, length);
+}
+
+void *mmap(void *address, size_t length, int prot, int flags, int fd, off_t offset) {
+    REAL(mmap);
+    if (over_runtime_ranges(address, length, flags)) {
+        errno = EEXIST;
+        return MAP_FAILED;
+    }
+    return real_mmap(address, length, prot, flags, fd, offset);
+}
+
+void *mmap64(void *address, size_t length, int prot, int flags, int fd, off_t offset) {
+    return mmap(address, length, prot, flags, fd, offset);
 }
