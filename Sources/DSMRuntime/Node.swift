@@ -127,6 +127,7 @@ final class Node {
             mesh = try Mesh.establish(node: configuration.node, nodes: configuration.nodes,
                                       coordinator: configuration.coordinator, token: configuration.token,
                                       host: configuration.listenAddress,
+                                      silenceMilliseconds: Int32(clamping: configuration.peerTimeoutNanoseconds / 1_000_000),
                                       log: { log($0) })
         } catch TransportError.refused {
             close(fd)

@@ -33,14 +33,20 @@ public final class Mesh {
     /// `host` is the address this node listens on: the one its peers reach.
     public static func establish(node: NodeID, nodes: Int, coordinator endpoint: Endpoint, token: String,
                                  host: String = "127.0.0.1", timeoutMilliseconds: Int32 = 30_000,
-                                 log: (String) -> Void) throws -> Mesh {
+                                 silenceMilliseconds: Int32 = 30_000, log: (String) -> Void) throws -> Mesh {
         let gate = Gate(listener: try Listener(host: host), token: token)
         let coordinator = try connectPresenting(token: token, to: endpoint, timeoutMilliseconds: timeoutMilliseconds)
         coordinator.peer = -1
         try coordinator.sendBlocking(FrameHeader(kind: .hello, source: node, a: UInt64(node)),
                                      payload: RendezvousHello(endpoint: gate.listener.endpoint).encoded(),
                                      timeoutMilliseconds: timeoutMilliseconds)
-        let (header, payload) = try coordinator.receiveFrameBlocking(timeoutMilliseconds: timeoutMilliseconds)
+        // The table comes once every node has joined, which in SPMD mode is
+        // at each one's first DSM call: as late as the program makes it.
+        // Meanwhile the coordinator beats; its silence is the only failure.
+        var (header, payload) = try receiveSpeaking(coordinator, silenceMilliseconds: silenceMilliseconds)
+        while header.kind == .heartbeat {
+            (header, payload) = try receiveSpeaking(coordinator, silenceMilliseconds: silenceMilliseconds)
+        }
         if header.kind == .abort { throw TransportError.refused(String(decoding: payload, as: UTF8.self)) }
         guard header.kind == .table else { throw TransportError.protocolViolation("expected the node table, got \(header.kind)") }
         let table = try RendezvousTable.decode(payload)
@@ -77,6 +83,15 @@ public final class Mesh {
             missing -= 1
         }
         return Mesh(node: node, nodes: nodes, peers: peers, coordinator: coordinator, endpoints: table)
+    }
+
+    private static func receiveSpeaking(_ coordinator: Connection, silenceMilliseconds: Int32) throws -> (FrameHeader, [UInt8]) {
+        do {
+            return try coordinator.receiveFrameBlocking(timeoutMilliseconds: silenceMilliseconds)
+        } catch TransportError.timedOut {
+            throw TransportError.protocolViolation(
+                "the launcher has sent nothing for \(silenceMilliseconds / 1000) s while this node waited for the others (--peer-timeout)")
+        }
     }
 }
 
@@ -193,14 +208,23 @@ public final class Coordinator {
 
     /// Runs the rendezvous. `shouldGiveUp` is polled between accepts so the
     /// launcher can stop waiting when a node died before saying hello.
-    public func run(timeoutMilliseconds: Int32, shouldGiveUp: () -> Bool, log: (String) -> Void) throws {
+    /// Registers every expected node, then sends each the table. Nodes
+    /// waiting for the others get a heartbeat every `beatMilliseconds`;
+    /// there is no deadline: the caller gives up (`shouldGiveUp`) when a
+    /// node that has not joined is gone.
+    public func run(beatMilliseconds: Int64, shouldGiveUp: () -> Bool, log: (String) -> Void) throws {
         var table = [Endpoint?](repeating: nil, count: nodes)
         var byNode = [Connection?](repeating: nil, count: nodes)
-        let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
+        var nextBeat = monotonicMilliseconds() + beatMilliseconds
         var registered = 0
         while registered < expected.count {
             if shouldGiveUp() { throw TransportError.closed }
-            if monotonicMilliseconds() > deadline { throw TransportError.timedOut }
+            if monotonicMilliseconds() >= nextBeat {
+                nextBeat = monotonicMilliseconds() + beatMilliseconds
+                for case let waiting? in byNode {
+                    try? waiting.sendBlocking(FrameHeader(kind: .heartbeat, source: 0), payload: [], timeoutMilliseconds: 100)
+                }
+            }
             let admitted: (Connection, String)
             do {
                 admitted = try gate.admit(timeoutMilliseconds: 10, refused: log)

@@ -162,7 +162,7 @@ final class Launcher {
 
         // The rendezvous runs beside the watch loop: a node that dies before
         // saying hello must not leave the launcher waiting.
-        let rendezvous = RendezvousThread(coordinator: coordinator)
+        let rendezvous = RendezvousThread(coordinator: coordinator, beatMilliseconds: max(Int64(sites.peerTimeout * 200), 10))
         rendezvous.start()
 
         if sites.anyRemote, let problem = startRemoteHosts(common: common, coordinator: coordinator, token: token) {
@@ -339,10 +339,31 @@ final class Launcher {
             }
         }
 
+        // Before every node has met, the runtime's heartbeats are not there
+        // yet: a node here that stays stopped (SIGSTOP) that long is named
+        // by the launcher instead.
+        var stoppedSince: [NodeID: Int64] = [:]
+
         while !running.isEmpty || remotes.contains(where: { $0.pid > 0 }) {
             var raw: Int32 = 0
-            let pid = waitpid(-1, &raw, WNOHANG)
+            let pid = waitpid(-1, &raw, WNOHANG | WUNTRACED | WCONTINUED)
+            if pid > 0, raw & 0xff == 0x7f || raw == 0xffff {
+                // Stopped, or continued: not an end.
+                if let node = (0..<nodes).first(where: { groups[$0] == pid }) {
+                    if raw == 0xffff { stoppedSince[node] = nil } else { stoppedSince[node] = monotonicMilliseconds() }
+                }
+                continue
+            }
+            if let (node, since) = stoppedSince.first, firstFailure == nil, !rendezvous.done.load(ordering: .acquiring),
+               Double(monotonicMilliseconds() - since) > sites.peerTimeout * 1000 {
+                stoppedSince[node] = nil
+                ended(asFailure: Ending(node: node, status: peerSilentLauncherStatus, description: """
+                    node \(node) (pid \(groups[node])) has been stopped for \(sites.peerTimeout) s before every node had joined \
+                    the run (--peer-timeout)
+                    """, secondary: false))
+            }
             if pid > 0 {
+                if let node = (0..<nodes).first(where: { groups[$0] == pid }) { stoppedSince[node] = nil }
                 if let node = (0..<nodes).first(where: { groups[$0] == pid }) {
                     // Anything the node left in its process group goes with
                     // it; then the group is forgotten (its id may be reused).
@@ -467,6 +488,10 @@ final class Launcher {
 
 }
 
+/// The run's status when the launcher stops it for a node that went silent
+/// (as a node's own 251).
+let peerSilentLauncherStatus: Int32 = 251
+
 /// A new secret for a run: 24 random bytes as hex.
 func makeToken() -> String {
     var bytes = [UInt8](repeating: 0, count: 24)
@@ -506,14 +531,20 @@ final class RendezvousThread {
     /// Written before `failed` is set, read after it is seen.
     nonisolated(unsafe) var failure: String?
 
-    init(coordinator: Coordinator) { self.coordinator = coordinator }
+    /// How often nodes waiting for the others hear from the launcher.
+    let beatMilliseconds: Int64
+
+    init(coordinator: Coordinator, beatMilliseconds: Int64) {
+        self.coordinator = coordinator
+        self.beatMilliseconds = beatMilliseconds
+    }
 
     func start() {
         let unmanaged = Unmanaged.passRetained(self)
         pthread_create(&thread, nil, { context in
             let me = Unmanaged<RendezvousThread>.fromOpaque(context!).takeRetainedValue()
             do {
-                try me.coordinator.run(timeoutMilliseconds: 60_000, shouldGiveUp: { me.giveUp.load(ordering: .acquiring) },
+                try me.coordinator.run(beatMilliseconds: me.beatMilliseconds, shouldGiveUp: { me.giveUp.load(ordering: .acquiring) },
                                        log: { warn($0) })
                 me.done.store(true, ordering: .releasing)
                 me.coordinator.declineLateComers(shouldGiveUp: { me.giveUp.load(ordering: .acquiring) })

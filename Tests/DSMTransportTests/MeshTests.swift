@@ -28,7 +28,8 @@ final class MeshTests: XCTestCase {
                 }
             }
         }
-        try coordinator.run(timeoutMilliseconds: 10_000, shouldGiveUp: { false }, log: { _ in })
+        let deadline = monotonicMilliseconds() + 10_000
+        try coordinator.run(beatMilliseconds: 1_000, shouldGiveUp: { monotonicMilliseconds() > deadline }, log: { _ in })
         XCTAssertEqual(group.wait(timeout: .now() + 20), .success, "mesh set-up hung")
         XCTAssertTrue(errors.isEmpty, "\(errors)")
         return meshes.compactMap { $0 }
@@ -119,7 +120,8 @@ final class MeshTests: XCTestCase {
                 lock.lock(); meshes[node] = m; lock.unlock()
             }
         }
-        try coordinator.run(timeoutMilliseconds: 10_000, shouldGiveUp: { false },
+        let deadline = monotonicMilliseconds() + 10_000
+        try coordinator.run(beatMilliseconds: 1_000, shouldGiveUp: { monotonicMilliseconds() > deadline },
                             log: { m in lock.lock(); messages.append(m); lock.unlock() })
         XCTAssertEqual(group.wait(timeout: .now() + 20), .success)
         lock.lock(); logged += messages; lock.unlock()

@@ -189,6 +189,32 @@ final class LauncherTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("ulimit -n") && r.stderr.contains("32"), "the limit is not named:\n\(r.summary)")
     }
 
+    // MARK: Start-up
+
+    /// In SPMD mode a node joins at its first DSM call, as late as the
+    /// program makes it: the others wait for it as long as it runs (here 3 s
+    /// with a 1 s peer timeout; the launcher's heartbeats keep them waiting).
+    func testALateFirstCallIsWaitedFor() throws {
+        let dsmrun = try Paths.requireDSMRun()
+        let r = try Runner.dsmCommand(dsmrun: dsmrun.path,
+                                      arguments: ["-n", "2", "--spmd", "--peer-timeout", "1", try Programs.path("late_join"), "sleep", "3"],
+                                      label: "late-join", timeout: 60).result
+        XCTAssertEqual(r.termination, .exited(0), r.summary)
+        XCTAssertEqual(r.stdout.components(separatedBy: " ok\n").count - 1, 2, r.summary)
+    }
+
+    /// A node stopped before it joins is named after the peer timeout, not
+    /// waited for without end.
+    func testANodeStoppedBeforeJoiningIsNamed() throws {
+        let dsmrun = try Paths.requireDSMRun()
+        let r = try Runner.dsmCommand(dsmrun: dsmrun.path,
+                                      arguments: ["-n", "2", "--spmd", "--peer-timeout", "2", try Programs.path("late_join"), "stop"],
+                                      label: "stopped-join", timeout: 60).result
+        XCTAssertEqual(r.termination, .exited(251), r.summary)
+        XCTAssertLessThan(r.elapsed, 10, r.summary)
+        XCTAssertTrue(r.stderr.contains("node 1") && r.stderr.contains("stopped"), r.summary)
+    }
+
     // MARK: Nodes that never join
 
     /// dash leaves through _exit, so a node running `sh -c 'exit 0'` never
