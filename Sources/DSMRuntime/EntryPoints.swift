@@ -33,6 +33,7 @@ public func dsmSwiftConfigured() -> Int32 {
 @_cdecl("dsm_swift_start")
 public func dsmSwiftStart() -> Int32 {
     guard let configuration = processConfiguration else { return 0 }
+    takeSecretFromEnvironment()
     guard let node = Node(configuration: configuration) else { return 0 }
     runtimeNode = node
     var thread = pthread_t()
