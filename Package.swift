@@ -55,6 +55,6 @@ let package = Package(
         .testTarget(name: "DSMLaunchTests", dependencies: ["DSMLaunch"]),
         // Tests drive nodes from plain threads; Swift 5 mode keeps them simple.
         .testTarget(name: "DSMTransportTests", dependencies: ["DSMTransport"], swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DSMCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DSMCore", "DSMTransport"]),
     ]
 )

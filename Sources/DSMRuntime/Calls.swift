@@ -1,6 +1,7 @@
 import CDSMKernel
 import CDSMPreload
 import DSMCore
+import DSMTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -203,11 +204,17 @@ enum ServiceRequest {
         return w.bytes
     }
 
-    static func decode(_ bytes: UnsafeRawBufferPointer, node: NodeID) -> (ServiceRequest, Caller)? {
+    /// Decodes a call from `node`. Total on any bytes: a short payload, a
+    /// count the payload cannot hold, an unknown operation or bytes left
+    /// over are a `MalformedFrame`, never a trap; nothing is allocated
+    /// beyond the payload's own size.
+    static func decode(_ bytes: UnsafeRawBufferPointer, node: NodeID) -> Result<(ServiceRequest, Caller), MalformedFrame> {
         var r = WireReader(bytes)
         let caller = Caller(uid: r.get(), gid: r.get(), groups: r.getArray(), pid: r.get(), node: node)
+        if r.failed { return .failure(MalformedFrame("a call of \(bytes.count) bytes without the caller's credentials")) }
+        let operation: UInt8 = r.get()
         let request: ServiceRequest
-        switch r.get(UInt8.self) {
+        switch operation {
         case 1: request = .shmget(key: r.get(), size: r.get(), flags: r.get())
         case 2: request = .shmAttach(id: r.get(), readOnly: r.getBool(), execute: r.getBool())
         case 3: request = .shmDetach(id: r.get())
@@ -216,9 +223,9 @@ enum ServiceRequest {
         case 6:
             let id: Int32 = r.get()
             let timeout: Int64 = r.get()
-            let count = Int(r.get(UInt32.self))
-            guard count <= bytes.count / 6 else { return nil }
+            guard let count = r.getCount(elementSize: 6) else { return .failure(MalformedFrame("a semop with more operations than bytes")) }
             var operations: [dsm_sem_operation] = []
+            operations.reserveCapacity(count)
             for _ in 0..<count { operations.append(dsm_sem_operation(num: r.get(), op: r.get(), flags: r.get())) }
             request = .semop(id: id, operations: operations, timeoutNanoseconds: timeout)
         case 7:
@@ -241,17 +248,30 @@ enum ServiceRequest {
         case 20: request = .programExit(status: r.get())
         case 21: request = .programEnd
         case 22:
-            guard let s = SyncRequest.decode(&r) else { return nil }
+            guard let s = SyncRequest.decode(&r) else {
+                return .failure(MalformedFrame(r.failed ? "a short synchronisation call" : "an unknown synchronisation operation"))
+            }
             request = .sync(s)
         case 23: request = .lockGranted(object: r.get(), node: Int(r.get(Int32.self)))
         case 24: request = .lockRecalled(object: r.get(), node: Int(r.get(Int32.self)))
         case 25: request = .lockTryRecalled(object: r.get(), node: Int(r.get(Int32.self)))
         case 26: request = .threadCount(delta: r.get())
         case 27: request = .awaitThreads
-        default: return nil
+        default: return .failure(MalformedFrame("a call of unknown operation \(operation)"))
         }
-        return r.failed ? nil : (request, caller)
+        if r.failed { return .failure(MalformedFrame("a short call (operation \(operation), \(bytes.count) bytes)")) }
+        if r.remaining != 0 {
+            return .failure(MalformedFrame("a call (operation \(operation)) with \(r.remaining) bytes too many"))
+        }
+        return .success((request, caller))
     }
+}
+
+/// A frame whose contents are not what a node of this run sends: the run
+/// ends with this message, naming the node.
+struct MalformedFrame: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// The answer: a result (>= 0, or -errno) and, for some calls, data.

@@ -67,9 +67,12 @@ final class ClusterService {
     func handle(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination, node: Node) {
         switch request {
         case .imageStart(let fingerprint):
+            if imageArrivals.contains(where: { $0.node == caller.node }) {
+                fatal("node \(caller.node) broke the protocol: it set up its image twice")
+            }
             imageArrivals.append((caller.node, fingerprint, reply))
-            if imageArrivals.count == nodes {
-                let reference = imageArrivals.first { $0.node == 0 }!.fingerprint
+            // One arrival per node, so node 0's is among them once all are in.
+            if imageArrivals.count == nodes, let reference = imageArrivals.first(where: { $0.node == 0 })?.fingerprint {
                 for a in imageArrivals {
                     node.answer(a.reply, a.fingerprint == reference ? ServiceReply(result: 0) : .error(.improperLink))
                 }

@@ -47,13 +47,18 @@ struct Configuration {
     /// A peer silent this long ends the run (DSM_PEER_TIMEOUT, seconds).
     var peerTimeoutNanoseconds: UInt64 = 10_000_000_000
 
-    /// nil when the program runs without dsmrun.
+    /// nil when the program runs without dsmrun, or is a descendant of a
+    /// node: a node takes the run's secret out of its environment when it
+    /// joins (`takeSecretFromEnvironment`), so what it starts inherits the
+    /// rest of the run's environment but not DSM_TOKEN, and runs as a plain
+    /// process.
     static func fromEnvironment() -> Configuration? {
         guard let nodesText = environment("DSM_NODES"), let coordText = environment("DSM_COORD") else { return nil }
+        guard let token = environment("DSM_TOKEN") else { return nil }
         guard let nodes = Int(nodesText), nodes >= 1, nodes <= maxNodes,
               let node = Int(environment("DSM_NODE_ID") ?? ""), node >= 0, node < nodes,
               let coordinator = Endpoint(parsing: coordText),
-              let token = environment("DSM_TOKEN"), !token.isEmpty else {
+              !token.isEmpty, token.utf8.count <= Preamble.maxToken else {
             fatal("bad DSM_* environment (DSM_NODES=\(nodesText) DSM_NODE_ID=\(environment("DSM_NODE_ID") ?? "-") DSM_COORD=\(coordText))")
         }
         var base: UInt64 = 0x2000_0000_0000
@@ -121,6 +126,16 @@ struct Configuration {
         }
         return c
     }
+}
+
+/// The run's secret leaves the environment of the process that becomes
+/// (or tries to become) a node: its children, which are not nodes, do not
+/// inherit it. Until then it stays: a process that has not joined may be a
+/// wrapper (`sh -c`, `env`, `time`) whose child is the node. The node keeps
+/// it in its configuration, read before main. Called before the runtime
+/// thread starts; in image mode that is before main, with one thread.
+func takeSecretFromEnvironment() {
+    unsetenv("DSM_TOKEN")
 }
 
 func environment(_ name: String) -> String? {

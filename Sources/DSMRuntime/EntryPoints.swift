@@ -6,6 +6,7 @@
 import CDSMKernel
 import CDSMPreload
 import DSMCore
+import DSMTransport
 import DSMSysV
 #if canImport(Glibc)
 import Glibc
@@ -34,6 +35,7 @@ public func dsmSwiftStart() -> Int32 {
     guard let configuration = processConfiguration else { return 0 }
     // On another host, or after the program lowered its own limit.
     if let shortage = descriptorShortage(nodes: configuration.nodes) { fatal(shortage) }
+    takeSecretFromEnvironment()
     guard let node = Node(configuration: configuration) else { return 0 }
     runtimeNode = node
     var thread = pthread_t()
@@ -116,6 +118,8 @@ public func dsmSwiftShmat(_ id: Int32, _ address: UInt64, _ flags: Int32) -> Int
     let container: UInt32 = r.get()
     let pages: UInt32 = r.get()
     let canonical: UInt64 = r.get()
+    if r.failed { fatal("node 0 broke the protocol: a short answer to shmat") }
+    if let problem = wireContainerProblem(container, pages: pages) { fatal("node 0 broke the protocol: \(problem)") }
     let mapped = node.perform(.mapAttachment(container: container, pages: pages, canonical: canonical,
                                              address: address, fixed: address != 0, readOnly: readOnly, execute: execute, shmid: id))
     if mapped.result < 0 { _ = node.perform(.shmDetach(id: id)) }

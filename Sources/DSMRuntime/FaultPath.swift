@@ -144,13 +144,21 @@ extension Node {
     }
 
     /// A coherence frame from a peer.
-    func handleCoherenceFrame(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) {
-        guard let message = ProtocolMessage(frame: header) else { return }
+    func handleCoherenceFrame(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, from peer: NodeID) {
+        let message: ProtocolMessage
+        switch ProtocolMessage.decode(header, from: peer, to: id, nodes: nodes) {
+        case .success(let m): message = m
+        case .failure(let problem): fatal("node \(peer) broke the protocol: \(problem)")
+        }
         // A late message about a destroyed container (a `.done` still in
         // flight when the last detach destroyed it) concerns nobody now.
-        guard containers[header.container] != nil else { return }
+        guard let container = containers[header.container] else { return }
+        // Before anything indexes a page table with it.
+        guard Int(header.index) < container.pages else {
+            fatal("node \(peer) broke the protocol: \(header.kind) for page \(header.index) of container \(header.container), which has \(container.pages)")
+        }
         if case .data = message, payload.count != dsmPageSize {
-            fatal("node \(header.source) sent a page of \(payload.count) bytes")
+            fatal("node \(peer) broke the protocol: it sent a page of \(payload.count) bytes")
         }
         if holdsBack(message) { return }
         var effects = RuntimeEffects(node: self, payload: payload)
@@ -354,21 +362,35 @@ extension ProtocolMessage {
         }
     }
 
-    init?(frame h: FrameHeader) {
+    /// The message a coherence frame from `peer` carries. The node it names
+    /// (`a`) is checked before it becomes an Int: a request, an
+    /// acknowledgement and a `.done` name their sender (only the home sends
+    /// itself a `.done`, never over the wire); a forward names another node
+    /// of the run, which the page then goes to.
+    static func decode(_ h: FrameHeader, from peer: NodeID, to me: NodeID, nodes: Int) -> Result<ProtocolMessage, MalformedFrame> {
         let p = PageID(container: h.container, index: h.index)
-        let a = Int(h.a)
-        switch h.kind {
-        case .readRequest: self = .readRequest(p, from: a)
-        case .writeRequest: self = .writeRequest(p, from: a)
-        case .forwardRead: self = .forwardRead(p, requester: a)
-        case .forwardWrite: self = .forwardWrite(p, requester: a, sendData: h.flags & 1 != 0)
-        case .invalidate: self = .invalidate(p)
-        case .invalidateAck: self = .invalidateAck(p, from: a)
-        case .data: self = .data(p, writable: h.flags & 1 != 0, closed: h.flags & 4 != 0)
-        case .grant: self = .grant(p, writable: h.flags & 1 != 0, zeroFill: h.flags & 2 != 0, closed: h.flags & 4 != 0)
-        case .done: self = .done(p, from: a)
-        default: return nil
+        func sender() -> NodeID? { h.a == UInt64(peer) ? peer : nil }
+        func named() -> NodeID? {
+            guard let n = h.node(inRunOf: nodes), n != me else { return nil }
+            return n
         }
+        let message: ProtocolMessage?
+        switch h.kind {
+        case .readRequest: message = sender().map { .readRequest(p, from: $0) }
+        case .writeRequest: message = sender().map { .writeRequest(p, from: $0) }
+        case .forwardRead: message = named().map { .forwardRead(p, requester: $0) }
+        case .forwardWrite: message = named().map { .forwardWrite(p, requester: $0, sendData: h.flags & 1 != 0) }
+        case .invalidate: message = .invalidate(p)
+        case .invalidateAck: message = sender().map { .invalidateAck(p, from: $0) }
+        case .data: message = .data(p, writable: h.flags & 1 != 0, closed: h.flags & 4 != 0)
+        case .grant: message = .grant(p, writable: h.flags & 1 != 0, zeroFill: h.flags & 2 != 0, closed: h.flags & 4 != 0)
+        case .done: message = sender().map { .done(p, from: $0) }
+        default: return .failure(MalformedFrame("a \(h.kind) frame is no coherence message"))
+        }
+        guard let message else {
+            return .failure(MalformedFrame("\(h.kind) for page \(p) names node \(h.a)"))
+        }
+        return .success(message)
     }
 }
 

@@ -143,3 +143,15 @@ struct AttachmentIndex {
         return nil
     }
 }
+
+/// Why a container another node names (in an announcement or an attach's
+/// answer) cannot be a System V segment of this run: the image's ids are
+/// never sent, and no segment is larger than SHMMAX. nil when it can.
+func wireContainerProblem(_ container: ContainerID, pages: UInt32) -> String? {
+    if PageID.blockPages(of: container) != nil || container == dataContainerID {
+        return "container id 0x\(String(container, radix: 16)) is not a System V segment's"
+    }
+    let most = ClusterService.limits.shmmax / UInt64(dsmPageSize)
+    if pages == 0 || UInt64(pages) > most { return "a segment of \(pages) pages (1 to \(most))" }
+    return nil
+}

@@ -208,7 +208,7 @@ final class Node {
     /// (`flushQueued`): one `send` per peer and round instead of one per
     /// frame, which on loopback TCP also means one wake-up of the receiver.
     func sendFrame(_ header: FrameHeader, payload: UnsafeRawBufferPointer?, to peer: NodeID) {
-        guard let connection = mesh.peers[peer] else { fatal("no connection to node \(peer)") }
+        guard peer >= 0, peer < nodes, let connection = mesh.peers[peer] else { fatal("no connection to node \(peer)") }
         stats.messagesSent &+= 1
         stats.bytesSent &+= UInt64(FrameHeader.size + (payload?.count ?? 0))
         connection.queue(header, payload: payload)
@@ -520,6 +520,13 @@ final class Node {
 
     private func coordinatorReadable() {
         let result = try? mesh.coordinator.receive()
+        // The launcher says nothing after the table: whatever comes is read
+        // and dropped, so that the buffer does not grow.
+        do {
+            while try mesh.coordinator.nextFrame() != nil {}
+        } catch {
+            fatal("the launcher broke the protocol: \(error)")
+        }
         if result == .endOfStream || result == nil {
             if finishing {
                 // Level-triggered: an ended stream would wake the loop forever.
@@ -564,12 +571,17 @@ final class Node {
         flushStagedRun()
     }
 
+    /// One frame from `peer`. Anything that is not what a node of this run
+    /// sends ends the run with a message naming the peer (never a trap).
     private func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, from peer: NodeID) {
         switch header.kind {
         case .call:
-            guard let (request, caller) = ServiceRequest.decode(payload, node: peer) else {
-                fatal("node \(peer) sent a malformed call")
+            let (request, caller): (ServiceRequest, Caller)
+            switch ServiceRequest.decode(payload, node: peer) {
+            case .success(let decoded): (request, caller) = decoded
+            case .failure(let problem): fatal("node \(peer) broke the protocol: \(problem)")
             }
+            if let problem = validate(request, from: peer) { fatal("node \(peer) broke the protocol: \(problem)") }
             let destination: ReplyDestination = header.a == 0 ? .none : .remote(node: peer, callID: header.a)
             handleHere(request, caller: caller, reply: destination)
         case .reply:
@@ -577,6 +589,7 @@ final class Node {
             guard let call = pendingRemote.removeValue(forKey: header.a) else { return }
             var r = WireReader(payload)
             let result: Int64 = r.get()
+            if r.failed { fatal("node \(peer) broke the protocol: a reply of \(payload.count) bytes") }
             if case .exitArrive = call.request { announceDeparture() }
             callsWaiting -= 1
             call.complete(ServiceReply(result: result, data: r.rest()))
@@ -587,9 +600,30 @@ final class Node {
             break
         case .output:
             writeForwardedOutput(header, payload)
-        default:
-            handleCoherenceFrame(header, payload)
+        case .readRequest, .writeRequest, .forwardRead, .forwardWrite, .invalidate, .invalidateAck, .data, .grant, .done:
+            handleCoherenceFrame(header, payload, from: peer)
+        case .abort, .stats, .hello, .table, .auth, .agentHello, .nodeEnded, .signalNodes, .stdinData:
+            fatal("node \(peer) broke the protocol: it sent a \(header.kind) frame, which nodes never send each other")
         }
+    }
+
+    /// What a peer may not ask, whatever its bytes say: a lock token on
+    /// behalf of another node (the home would send that node's token to a
+    /// node that may not exist), or a container no System V segment of the
+    /// run can be.
+    private func validate(_ request: ServiceRequest, from peer: NodeID) -> String? {
+        switch request {
+        case .sync(let s):
+            switch s.operation {
+            case .tokenAcquire, .tokenTry, .tokenRelease, .tokenBusy:
+                if s.thread != UInt64(peer) { return "a lock token operation on behalf of node \(s.thread)" }
+            default: break
+            }
+        case .addContainer(let container, let pages, _):
+            return wireContainerProblem(container, pages: pages)
+        default: break
+        }
+        return nil
     }
 
     /// Every node has finished: tell each peer before the connection closes,

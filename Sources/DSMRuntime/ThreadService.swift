@@ -8,6 +8,7 @@
 import CDSMKernel
 import CDSMPreload
 import DSMCore
+import DSMTransport
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -85,7 +85,9 @@ public struct SyncObjects<Waiter> {
         let me = Pending(thread: thread, waiter: waiter, deadline: deadline)
         switch operation {
         case .tokenAcquire:
-            let node = Int(thread)
+            // `thread` names a node for the token operations; one no Int
+            // can hold names none.
+            guard let node = Int(exactly: thread) else { break }
             var t = tokens[object] ?? Token()
             if t.holder == nil {
                 t.holder = node
@@ -105,7 +107,10 @@ public struct SyncObjects<Waiter> {
             }
             tokens[object] = t
         case .tokenTry:
-            let node = Int(thread)
+            guard let node = Int(exactly: thread) else {
+                reply(-SyncErrno.EINVAL)
+                break
+            }
             var t = tokens[object] ?? Token()
             if t.holder == nil {
                 t.holder = node
@@ -124,7 +129,7 @@ public struct SyncObjects<Waiter> {
             if let w = trying.waiter { out.append(.reply(w, -SyncErrno.EBUSY)) }
             tokens[object] = t
         case .tokenRelease:
-            guard var t = tokens[object], t.holder == Int(thread) else { break }
+            guard let node = Int(exactly: thread), var t = tokens[object], t.holder == node else { break }
             t.holder = nil
             t.recalled = false
             if let trying = t.trying {

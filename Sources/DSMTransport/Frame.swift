@@ -1,7 +1,7 @@
 import DSMCore
 
 /// What a frame carries. Coherence messages first, then services.
-public enum FrameKind: UInt8, Sendable {
+public enum FrameKind: UInt8, Sendable, CaseIterable {
     // MESI protocol (DSMCoherence.ProtocolMessage), see CoherenceWire in the runtime.
     case readRequest = 1, writeRequest, forwardRead, forwardWrite, invalidate, invalidateAck, data, grant, done
     // Remote procedure calls to a service on another node (SysV namespace, barrier).
@@ -74,8 +74,33 @@ public struct FrameHeader: Equatable, Sendable {
         p.storeBytes(of: a.littleEndian, toByteOffset: 24, as: UInt64.self)
     }
 
-    public enum DecodeError: Error, Equatable { case badMagic(UInt8), badKind(UInt8), tooLarge(UInt32) }
+    /// The fields as they came off the wire, no conversion.
+    @inlinable
+    init(kind: FrameKind, flags: UInt8, rawSource: UInt16, payloadLength: UInt32, container: UInt32, index: UInt32,
+         a: UInt64) {
+        self.kind = kind
+        self.flags = flags
+        self.source = rawSource
+        self.payloadLength = payloadLength
+        self.container = container
+        self.index = index
+        self.a = a
+    }
 
+    public enum DecodeError: Error, Equatable, CustomStringConvertible {
+        case badMagic(UInt8), badKind(UInt8), tooLarge(UInt32)
+
+        public var description: String {
+            switch self {
+            case .badMagic(let m): return "a frame without the magic byte (0x\(String(m, radix: 16)) instead of 0xd5)"
+            case .badKind(let k): return "a frame of unknown kind \(k)"
+            case .tooLarge(let n): return "a frame of \(n) bytes (at most \(FrameHeader.maxPayload))"
+            }
+        }
+    }
+
+    /// Decodes the 32 bytes at `p`. Total: any bytes give a header or an
+    /// error, never a trap; the reserved bytes are ignored.
     @inlinable
     public static func decode(_ p: UnsafeRawPointer) throws(DecodeError) -> FrameHeader {
         let magic = p.load(fromByteOffset: 0, as: UInt8.self)
@@ -87,10 +112,18 @@ public struct FrameHeader: Equatable, Sendable {
         return FrameHeader(
             kind: kind,
             flags: p.load(fromByteOffset: 2, as: UInt8.self),
-            source: Int(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self))),
-            payloadLength: Int(length),
+            rawSource: UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt16.self)),
+            payloadLength: length,
             container: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
             index: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),
             a: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
+    }
+
+    /// `a` as a node of a run of `nodes`: nil when it names none (a value
+    /// from the wire is compared as sent, all 64 bits, before it becomes an Int).
+    @inlinable
+    public func node(inRunOf nodes: Int) -> NodeID? {
+        guard nodes > 0, a < UInt64(nodes) else { return nil }
+        return Int(a)
     }
 }

@@ -139,7 +139,8 @@ public enum RendezvousTable {
 }
 
 private func appendString(_ s: String, to bytes: inout [UInt8]) {
-    let utf8 = Array(s.utf8)
+    // A length byte: a longer name (never an IPv4 address) is cut.
+    let utf8 = Array(s.utf8.prefix(255))
     bytes.append(UInt8(utf8.count))
     bytes.append(contentsOf: utf8)
 }

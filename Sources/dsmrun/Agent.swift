@@ -22,6 +22,10 @@ enum Agent {
             return 2
         }
         let host = "host \(spec.hostName)"
+        guard !spec.token.isEmpty, spec.token.utf8.count <= Preamble.maxToken else {
+            warn("\(host): --agent: the run's secret is \(spec.token.utf8.count) bytes (1 to \(Preamble.maxToken))")
+            return 2
+        }
         // Standard input was the launcher's pipe: it stays open as the
         // lifeline; the nodes read /dev/null.
         let lifeline = cdsm_high_fd(fcntl(0, F_DUPFD_CLOEXEC, 0))
@@ -240,6 +244,7 @@ enum Agent {
                         }
                     }
                 } catch {
+                    warn("host \(spec.hostName): the launcher's connection broke the protocol: \(error)")
                     gone = true
                 }
             }

@@ -52,6 +52,9 @@ struct EngineWireUp {
         if rank == 0 { try check(cdsm_pmix_put("dsm.token", makeToken(), &error, error.count), error) }
         try check(cdsm_pmix_fence(&error, error.count), error)
         let token = try get(0, "dsm.token")
+        guard !token.isEmpty, token.utf8.count <= Preamble.maxToken else {
+            throw LaunchProblem(message: "PMIx: rank 0 published a secret of \(token.utf8.count) bytes (1 to \(Preamble.maxToken))", status: 1)
+        }
         // Every rank compares every rank with rank 0, so all of them stop
         // on a difference (none is left waiting in the next fence).
         let reference = try get(0, "dsm.fingerprints")

@@ -75,20 +75,31 @@ final class RemoteHost {
     private func read(timeoutMilliseconds: Int32) -> (endings: [(NodeID, Int32)], open: Bool) {
         guard let control else { return ([], false) }
         var endings: [(NodeID, Int32)] = []
+        var broken = false
         func drain() {
-            while let (header, _) = (try? control.nextFrame()) ?? nil {
-                if header.kind == .nodeEnded, header.a < UInt64(Int.max), nodes.contains(Int(header.a)) {
-                    endings.append((Int(header.a), Int32(bitPattern: header.index)))
+            do {
+                while let (header, _) = try control.nextFrame() {
+                    if header.kind == .nodeEnded, header.a < UInt64(Int.max), nodes.contains(Int(header.a)) {
+                        endings.append((Int(header.a), Int32(bitPattern: header.index)))
+                    }
                 }
+            } catch {
+                // Nothing after a broken frame can be read: the connection
+                // is dropped (the agent's end then tells what became of its
+                // nodes), and its bytes stop piling up.
+                warn("host \(name): the agent broke the protocol: \(error); its connection is closed")
+                self.control = nil
+                broken = true
             }
         }
         // Frames that came in with the agent's hello are buffered already.
         drain()
+        if broken { return (endings, false) }
         var p = pollfd(fd: control.fd, events: Int16(POLLIN), revents: 0)
         guard Glibc.poll(&p, 1, endings.isEmpty ? timeoutMilliseconds : 0) > 0 else { return (endings, true) }
         let result = try? control.receive()
         drain()
-        return (endings, result == .data || result == .wouldBlock)
+        return (endings, !broken && (result == .data || result == .wouldBlock))
     }
 
     /// The remote start command has ended: whatever the agent still had to

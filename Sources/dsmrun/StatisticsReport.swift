@@ -30,9 +30,10 @@ struct NodeReport: Codable {
 struct PageSummary: Codable {
     var container: UInt32
     var page: Int
-    var faults: UInt32
-    var writeFaults: UInt32
-    var losses: UInt32
+    // Sums over at most 64 nodes' 32-bit counters: they fit.
+    var faults: UInt64
+    var writeFaults: UInt64
+    var losses: UInt64
     var writers: [Int]
 }
 
@@ -52,9 +53,9 @@ func printStatistics(_ reports: [String], format: StatsFormat) {
         for p in n.pages {
             let key = "\(p.container):\(p.page)"
             var s = pages[key] ?? PageSummary(container: p.container, page: p.page, faults: 0, writeFaults: 0, losses: 0, writers: [])
-            s.faults += p.faults
-            s.writeFaults += p.writeFaults
-            s.losses += p.losses
+            s.faults &+= UInt64(p.faults)
+            s.writeFaults &+= UInt64(p.writeFaults)
+            s.losses &+= UInt64(p.losses)
             if p.writeFaults > 0 { s.writers.append(n.node) }
             pages[key] = s
         }

@@ -316,7 +316,7 @@ func runSetUp(_ executable: String, _ arguments: [String], what: String, label: 
 enum Programs {
     static let all = [
         "mgs", "matmul", "litmus", "sem_barrier", "shm_errors", "sem_errors", "dsm_api", "syscall_fault", "sleeper",
-        "threads", "affinity", "sem_eintr", "ipc_info",
+        "threads", "affinity", "sem_eintr", "ipc_info", "env_token",
         // Image mode (plain pthreads programs, no DSM API).
         "img_basic", "img_mgs", "img_matmul", "img_prodcons", "img_mutex", "img_barrier", "img_malloc", "img_exit",
         "img_api", "img_main_exit", "img_heap_limit", "img_print_order", "signals", "img_sparse_heap", "descriptors", "img_descriptors", "img_slow_wait", "img_guards", "bad_pointers", "late_join",
