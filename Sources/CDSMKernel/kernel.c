@@ -372,6 +372,30 @@ static void forward_handler(int sig) {
  * the Swift runtime's crash report. */
 static const int forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
+/* Signals that mean a crash when the kernel raises them, and are passed on
+ * like the others when someone sends them (kill -SEGV): without this the
+ * Swift runtime prints a crash report for a signal that was only sent. */
+static const int fault_signals[] = {SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP};
+static struct sigaction crash_handlers[32];
+
+static void fault_or_forward(int sig, siginfo_t *info, void *context) {
+    if (info && (info->si_code == SI_USER || info->si_code == SI_QUEUE || info->si_code == SI_TKILL) &&
+        info->si_pid != getpid()) {
+        forward_handler(sig);
+        return;
+    }
+    /* A real fault (or abort()): the crash report, as before. */
+    struct sigaction *previous = &crash_handlers[sig];
+    if (previous->sa_flags & SA_SIGINFO && previous->sa_sigaction) {
+        previous->sa_sigaction(sig, info, context);
+    } else if (previous->sa_handler != SIG_IGN && previous->sa_handler != SIG_DFL && previous->sa_handler) {
+        previous->sa_handler(sig);
+    } else {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
 void cdsm_forward_signals(const pid_t *groups, int count) {
     forward_groups = groups;
     forward_count = count;
@@ -382,6 +406,13 @@ void cdsm_forward_signals(const pid_t *groups, int count) {
     sa.sa_flags = SA_RESTART;
     for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
         sigaction(forwarded_signals[i], &sa, NULL);
+    struct sigaction fault;
+    memset(&fault, 0, sizeof fault);
+    fault.sa_sigaction = fault_or_forward;
+    sigemptyset(&fault.sa_mask);
+    fault.sa_flags = SA_RESTART | SA_SIGINFO | SA_ONSTACK;
+    for (size_t i = 0; i < sizeof fault_signals / sizeof fault_signals[0]; i++)
+        sigaction(fault_signals[i], &fault, &crash_handlers[fault_signals[i]]);
 }
 
 int cdsm_forwarded_signal(void) { return last_forwarded; }

@@ -16,6 +16,9 @@ struct Liveness {
     let interval: UInt64
     /// When a frame last came from each peer (monotonic ns).
     var lastHeard: [UInt64]
+    /// The kind of the last frame other than a heartbeat from each peer
+    /// (raw FrameKind; 0: none yet): what it was last doing, for the message.
+    var lastSaid: [UInt8]
     var nextBeat: UInt64
     /// SlowWaits.swift: the fault that began waiting last.
     var latestWait = LatestWait()
@@ -25,6 +28,7 @@ struct Liveness {
         interval = max(timeoutNanoseconds / 5, 1_000_000)
         let now = monotonicNanoseconds()
         lastHeard = [UInt64](repeating: now, count: nodes)
+        lastSaid = [UInt8](repeating: 0, count: nodes)
         nextBeat = now &+ interval
     }
 }
@@ -53,10 +57,29 @@ extension Node {
                 let tenths = silent / 100_000_000
                 fatal("""
                     node \(peer) (\(mesh.endpoints[peer].host)) has sent nothing for \(tenths / 10).\(tenths % 10) s: \
-                    it is stopped or frozen, or its host cannot be reached; stopping the run (--peer-timeout)
+                    it is stopped or frozen, or its host cannot be reached (\(lastDoing(peer))); stopping the run (--peer-timeout)
                     """, status: peerSilentStatus)
             }
             sendFrame(FrameHeader(kind: .heartbeat, source: id), payload: nil, to: peer)
         }
+    }
+
+    /// What the silent peer last said, in words.
+    private func lastDoing(_ peer: NodeID) -> String {
+        let what: String
+        switch FrameKind(rawValue: liveness.lastSaid[peer]) {
+        case nil: return "it had sent nothing but heartbeats"
+        case .readRequest?, .writeRequest?: what = "asking for a page"
+        case .forwardRead?, .forwardWrite?: what = "passing on a request for a page"
+        case .invalidate?: what = "invalidating a page"
+        case .invalidateAck?: what = "acknowledging an invalidation"
+        case .data?, .grant?: what = "sending a page or write access"
+        case .done?: what = "finishing a page transfer"
+        case .call?: what = "calling a service (System V, lock, thread)"
+        case .reply?: what = "answering a call"
+        case .output?: what = "forwarding the program's output"
+        case let kind?: what = "\(kind)"
+        }
+        return "the last it did was " + what
     }
 }

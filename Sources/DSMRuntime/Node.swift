@@ -566,6 +566,7 @@ final class Node {
             guard let (header, payload) = frame else { break }
             stats.messagesReceived &+= 1
             stats.bytesReceived &+= UInt64(FrameHeader.size + payload.count)
+            if header.kind != .heartbeat { liveness.lastSaid[peer] = header.kind.rawValue }
             dispatch(header, payload, from: peer)
         }
         flushStagedRun()
