@@ -3,19 +3,7 @@ import DSMTransport
 import Foundation
 import XCTest
 
-/// A small seeded generator: a failing case can be replayed from the seed
-/// the test prints.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+typealias SplitMix64 = SeededRandom
 
 /// The decoders of what arrives from the network, fed random and mutated
 /// bytes: each must answer with a value or an error, never trap, and never
