@@ -22,7 +22,9 @@
 #include "internal.h"
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 
 #define PAGE 4096UL
@@ -282,10 +284,24 @@ size_t dsm_heap_usable_size(const void *p) {
 
 // --- the malloc family ------------------------------------------------------
 
+/* Said once: a program that runs out of the DSM heap may not print why. */
+static int told_full;
+
+static void tell_full(size_t size) {
+    if (__atomic_exchange_n(&told_full, 1, __ATOMIC_RELAXED)) return;
+    char line[300];
+    int n = snprintf(line, sizeof line,
+                     "dsm[node %d]: the DSM heap cannot give %zu bytes (this node's arena is %llu MiB of DSM_HEAP_MB, "
+                     "shared by the nodes): malloc returns NULL (ENOMEM); set DSM_HEAP_MB higher (at most 1048576)\n",
+                     dsm_node, size, (unsigned long long)(arena_bytes >> 20));
+    if (n > 0) (void)!write(2, line, (size_t)n);
+}
+
 void *dsm_heap_alloc(size_t size, size_t alignment, int zero) {
     int dirty = 1;
     void *p = arena_alloc(size, alignment < 16 ? 16 : alignment, &dirty);
     if (!p) {
+        tell_full(size);
         errno = ENOMEM;
         return NULL;
     }

@@ -26,8 +26,11 @@ struct Configuration {
     var image = false
     /// The program dsmrun was asked to run (DSM_PROGRAM).
     var program: String?
-    /// Size of the image-mode heap, all arenas (DSM_HEAP_MB).
-    var heapBytes: UInt64 = 2 << 30
+    /// Size of the image-mode heap, all arenas (DSM_HEAP_MB): a reservation,
+    /// as Linux's overcommit grants one; pages cost memory once touched, and
+    /// its tables cost nothing until then (ZeroTable), so the default is the
+    /// largest (1 TiB).
+    var heapBytes: UInt64 = 1 << 40
     var placement: Placement = .roundRobin
     /// The runtime thread asks for SCHED_FIFO (Node.becomeRealtime); in
     /// image mode it turns ordinary while synchronisation traffic goes on.

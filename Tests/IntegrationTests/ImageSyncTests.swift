@@ -125,6 +125,9 @@ final class ImageSyncTests: XCTestCase {
         try checkPassed(run.result.termination, run.output, line: "img_heap_limit ", summary: run.summary, what: what)
         XCTAssertEqual(Output.field("enomem", in: run.output, line: "img_heap_limit "), "1",
                        "\(what): the 256 MiB heap should have run out:\n\(run.summary)")
+        // Said once per node that ran out, naming what to set.
+        let told = run.result.stderr.components(separatedBy: "\n").filter { $0.contains("DSM_HEAP_MB higher") }
+        XCTAssertTrue((1...n).contains(told.count), "\(what): the full heap should be said once per node:\n\(run.summary)")
     }
 
     // MARK: img_descriptors: close-all loops and dup2 leave the runtime alone
@@ -160,17 +163,19 @@ final class ImageSyncTests: XCTestCase {
 
     // MARK: img_sparse_heap: a heap reservation costs what is touched
 
-    /// A 1 TiB heap (the largest DSM_HEAP_MB) and a 16 GiB malloc of which 256
-    /// pages are written by threads on every node: the run takes what a
-    /// small heap takes, and main's node stays a few MiB resident (the
-    /// per-page tables of a 1 TiB heap once cost ~6 GiB per node).
+    /// The default heap, 1 TiB (the largest DSM_HEAP_MB), and a 16 GiB
+    /// malloc of which 256 pages are written by threads on every node, as
+    /// Linux's overcommit allows natively: the run takes what a small heap
+    /// takes, and main's node stays a few MiB resident (the per-page tables
+    /// of a 1 TiB heap once cost ~6 GiB per node).
+    func testSparseHeapPlain() throws { try checkPlain("img_sparse_heap", args: ["16"], line: "img_sparse_heap ") }
+    func testSparseHeapNodes1() throws { try checkSparseHeap(nodes: 1) }
     func testSparseHeapNodes2() throws { try checkSparseHeap(nodes: 2) }
     func testSparseHeapNodes4() throws { try checkSparseHeap(nodes: 4) }
 
     private func checkSparseHeap(nodes n: Int) throws {
-        let run = try Runner.image("img_sparse_heap", nodes: n, args: ["16"], timeout: 60,
-                                   environment: ["DSM_HEAP_MB": "1048576"])
-        let what = "`DSM_HEAP_MB=1048576 dsmrun -n \(n) img_sparse_heap 16`"
+        let run = try Runner.image("img_sparse_heap", nodes: n, args: ["16"], timeout: 60)
+        let what = "`dsmrun -n \(n) img_sparse_heap 16`"
         try checkPassed(run.result.termination, run.output, line: "img_sparse_heap ", summary: run.summary, what: what)
         let rss = Output.field("rss_mib", in: run.output, line: "img_sparse_heap ").flatMap { Int($0) }
         XCTAssertNotNil(rss, "\(what): no rss_mib:\n\(run.summary)")
