@@ -16,6 +16,7 @@
 #include <semaphore.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -32,15 +33,19 @@ static void sync_notice(const volatile void *object, int operation, uint64_t arg
 /* pthread functions return the error number; the service answers -errno. */
 static int as_error(long r) { return r < 0 ? (int)-r : 0; }
 
-/* An absolute CLOCK_REALTIME deadline as a timeout from now: -EINVAL for a
- * malformed one, 0 when it has passed. */
-static int64_t timeout_until(const struct timespec *deadline) {
+/* An absolute deadline on `clock` (CLOCK_REALTIME or CLOCK_MONOTONIC, as
+ * glibc's *_clock* calls accept) as a timeout from now: -EINVAL for a
+ * malformed one or another clock, 0 when it has passed. */
+static int64_t timeout_until_on(clockid_t clock, const struct timespec *deadline) {
+    if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return -EINVAL;
     if (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L) return -EINVAL;
     struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
+    clock_gettime(clock, &now);
     int64_t ns = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000000000LL + (deadline->tv_nsec - now.tv_nsec);
     return ns < 0 ? 0 : ns;
 }
+
+static int64_t timeout_until(const struct timespec *deadline) { return timeout_until_on(CLOCK_REALTIME, deadline); }
 
 // --- mutexes: node-cached lock tokens -----------------------------------------
 
@@ -385,6 +390,14 @@ int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *deadline)
     return mutex_lock(m, 0, timeout);
 }
 
+int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const struct timespec *deadline) {
+    REAL(pthread_mutex_clocklock);
+    if (!dsm_sync_object(m)) return real_pthread_mutex_clocklock(m, clock, deadline);
+    int64_t timeout = timeout_until_on(clock, deadline);
+    if (timeout < 0) return EINVAL;
+    return mutex_lock(m, 0, timeout);
+}
+
 int pthread_mutex_unlock(pthread_mutex_t *m) {
     REAL(pthread_mutex_unlock);
     if (!dsm_sync_object(m)) return real_pthread_mutex_unlock(m);
@@ -406,10 +419,23 @@ int pthread_mutex_destroy(pthread_mutex_t *m) {
 
 // --- condition variables ------------------------------------------------------
 
+/* A condition's clock lives where glibc keeps it, bit 1 of __wrefs (set by
+ * pthread_cond_init from the attribute; 0, CLOCK_REALTIME, for
+ * PTHREAD_COND_INITIALIZER): pthread_cond_timedwait's deadline is on it. */
+#define COND_CLOCK_MONOTONIC 2u
+
 int pthread_cond_init(pthread_cond_t *c, const pthread_condattr_t *attr) {
     REAL(pthread_cond_init);
     if (!dsm_sync_object(c)) return real_pthread_cond_init(c, attr);
+    clockid_t clock = CLOCK_REALTIME;
+    if (attr && pthread_condattr_getclock(attr, &clock) != 0) return EINVAL;
+    memset(c, 0, sizeof *c);
+    if (clock == CLOCK_MONOTONIC) c->__data.__wrefs = COND_CLOCK_MONOTONIC;
     return 0;
+}
+
+static clockid_t cond_clock(const pthread_cond_t *c) {
+    return __atomic_load_n(&c->__data.__wrefs, __ATOMIC_RELAXED) & COND_CLOCK_MONOTONIC ? CLOCK_MONOTONIC : CLOCK_REALTIME;
 }
 
 /* The condition's home gives the thread a ticket before it releases the
@@ -433,7 +459,16 @@ int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) {
 int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *deadline) {
     REAL(pthread_cond_timedwait);
     if (!dsm_sync_object(c)) return real_pthread_cond_timedwait(c, m, deadline);
-    int64_t timeout = timeout_until(deadline);
+    int64_t timeout = timeout_until_on(cond_clock(c), deadline);
+    if (timeout < 0) return EINVAL;
+    return cond_wait(c, m, timeout);
+}
+
+/* What libstdc++'s condition_variable::wait_for and wait_until use. */
+int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clock, const struct timespec *deadline) {
+    REAL(pthread_cond_clockwait);
+    if (!dsm_sync_object(c)) return real_pthread_cond_clockwait(c, m, clock, deadline);
+    int64_t timeout = timeout_until_on(clock, deadline);
     if (timeout < 0) return EINVAL;
     return cond_wait(c, m, timeout);
 }
@@ -507,6 +542,22 @@ int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *deadl
     int64_t timeout = timeout_until(deadline);
     if (timeout < 0) return EINVAL;
     return as_error(sync_call(l, DSM_RW_READ, 0, timeout));
+}
+
+int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *deadline) {
+    REAL(pthread_rwlock_clockrdlock);
+    if (!dsm_sync_object(l)) return real_pthread_rwlock_clockrdlock(l, clock, deadline);
+    int64_t timeout = timeout_until_on(clock, deadline);
+    if (timeout < 0) return EINVAL;
+    return as_error(sync_call(l, DSM_RW_READ, 0, timeout));
+}
+
+int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *deadline) {
+    REAL(pthread_rwlock_clockwrlock);
+    if (!dsm_sync_object(l)) return real_pthread_rwlock_clockwrlock(l, clock, deadline);
+    int64_t timeout = timeout_until_on(clock, deadline);
+    if (timeout < 0) return EINVAL;
+    return as_error(sync_call(l, DSM_RW_WRITE, 0, timeout));
 }
 
 int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *deadline) {
@@ -603,6 +654,14 @@ int sem_timedwait(sem_t *s, const struct timespec *deadline) {
     REAL(sem_timedwait);
     if (!dsm_sync_object(s)) return real_sem_timedwait(s, deadline);
     int64_t timeout = timeout_until(deadline);
+    if (timeout < 0) return sem_result(timeout);
+    return sem_result(sync_call(s, DSM_SEM_WAIT, 0, timeout));
+}
+
+int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *deadline) {
+    REAL(sem_clockwait);
+    if (!dsm_sync_object(s)) return real_sem_clockwait(s, clock, deadline);
+    int64_t timeout = timeout_until_on(clock, deadline);
     if (timeout < 0) return sem_result(timeout);
     return sem_result(sync_call(s, DSM_SEM_WAIT, 0, timeout));
 }

@@ -319,7 +319,7 @@ enum Programs {
         "threads", "affinity", "sem_eintr", "ipc_info", "env_token",
         // Image mode (plain pthreads programs, no DSM API).
         "img_basic", "img_mgs", "img_matmul", "img_prodcons", "img_mutex", "img_barrier", "img_malloc", "img_exit",
-        "img_api", "img_main_exit", "img_heap_limit", "img_print_order", "signals", "img_sparse_heap", "descriptors", "img_descriptors", "img_slow_wait", "img_guards", "bad_pointers", "late_join",
+        "img_api", "img_main_exit", "img_heap_limit", "img_print_order", "signals", "img_sparse_heap", "descriptors", "img_descriptors", "img_slow_wait", "img_guards", "bad_pointers", "late_join", "img_clocks", "img_cxx",
     ]
 
     private static let lock = NSLock()
@@ -345,14 +345,16 @@ enum Programs {
         let logs = Paths.newRunDir("compile")
         var children: [(String, Child)] = []
         for name in all {
-            let src = Paths.programsDir.appendingPathComponent("\(name).c").path
+            // C, or C++ where the program is a .cpp file.
+            let cxx = FileManager.default.fileExists(atPath: Paths.programsDir.appendingPathComponent("\(name).cpp").path)
+            let src = Paths.programsDir.appendingPathComponent(cxx ? "\(name).cpp" : "\(name).c").path
             let args = [
-                "-std=c11", "-O2", "-Wall", "-Werror", "-pthread", "-I", Paths.includeDir.path, "-I", Paths.programsDir.path,
-                src, "-o", out.appendingPathComponent(name).path, "-lm",
+                cxx ? "-std=c++17" : "-std=c11", "-O2", "-Wall", "-Werror", "-pthread", "-I", Paths.includeDir.path,
+                "-I", Paths.programsDir.path, src, "-o", out.appendingPathComponent(name).path, "-lm",
             ]
             do {
                 children.append(
-                    (name, try Child(executable: "/usr/bin/env", arguments: ["cc"] + args,
+                    (name, try Child(executable: "/usr/bin/env", arguments: [cxx ? "c++" : "cc"] + args,
                                      environment: childEnvironment([:]), dir: logs, label: name)))
             } catch {
                 return .failure(HarnessError("cannot start cc: \(error)"))

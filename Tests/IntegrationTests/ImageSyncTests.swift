@@ -161,6 +161,16 @@ final class ImageSyncTests: XCTestCase {
         XCTAssertEqual(Output.field("intact", in: run.output, line: "img_guards map-fixed"), "1", run.summary)
     }
 
+    // MARK: img_clocks, img_cxx: the clock-taking calls, C++ threads
+
+    func testClocksPlain() throws { try checkPlain("img_clocks", line: "img_clocks failures=") }
+    func testClocksNodes1() throws { try checkImage("img_clocks", nodes: 1, line: "img_clocks failures=") }
+    func testClocksNodes2() throws { try checkImage("img_clocks", nodes: 2, line: "img_clocks failures=") }
+    func testCxxPlain() throws { try checkPlain("img_cxx", line: "img_cxx threads=") }
+    func testCxxNodes1() throws { try checkImage("img_cxx", nodes: 1, line: "img_cxx threads=") }
+    func testCxxNodes2() throws { try checkImage("img_cxx", nodes: 2, line: "img_cxx threads=") }
+    func testCxxNodes4() throws { try checkImage("img_cxx", nodes: 4, line: "img_cxx threads=") }
+
     // MARK: img_sparse_heap: a heap reservation costs what is touched
 
     /// The default heap, 1 TiB (the largest DSM_HEAP_MB), and a 16 GiB
