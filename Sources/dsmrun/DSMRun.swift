@@ -191,6 +191,12 @@ func resolveProgram(_ name: String) -> Result<String, LaunchProblem> {
         guard stat(path, &st) == 0 else { return LaunchProblem(message: "program not found: \(name)", status: 127) }
         if st.st_mode & S_IFMT == S_IFDIR { return LaunchProblem(message: "\(name) is a directory, not a program", status: 126) }
         guard access(path, X_OK) == 0 else { return LaunchProblem(message: "\(name) is not executable", status: 126) }
+        if ProgramKind.inspect(path: path) == .staticExecutable {
+            return LaunchProblem(message: """
+                \(name) is statically linked: dsmrun's runtime enters a program through the dynamic loader (LD_PRELOAD), \
+                so each node would run an unrelated copy; link it without -static
+                """, status: 126)
+        }
         return nil
     }
     if name.contains("/") {

@@ -92,3 +92,14 @@ final class HostListTests: XCTestCase {
         XCTAssertNil(fileFingerprint(dir.appendingPathComponent("missing").path))
     }
 }
+
+final class ProgramKindTests: XCTestCase {
+    func testDynamicExecutableAndScript() throws {
+        XCTAssertEqual(ProgramKind.inspect(path: "/bin/sh"), .dynamicExecutable)
+        let script = FileManager.default.temporaryDirectory.appendingPathComponent("dsm-kind-\(getpid()).sh")
+        try "#!/bin/sh\nexit 0\n".write(to: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: script) }
+        XCTAssertEqual(ProgramKind.inspect(path: script.path), .script)
+        XCTAssertEqual(ProgramKind.inspect(path: "/nonexistent/program"), .other)
+    }
+}

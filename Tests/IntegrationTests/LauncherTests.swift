@@ -40,6 +40,20 @@ final class LauncherTests: XCTestCase {
             mentions: [file.lastPathComponent, "not executable", "permission", "executable"])
     }
 
+    /// A static executable never meets the runtime (it enters through the
+    /// dynamic loader): refused, not run as N unrelated copies.
+    func testRejectsAStaticExecutable() throws {
+        let dir = Paths.newRunDir("static")
+        let source = dir.appendingPathComponent("static.c")
+        let binary = dir.appendingPathComponent("static-program")
+        try "int main(void) { return 0; }\n".write(to: source, atomically: true, encoding: .utf8)
+        let cc = try runCommand("/usr/bin/env", ["cc", "-static", "-o", binary.path, source.path],
+                                environment: childEnvironment([:]), timeout: 60, label: "cc-static")
+        XCTAssertEqual(cc.termination, .exited(0), "cannot link a static program (libc6-dev provides libc.a):\n\(cc.summary)")
+        try checkRejected(["-n", "2", binary.path], mentions: ["statically linked"])
+        try checkRejected(["-n", "2", "--spmd", binary.path], mentions: ["statically linked"])
+    }
+
     /// dsmrun `args` must exit non-zero within 1 s with an error message on
     /// stderr (usage / help lines aside) that mentions one of `mentions`
     /// (case-insensitive); and leave nothing behind.
