@@ -10,6 +10,7 @@
 #include "internal.h"
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -664,6 +665,29 @@ int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *deadline) {
     int64_t timeout = timeout_until_on(clock, deadline);
     if (timeout < 0) return sem_result(timeout);
     return sem_result(sync_call(s, DSM_SEM_WAIT, 0, timeout));
+}
+
+/* Named semaphores live in /dev/shm files, mapped privately per node: in
+ * image mode on several nodes they would not exclude threads on different
+ * nodes. Refused, said once, rather than silently wrong. */
+sem_t *sem_open(const char *name, int flags, ...) {
+    REAL(sem_open);
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = (flags & O_CREAT) ? (mode_t)va_arg(ap, unsigned int) : 0;
+    unsigned value = (flags & O_CREAT) ? va_arg(ap, unsigned) : 0;
+    va_end(ap);
+    if (dsm_image && dsm_nodes_count > 1 && !dsm_runtime_thread && !dsm_in_runtime) {
+        static int told;
+        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
+            static const char line[] = "dsm: sem_open: named POSIX semaphores are not shared between nodes; "
+                                       "use sem_init on a sem_t in a global or the heap (ENOSYS)\n";
+            (void)!write(2, line, sizeof line - 1);
+        }
+        errno = ENOSYS;
+        return SEM_FAILED;
+    }
+    return (flags & O_CREAT) ? real_sem_open(name, flags, mode, value) : real_sem_open(name, flags);
 }
 
 int sem_post(sem_t *s) {

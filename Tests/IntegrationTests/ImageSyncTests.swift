@@ -171,6 +171,18 @@ final class ImageSyncTests: XCTestCase {
     func testCxxNodes2() throws { try checkImage("img_cxx", nodes: 2, line: "img_cxx threads=") }
     func testCxxNodes4() throws { try checkImage("img_cxx", nodes: 4, line: "img_cxx threads=") }
 
+    /// sem_open works natively and on one node; on two it is refused with
+    /// ENOSYS and said, not silently per node.
+    func testSemOpen() throws {
+        let plain = try Runner.plain("img_sem_open", timeout: 60)
+        XCTAssertEqual(Output.field("outcome", in: plain.stdout, line: "img_sem_open "), "ok", plain.summary)
+        let one = try Runner.image("img_sem_open", nodes: 1, timeout: 60)
+        XCTAssertEqual(Output.field("outcome", in: one.output, line: "img_sem_open "), "ok", one.summary)
+        let two = try Runner.image("img_sem_open", nodes: 2, timeout: 60)
+        XCTAssertEqual(Output.field("outcome", in: two.output, line: "img_sem_open "), "enosys", two.summary)
+        XCTAssertTrue(two.result.stderr.contains("sem_open"), two.summary)
+    }
+
     // MARK: img_sparse_heap: a heap reservation costs what is touched
 
     /// The default heap, 1 TiB (the largest DSM_HEAP_MB), and a 16 GiB
