@@ -569,3 +569,76 @@ int cdsm_numa_prefer(int node) {
     f(node);
     return 0;
 }
+
+// --- the program's DSM mappings, for fork --------------------------------------
+
+/* Every mapping of a container the program sees (image data, heap, System V
+ * attachments), kept here so that a forked child, which has no runtime,
+ * can turn each into a private copy without calling into Swift. */
+#define MAPPINGS_MAX 4096
+static struct {
+    uint64_t start, length;
+    int fd, read_only;
+} mappings[MAPPINGS_MAX];
+static int mapping_count;
+static pthread_mutex_t mappings_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void cdsm_mapping_add(uint64_t start, uint64_t length, int fd, int read_only) {
+    pthread_mutex_lock(&mappings_lock);
+    if (mapping_count < MAPPINGS_MAX) {
+        mappings[mapping_count].start = start;
+        mappings[mapping_count].length = length;
+        mappings[mapping_count].fd = fd;
+        mappings[mapping_count].read_only = read_only;
+        mapping_count++;
+    }
+    pthread_mutex_unlock(&mappings_lock);
+}
+
+void cdsm_mapping_remove(uint64_t start) {
+    pthread_mutex_lock(&mappings_lock);
+    for (int i = 0; i < mapping_count; i++) {
+        if (mappings[i].start == start) {
+            mappings[i] = mappings[--mapping_count];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mappings_lock);
+}
+
+int cdsm_mapping_at(int i, uint64_t *start, uint64_t *length) {
+    if (i < 0 || i >= mapping_count) return 0;
+    *start = mappings[i].start;
+    *length = mappings[i].length;
+    return 1;
+}
+
+/* Forked child only (one thread, no runtime): the mappings were not
+ * inherited (MADV_DONTFORK: a child must never reach the parent's memfds
+ * through them); each range becomes private anonymous memory holding what
+ * this node's memfd holds (the pages valid here; the others read as
+ * zeros), at the same address. 0 or -errno. */
+int cdsm_privatize_mappings(void) {
+    for (int i = 0; i < mapping_count; i++) {
+        uint64_t start = mappings[i].start, length = mappings[i].length;
+        int fd = mappings[i].fd;
+        char *copy = mmap((void *)(uintptr_t)start, length, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+        if (copy == MAP_FAILED) return -errno;
+        off_t at = 0;
+        for (;;) {
+            off_t data = lseek(fd, at, SEEK_DATA);
+            if (data < 0 || (uint64_t)data >= length) break;
+            off_t hole = lseek(fd, data, SEEK_HOLE);
+            if (hole < 0 || (uint64_t)hole > length) hole = (off_t)length;
+            for (off_t done = data; done < hole;) {
+                ssize_t n = pread(fd, copy + done, (size_t)(hole - done), done);
+                if (n <= 0) return n < 0 ? -errno : -EIO;
+                done += n;
+            }
+            at = hole;
+        }
+        if (mappings[i].read_only) mprotect(copy, length, PROT_READ);
+    }
+    return 0;
+}

@@ -310,7 +310,39 @@ void *dsm_heap_alloc(size_t size, size_t alignment, int zero) {
     return p;
 }
 
+/* Before a fork (image.c): every page of this node's arena that is handed
+ * out is read, so that it is valid here and the child's copy has it. Read
+ * without the lock (a fault must never happen under it): a page freed
+ * meanwhile is read for nothing. */
+int cdsm_copy_in(void *to, const void *from, size_t length);
+
+void dsm_heap_touch_used(void) {
+    if (!heap_on) return;
+    for (uintptr_t w = 0; w < (arena_pages + 63) / 64; w++) {
+        uint64_t word = __atomic_load_n(&page_used[w], __ATOMIC_RELAXED);
+        while (word) {
+            uintptr_t page = w * 64 + (uintptr_t)__builtin_ctzll(word);
+            word &= word - 1;
+            /* Through the kernel: a thread stack's guard page is handed
+             * out too, and reading it directly would be SIGSEGV. */
+            char byte;
+            (void)cdsm_copy_in(&byte, (const void *)(arena_start + page * PAGE), 1);
+        }
+    }
+}
+
+/* A child forked in image mode (image.c): the heap is a private copy;
+ * new blocks come from glibc, and its blocks are never freed (a free of a
+ * block of another node's arena would need the runtime). */
+static int heap_forked;
+
+void dsm_heap_forked(void) {
+    heap_forked = 1;
+    __atomic_store_n(&heap_on, 0, __ATOMIC_RELEASE);
+}
+
 void dsm_heap_free(void *p) {
+    if (heap_forked) return;
     if ((uintptr_t)p >= arena_start && (uintptr_t)p < arena_start + arena_bytes) {
         dsm_heap_free_here(p);
         return;

@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -211,6 +212,7 @@ typedef struct {
     void *(*start)(void *);
     void *arg;
     void *stack;
+    size_t stack_size;
 } hosted_start;
 
 static TLS hosted_start *hosted_self;
@@ -294,6 +296,7 @@ static void host_spawn(uint64_t routine, uint64_t arg, uint64_t stack_size, uint
     start->start = (void *(*)(void *))(uintptr_t)routine;
     start->arg = (void *)(uintptr_t)arg;
     start->stack = stack;
+    start->stack_size = size;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstack(&attr, stack, size);
@@ -441,6 +444,8 @@ static int image_argc;
 static char **image_argv, **image_envp;
 static int image_status;
 static ucontext_t main_context, start_context;
+static void *main_stack;
+static size_t main_stack_size;
 
 static void main_on_dsm_stack(void) { image_status = image_real_main(image_argc, image_argv, image_envp); }
 
@@ -506,6 +511,8 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     stack_size = (stack_size + 4095) & ~4095UL;
     void *stack = guarded_stack(stack_size, MAIN_GUARD);
     if (!stack) die("cannot allocate main's stack in the DSM heap");
+    main_stack = stack;
+    main_stack_size = stack_size;
     image_real_main = real_main;
     image_argc = argc;
     image_argv = shared_argv(argc, argv);
@@ -525,4 +532,102 @@ void dsm_image_exit_elsewhere(int status) {
     fflush(NULL);
     IN_RUNTIME_VOID(dsm_swift_program_exit(status));
     for (;;) pause();
+}
+
+// --- fork ----------------------------------------------------------------------
+
+/* fork() in image mode gives an ordinary process: a private copy of the
+ * program's memory as this node holds it, with no runtime (calls go to the
+ * kernel and glibc, as in any process), so fork-exec, system-like helpers
+ * and worker children run as natively.
+ *
+ * The DSM mappings are not inherited (MADV_DONTFORK: the child must never
+ * write the parent's memfds), and the calling thread's stack is one of
+ * them: the real fork runs on a private stack, the child rebuilds each
+ * mapping as private memory from the memfd (preload.c's atfork handler)
+ * and then returns to the caller's frame on its now private stack. Before
+ * that, the parent makes valid here the pages the child can be expected to
+ * touch: the program's data and bss, the System V attachments, every
+ * block this node's arena has handed out (what this node allocated,
+ * wherever it was written since) and the calling thread's stack. A block
+ * another node allocated is in the child only if its pages are valid here
+ * (this node read them since they were last written); otherwise it reads
+ * as zeros there. See the README. */
+
+int cdsm_mapping_at(int i, uint64_t *start, uint64_t *length);
+
+#define FORK_STACK (256UL << 10)
+
+static volatile int fork_lock;
+static ucontext_t fork_caller, fork_callee;
+static pid_t (*fork_real)(void);
+static pid_t fork_pid;
+static int fork_errno;
+
+static void touch_range(uintptr_t lo, uintptr_t hi) {
+    for (uintptr_t p = lo & ~4095UL; p < hi; p += 4096) (void)*(volatile const char *)p;
+}
+
+static void fetch_for_child(void) {
+    uint64_t start, length;
+    for (int i = 0; cdsm_mapping_at(i, &start, &length); i++) {
+        if (dsm_heap_contains((void *)(uintptr_t)start)) continue;
+        touch_range((uintptr_t)start, (uintptr_t)(start + length));
+    }
+    dsm_heap_touch_used();
+    /* The calling thread's stack, from where it is now to its top. */
+    volatile char here = 0;
+    uintptr_t sp = (uintptr_t)&here;
+    if (hosted_self) touch_range(sp, (uintptr_t)hosted_self->stack + hosted_self->stack_size);
+    else if (image_main_thread && main_stack) touch_range(sp, (uintptr_t)main_stack + main_stack_size);
+}
+
+/* The child copies the mappings from the memfds, which the parent keeps
+ * writing once it leaves this private stack (its own frames first): the
+ * parent waits here until the child has its copy. */
+int dsm_fork_sync_fd = -1;
+
+static void fork_on_private_stack(void) {
+    int sync[2];
+    if (pipe2(sync, O_CLOEXEC) != 0) {
+        fork_pid = -1;
+        fork_errno = errno;
+        return;
+    }
+    dsm_fork_sync_fd = sync[1];
+    fork_pid = fork_real();
+    fork_errno = errno;
+    if (fork_pid == 0) {
+        close(sync[0]);
+        return;
+    }
+    dsm_fork_sync_fd = -1;
+    close(sync[1]);
+    if (fork_pid > 0) {
+        char byte;
+        while (read(sync[0], &byte, 1) < 0 && errno == EINTR) {}
+    }
+    close(sync[0]);
+}
+
+pid_t fork(void) {
+    REAL(fork);
+    if (!dsm_image || !dsm_heap_ready() || dsm_runtime_thread || dsm_in_runtime) return real_fork();
+    fetch_for_child();
+    char *stack = mmap(NULL, FORK_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -1;
+    spin(&fork_lock);
+    fork_real = real_fork;
+    getcontext(&fork_callee);
+    fork_callee.uc_stack.ss_sp = stack;
+    fork_callee.uc_stack.ss_size = FORK_STACK;
+    fork_callee.uc_link = &fork_caller;
+    makecontext(&fork_callee, fork_on_private_stack, 0);
+    swapcontext(&fork_caller, &fork_callee);
+    pid_t pid = fork_pid;
+    int e = fork_errno;
+    unspin(&fork_lock);
+    munmap(stack, FORK_STACK);
+    if (pid < 0) errno = e;
+    return pid;
 }

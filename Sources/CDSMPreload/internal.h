@@ -69,6 +69,13 @@ extern int dsm_nodes_count;
 /* The DSM heap (heap.c). */
 void *dsm_heap_alloc(size_t size, size_t alignment, int zero);
 void dsm_heap_free(void *p);
+/* fork() in image mode: the child writes a byte here once it has copied
+ * the program's memory (image.c), then closes it. */
+extern int dsm_fork_sync_fd;
+/* Reads every handed-out page of this node's arena (before a fork). */
+void dsm_heap_touch_used(void);
+/* A forked child: the heap serves no more blocks and frees nothing. */
+void dsm_heap_forked(void);
 /* Whether [start, start + length) meets the heap's reservation. */
 int dsm_heap_overlaps(uintptr_t start, size_t length);
 int dsm_heap_contains(const void *p);

@@ -60,11 +60,33 @@ static int use_dsm(void) {
 }
 
 /* A forked child has no runtime thread: it uses the kernel's objects. */
+int cdsm_privatize_mappings(void);
+
 static void forked_child(void) {
     active = 0;
     declined = 1;
     /* The runtime's descriptors are plain inherited ones in the child. */
     cdsm_forget_runtime_fds();
+    if (dsm_image) {
+        /* fork() in image mode (image.c): on a private stack still, before
+         * any other handler may touch the program's memory, the DSM
+         * mappings come back as private copies; then the child is an
+         * ordinary process. */
+        dsm_heap_forked(); /* first: the heap's range is the child's to map now */
+        int r = cdsm_privatize_mappings();
+        if (r != 0) {
+            char line[160];
+            int n = snprintf(line, sizeof line, "dsm: a forked child could not copy the program's memory: %s\n", strerror(-r));
+            if (n > 0) (void)!write(2, line, (size_t)n);
+            _exit(127);
+        }
+        dsm_image = 0;
+        if (dsm_fork_sync_fd >= 0) {
+            (void)!write(dsm_fork_sync_fd, "", 1);
+            close(dsm_fork_sync_fd);
+            dsm_fork_sync_fd = -1;
+        }
+    }
 }
 
 

@@ -61,7 +61,10 @@ final class LocalContainer {
     }
 
     deinit {
-        for a in attachments { munmap(UnsafeMutableRawPointer(bitPattern: UInt(a.start)), Int(a.length)) }
+        for a in attachments {
+            cdsm_mapping_remove(a.start)
+            munmap(UnsafeMutableRawPointer(bitPattern: UInt(a.start)), Int(a.length))
+        }
         munmap(view, size)
         close(memfd)
     }
@@ -103,6 +106,7 @@ final class LocalContainer {
             }
         }
         attachments.append(Attachment(start: hint, length: UInt64(size), readOnly: readOnly, shmid: shmid))
+        cdsm_mapping_add(hint, UInt64(size), memfd, readOnly ? 1 : 0)
         return hint
     }
 
@@ -111,6 +115,7 @@ final class LocalContainer {
     func detach(at address: UInt64, beforeUnmap: (Attachment) -> Void) -> Attachment? {
         guard let i = attachments.firstIndex(where: { $0.start == address }) else { return nil }
         let a = attachments.remove(at: i)
+        cdsm_mapping_remove(a.start)
         beforeUnmap(a)
         munmap(UnsafeMutableRawPointer(bitPattern: UInt(a.start)), Int(a.length))
         return a

@@ -183,6 +183,13 @@ final class ImageSyncTests: XCTestCase {
         XCTAssertTrue(two.result.stderr.contains("sem_open"), two.summary)
     }
 
+    // MARK: img_fork: fork, exec, system, popen
+
+    func testForkPlain() throws { try checkPlain("img_fork", line: "img_fork failures=") }
+    func testForkNodes1() throws { try checkImage("img_fork", nodes: 1, line: "img_fork failures=") }
+    func testForkNodes2() throws { try checkImage("img_fork", nodes: 2, line: "img_fork failures=") }
+    func testForkNodes4() throws { try checkImage("img_fork", nodes: 4, line: "img_fork failures=") }
+
     // MARK: img_sparse_heap: a heap reservation costs what is touched
 
     /// The default heap, 1 TiB (the largest DSM_HEAP_MB), and a 16 GiB

@@ -214,6 +214,13 @@ int cdsm_numa_node_of_cpu(int cpu);
 int cdsm_numa_nodes(void);
 /// Prefer allocating this process's memory on `node`. 0, or -1 without libnuma.
 int cdsm_numa_prefer(int node);
+/// The program's mappings of containers (for a forked child, which turns
+/// each into a private copy: cdsm_privatize_mappings).
+void cdsm_mapping_add(uint64_t start, uint64_t length, int fd, int read_only);
+void cdsm_mapping_remove(uint64_t start);
+/// Mapping `i`: 1 and its range, or 0 past the last.
+int cdsm_mapping_at(int i, uint64_t *start, uint64_t *length);
+int cdsm_privatize_mappings(void);
 #ifdef __cplusplus
 }
 #endif
