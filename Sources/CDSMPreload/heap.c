@@ -288,13 +288,10 @@ size_t dsm_heap_usable_size(const void *p) {
 static int told_full;
 
 static void tell_full(size_t size) {
-    if (__atomic_exchange_n(&told_full, 1, __ATOMIC_RELAXED)) return;
-    char line[300];
-    int n = snprintf(line, sizeof line,
-                     "dsm[node %d]: the DSM heap cannot give %zu bytes (this node's arena is %llu MiB of DSM_HEAP_MB, "
-                     "shared by the nodes): malloc returns NULL (ENOMEM); set DSM_HEAP_MB higher (at most 1048576)\n",
-                     dsm_node, size, (unsigned long long)(arena_bytes >> 20));
-    if (n > 0) (void)!write(2, line, (size_t)n);
+    dsm_tell_once(&told_full,
+                  "dsm[node %d]: the DSM heap cannot give %zu bytes (this node's arena is %llu MiB of DSM_HEAP_MB, "
+                  "shared by the nodes): malloc returns NULL (ENOMEM); set DSM_HEAP_MB higher (at most 1048576)",
+                  dsm_node, size, (unsigned long long)(arena_bytes >> 20));
 }
 
 void *dsm_heap_alloc(size_t size, size_t alignment, int zero) {

@@ -69,6 +69,11 @@ extern int dsm_nodes_count;
 /* The DSM heap (heap.c). */
 void *dsm_heap_alloc(size_t size, size_t alignment, int zero);
 void dsm_heap_free(void *p);
+/* Writes one line (printf format) to stderr the first time `*told` is
+ * found 0 in this process: what the runtime refuses or runs out of is said
+ * once, not at every call (resources.c). */
+void dsm_tell_once(int *told, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
 /* fork() in image mode: the child writes a byte here once it has copied
  * the program's memory (image.c), then closes it. */
 extern int dsm_fork_sync_fd;

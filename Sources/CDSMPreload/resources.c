@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -21,17 +22,27 @@ int cdsm_next_runtime_fd(int from);
 
 static int runtime_context(void) { return dsm_runtime_thread || dsm_in_runtime; }
 
-/* Said once per process: a program that dup2s onto a runtime descriptor
- * gets EBADF (as for a number out of range) and is told why. */
+void dsm_tell_once(int *told, const char *format, ...) {
+    if (__atomic_exchange_n(told, 1, __ATOMIC_RELAXED)) return;
+    char line[400];
+    va_list ap;
+    va_start(ap, format);
+    int n = vsnprintf(line, sizeof line - 1, format, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    (void)!write(2, line, (size_t)n);
+}
+
+/* A program that dup2s onto a runtime descriptor gets EBADF (as for a
+ * number out of range) and is told why, once. */
 static int told_dup2;
 static void tell_dup2(int fd) {
-    if (__atomic_exchange_n(&told_dup2, 1, __ATOMIC_RELAXED)) return;
-    char line[200];
-    int n = snprintf(line, sizeof line,
-                     "dsm: dup2 onto descriptor %d refused (EBADF): the dsm runtime uses it; "
-                     "the runtime's descriptors are the highest below `ulimit -n`\n",
-                     fd);
-    if (n > 0) (void)!write(2, line, (size_t)n);
+    dsm_tell_once(&told_dup2,
+                  "dsm: dup2 onto descriptor %d refused (EBADF): the dsm runtime uses it; "
+                  "the runtime's descriptors are the highest below `ulimit -n`",
+                  fd);
 }
 
 int close(int fd) {

@@ -679,11 +679,8 @@ sem_t *sem_open(const char *name, int flags, ...) {
     va_end(ap);
     if (dsm_image && dsm_nodes_count > 1 && !dsm_runtime_thread && !dsm_in_runtime) {
         static int told;
-        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED)) {
-            static const char line[] = "dsm: sem_open: named POSIX semaphores are not shared between nodes; "
-                                       "use sem_init on a sem_t in a global or the heap (ENOSYS)\n";
-            (void)!write(2, line, sizeof line - 1);
-        }
+        dsm_tell_once(&told, "dsm: sem_open: named POSIX semaphores are not shared between nodes; "
+                             "use sem_init on a sem_t in a global or the heap (ENOSYS)");
         errno = ENOSYS;
         return SEM_FAILED;
     }

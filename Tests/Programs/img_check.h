@@ -26,7 +26,7 @@ static pthread_mutex_t failure_lock = PTHREAD_MUTEX_INITIALIZER;
         }                                                                                                         \
     } while (0)
 
-static const char *err_name(int e) {
+__attribute__((unused)) static const char *err_name(int e) {
     switch (e) {
     case 0: return "0";
     case EBUSY: return "EBUSY";
@@ -41,13 +41,13 @@ static const char *err_name(int e) {
     }
 }
 
-static double now_seconds(void) {
+__attribute__((unused)) static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static struct timespec realtime_in(long ms) {
+__attribute__((unused)) static struct timespec realtime_in(long ms) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += ms / 1000;

@@ -24,15 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond, ...)                                                                                    \
-    do {                                                                                                    \
-        if (!(cond)) {                                                                                      \
-            failures++;                                                                                     \
-            printf("FAIL: " __VA_ARGS__);                                                                   \
-            printf("\n");                                                                                   \
-        }                                                                                                   \
-    } while (0)
+#include "img_check.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;

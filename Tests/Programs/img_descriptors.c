@@ -19,16 +19,7 @@
 #define ROUNDS 2000
 
 static long counter;
-static int failures;
-
-#define CHECK(cond, ...)                                                                                    \
-    do {                                                                                                    \
-        if (!(cond)) {                                                                                      \
-            failures++;                                                                                     \
-            printf("FAIL: " __VA_ARGS__);                                                                   \
-            printf("\n");                                                                                   \
-        }                                                                                                   \
-    } while (0)
+#include "img_check.h"
 
 static void *work(void *arg) {
     (void)arg;

@@ -18,15 +18,7 @@
 #define THREADS 3
 #define PER_THREAD (64 * 1024) /* longs: 512 KiB each, many pages */
 
-static int failures;
-#define CHECK(cond, ...)                                                                                    \
-    do {                                                                                                    \
-        if (!(cond)) {                                                                                      \
-            failures++;                                                                                     \
-            printf("FAIL: " __VA_ARGS__);                                                                   \
-            printf("\n");                                                                                   \
-        }                                                                                                   \
-    } while (0)
+#include "img_check.h"
 
 static long *results;
 static long set_by_thread;
