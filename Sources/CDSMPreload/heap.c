@@ -22,9 +22,7 @@
 #include "internal.h"
 #include <errno.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/mman.h>
 
 #define PAGE 4096UL
@@ -311,8 +309,6 @@ void *dsm_heap_alloc(size_t size, size_t alignment, int zero) {
  * out is read, so that it is valid here and the child's copy has it. Read
  * without the lock (a fault must never happen under it): a page freed
  * meanwhile is read for nothing. */
-int cdsm_copy_in(void *to, const void *from, size_t length);
-
 void dsm_heap_touch_used(void) {
     if (!heap_on) return;
     for (uintptr_t w = 0; w < (arena_pages + 63) / 64; w++) {

@@ -447,6 +447,19 @@ static ucontext_t main_context, start_context;
 static void *main_stack;
 static size_t main_stack_size;
 
+/* Runs `body` on [stack, stack + size) and comes back here when it
+ * returns: `caller` keeps this context, `callee` the new one (both must
+ * outlive the call). Main runs on its stack in the DSM heap this way, and
+ * fork on a private one. */
+static void run_on_stack(ucontext_t *caller, ucontext_t *callee, void *stack, size_t size, void (*body)(void)) {
+    getcontext(callee);
+    callee->uc_stack.ss_sp = stack;
+    callee->uc_stack.ss_size = size;
+    callee->uc_link = caller;
+    makecontext(callee, body, 0);
+    swapcontext(caller, callee);
+}
+
 static void main_on_dsm_stack(void) { image_status = image_real_main(image_argc, image_argv, image_envp); }
 
 /* argv in the DSM heap: a thread on another node may read it. */
@@ -517,13 +530,8 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     image_argc = argc;
     image_argv = shared_argv(argc, argv);
     image_envp = envp;
-    getcontext(&main_context);
-    main_context.uc_stack.ss_sp = stack;
-    main_context.uc_stack.ss_size = stack_size;
-    main_context.uc_link = &start_context;
-    makecontext(&main_context, main_on_dsm_stack, 0);
     image_main_thread = 1;
-    swapcontext(&start_context, &main_context);
+    run_on_stack(&start_context, &main_context, stack, stack_size, main_on_dsm_stack);
     return image_status;
 }
 
@@ -553,8 +561,6 @@ void dsm_image_exit_elsewhere(int status) {
  * another node allocated is in the child only if its pages are valid here
  * (this node read them since they were last written); otherwise it reads
  * as zeros there. See the README. */
-
-int cdsm_mapping_at(int i, uint64_t *start, uint64_t *length);
 
 #define FORK_STACK (256UL << 10)
 
@@ -618,12 +624,7 @@ pid_t fork(void) {
     if (stack == MAP_FAILED) return -1;
     spin(&fork_lock);
     fork_real = real_fork;
-    getcontext(&fork_callee);
-    fork_callee.uc_stack.ss_sp = stack;
-    fork_callee.uc_stack.ss_size = FORK_STACK;
-    fork_callee.uc_link = &fork_caller;
-    makecontext(&fork_callee, fork_on_private_stack, 0);
-    swapcontext(&fork_caller, &fork_callee);
+    run_on_stack(&fork_caller, &fork_callee, stack, FORK_STACK, fork_on_private_stack);
     pid_t pid = fork_pid;
     int e = fork_errno;
     unspin(&fork_lock);

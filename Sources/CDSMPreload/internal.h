@@ -35,10 +35,21 @@ static inline void spin(volatile int *word) {
 
 static inline void unspin(volatile int *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
 
-/* Moves a descriptor to the top of the descriptor range and marks it the
- * runtime's (CDSMKernel's, linked into the same library): the runtime's
- * descriptors stay out of the program's way (descriptors.c). */
+/* CDSMKernel's, linked into the same library (see CDSMKernel.h):
+ * - the runtime's descriptors, at the top of the descriptor range and
+ *   marked, stay out of the program's way (resources.c);
+ * - the program's memory read and written as the kernel does (EFAULT);
+ * - the program's DSM mappings, rebuilt as private copies in a forked
+ *   child (image.c, preload.c). */
 int cdsm_high_fd(int fd);
+int cdsm_is_runtime_fd(int fd);
+void cdsm_release_fd(int fd);
+void cdsm_forget_runtime_fds(void);
+int cdsm_next_runtime_fd(int from);
+int cdsm_copy_in(void *to, const void *from, size_t length);
+int cdsm_copy_out(void *to, const void *from, size_t length);
+int cdsm_mapping_at(int i, uint64_t *start, uint64_t *length);
+int cdsm_privatize_mappings(void);
 
 /* Set on threads the runtime owns (the runtime thread): every interposer
  * passes their calls straight through. */

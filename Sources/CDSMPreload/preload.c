@@ -22,7 +22,6 @@
 
 /* Under dsmrun (the DSM_* environment is there). */
 static int configured;
-void cdsm_forget_runtime_fds(void);
 /* Joined the run: the runtime thread serves this process. */
 static int active;
 /* Another process is this node already (this one is a wrapper that ran the
@@ -60,8 +59,6 @@ static int use_dsm(void) {
 }
 
 /* A forked child has no runtime thread: it uses the kernel's objects. */
-int cdsm_privatize_mappings(void);
-
 static void forked_child(void) {
     active = 0;
     declined = 1;
@@ -75,9 +72,8 @@ static void forked_child(void) {
         dsm_heap_forked(); /* first: the heap's range is the child's to map now */
         int r = cdsm_privatize_mappings();
         if (r != 0) {
-            char line[160];
-            int n = snprintf(line, sizeof line, "dsm: a forked child could not copy the program's memory: %s\n", strerror(-r));
-            if (n > 0) (void)!write(2, line, (size_t)n);
+            static int told;
+            dsm_tell_once(&told, "dsm: a forked child could not copy the program's memory: %s", strerror(-r));
             _exit(127);
         }
         dsm_image = 0;
@@ -130,6 +126,7 @@ static void die_with_starter(void) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     const char *text = getenv("DSM_STARTER_PID");
     pid_t starter = text ? (pid_t)atoi(text) : 0;
+    /* 250: NodeExitStatus.abortedByPeer, as for a node whose launcher left. */
     if (starter > 0 && getppid() != starter && kill(starter, 0) != 0 && errno == ESRCH) _exit(250);
 }
 
@@ -220,9 +217,6 @@ static void perm_from_c(const struct ipc_perm *in, dsm_ipc_perm *out) {
     out->mode = in->mode;
     out->seq = in->__seq;
 }
-
-int cdsm_copy_in(void *to, const void *from, size_t length);
-int cdsm_copy_out(void *to, const void *from, size_t length);
 
 /* The caller's buffers are read and written as the kernel does (EFAULT for
  * a bad address): the result is built here, then copied out. */

@@ -16,10 +16,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-int cdsm_is_runtime_fd(int fd);
-void cdsm_release_fd(int fd);
-int cdsm_next_runtime_fd(int from);
-
 static int runtime_context(void) { return dsm_runtime_thread || dsm_in_runtime; }
 
 void dsm_tell_once(int *told, const char *format, ...) {

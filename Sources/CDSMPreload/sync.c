@@ -156,11 +156,11 @@ static void give_up_token(lock_entry *e) {
     e->seq++;
 }
 
-/* Free, nobody here waiting, and unused for LOCK_IDLE_NS: a recalled token
- * can go. Called with the entry locked. */
 /* SlowWaits.swift's threshold, read once. */
 static int64_t slow_wait_ns;
 
+/* Free, nobody here waiting, and unused for LOCK_IDLE_NS: a recalled token
+ * can go. Called with the entry locked. */
 static int idles(const lock_entry *e) {
     return !e->locked && e->waiters == 0 && monotonic_ns() - e->last_unlock >= LOCK_IDLE_NS;
 }
@@ -236,7 +236,7 @@ static int token_lock(lock_entry *e, const volatile void *object, int try, int64
             noticed = 1;
             /* A holder on this node is the program's own affair, as natively. */
             if (!__atomic_load_n(&e->token, __ATOMIC_RELAXED))
-                IN_RUNTIME_VOID(dsm_swift_slow_lock_wait((uint64_t)(uintptr_t)object, 0));
+                IN_RUNTIME_VOID(dsm_swift_slow_lock_wait((uint64_t)(uintptr_t)object));
         }
         spin(&e->lock);
         e->waiters--;

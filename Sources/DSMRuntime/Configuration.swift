@@ -157,9 +157,6 @@ func log(_ message: String) {
     _ = line.withCString { write(logDescriptor, $0, strlen($0)) }
 }
 
-/// Exit status of a node that stops because another node failed: dsmrun
-/// reports the node that failed first, not the ones that followed it.
-let abortedByPeerStatus: Int32 = 250
 
 /// Ends this node at once (no atexit handlers: the cluster is going down).
 func fatal(_ message: String, status: Int32 = 1) -> Never {

@@ -33,9 +33,6 @@ struct Liveness {
     }
 }
 
-/// Exit status of a node that stops the run because a peer went silent.
-let peerSilentStatus: Int32 = 251
-
 extension Node {
     /// Sends the heartbeats that are due and ends the run if a peer has been
     /// silent for the timeout. Called once per loop round; cheap when
@@ -58,7 +55,7 @@ extension Node {
                 fatal("""
                     node \(peer) (\(mesh.endpoints[peer].host)) has sent nothing for \(tenths / 10).\(tenths % 10) s: \
                     it is stopped or frozen, or its host cannot be reached (\(lastDoing(peer))); stopping the run (--peer-timeout)
-                    """, status: peerSilentStatus)
+                    """, status: NodeExitStatus.peerSilent)
             }
             sendFrame(FrameHeader(kind: .heartbeat, source: id), payload: nil, to: peer)
         }

@@ -533,7 +533,7 @@ final class Node {
                 _ = cdsm_epoll_remove(epoll, mesh.coordinator.fd)
                 return
             }
-            fatal("the launcher (dsmrun) is gone; stopping", status: abortedByPeerStatus)
+            fatal("the launcher (dsmrun) is gone; stopping", status: NodeExitStatus.abortedByPeer)
         }
     }
 
@@ -644,7 +644,7 @@ final class Node {
             if let connection = mesh.peers[peer] { _ = cdsm_epoll_remove(epoll, connection.fd) }
             return
         }
-        fatal("lost node \(peer) (\(why)); stopping", status: abortedByPeerStatus)
+        fatal("lost node \(peer) (\(why)); stopping", status: NodeExitStatus.abortedByPeer)
     }
 
     // MARK: local requests

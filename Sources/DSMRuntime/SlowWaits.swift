@@ -80,14 +80,14 @@ extension Node {
     }
 }
 
-/// sync.c: a thread has waited that long for the lock at `object`.
+/// sync.c: a thread has waited that long for the lock at `object`, whose
+/// token is elsewhere (a holder on its own node is the program's affair).
 @_cdecl("dsm_swift_slow_lock_wait")
-public func dsmSwiftSlowLockWait(_ object: UInt64, _ tokenHere: Int32) {
+public func dsmSwiftSlowLockWait(_ object: UInt64) {
     guard let node = runtimeNode, SlowWait.shouldTell(.lock, verbose: node.configuration.verbose) else { return }
-    let holder = tokenHere != 0 ? "held on this node" : "held on another node, or its token is on the way"
     log("""
         a thread has waited \(secondsText(node.slowWaitNanoseconds)) for the lock at 0x\(String(object, radix: 16)) \
-        (\(holder)); every node still answers, so the program is slow, not hung
+        (held on another node, or its token is on the way); every node still answers, so the program is slow, not hung
         """)
 }
 

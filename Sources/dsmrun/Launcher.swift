@@ -357,7 +357,7 @@ final class Launcher {
             if let (node, since) = stoppedSince.first, firstFailure == nil, !rendezvous.done.load(ordering: .acquiring),
                Double(monotonicMilliseconds() - since) > sites.peerTimeout * 1000 {
                 stoppedSince[node] = nil
-                ended(asFailure: Ending(node: node, status: peerSilentLauncherStatus, description: """
+                ended(asFailure: Ending(node: node, status: NodeExitStatus.peerSilent, description: """
                     node \(node) (pid \(groups[node])) has been stopped for \(sites.peerTimeout) s before every node had joined \
                     the run (--peer-timeout)
                     """, secondary: false))
@@ -448,10 +448,10 @@ final class Launcher {
         let exited = raw & 0x7f == 0
         if exited {
             let code = (raw >> 8) & 0xff
-            if code == 250 {
+            if code == NodeExitStatus.abortedByPeer {
                 return Ending(node: node, status: code, description: "node \(node)\(whereIs(node)) stopped because another node failed", secondary: true)
             }
-            if code == 251 {
+            if code == NodeExitStatus.peerSilent {
                 return Ending(node: node, status: code, description: """
                     node \(node)\(whereIs(node)) stopped the run: a node went silent for --peer-timeout (\(sites.peerTimeout) s; \
                     its message above names it)
@@ -488,9 +488,6 @@ final class Launcher {
 
 }
 
-/// The run's status when the launcher stops it for a node that went silent
-/// (as a node's own 251).
-let peerSilentLauncherStatus: Int32 = 251
 
 /// A new secret for a run: 24 random bytes as hex.
 func makeToken() -> String {

@@ -141,8 +141,9 @@ long dsm_swift_sync(uint64_t object, int32_t operation, uint64_t argument, int64
 /// As dsm_swift_sync, for an operation nobody waits on (unlock of a normal
 /// mutex, signal, broadcast, post): sent in order, not answered.
 void dsm_swift_sync_notice(uint64_t object, int32_t operation, uint64_t argument);
-/// A thread has waited the slow-wait threshold for the lock at `object`.
-void dsm_swift_slow_lock_wait(uint64_t object, int32_t token_here);
+/// A thread has waited the slow-wait threshold for the lock at `object`,
+/// whose token is on another node.
+void dsm_swift_slow_lock_wait(uint64_t object);
 /// The slow-wait threshold (half the peer timeout), in nanoseconds.
 uint64_t dsm_swift_slow_wait_nanoseconds(void);
 
