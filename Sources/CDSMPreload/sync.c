@@ -46,8 +46,6 @@ static int64_t timeout_until_on(clockid_t clock, const struct timespec *deadline
     return ns < 0 ? 0 : ns;
 }
 
-static int64_t timeout_until(const struct timespec *deadline) { return timeout_until_on(CLOCK_REALTIME, deadline); }
-
 // --- mutexes: node-cached lock tokens -----------------------------------------
 
 /* A mutex is owned by a node, not a thread: while this node holds the
@@ -383,20 +381,24 @@ int pthread_mutex_trylock(pthread_mutex_t *m) {
     return mutex_lock(m, 1, -1);
 }
 
+/* The timed forms below share one body each: the deadline on its clock
+ * (CLOCK_REALTIME for the *timed* calls) as a timeout. */
+static int mutex_lock_until(pthread_mutex_t *m, clockid_t clock, const struct timespec *deadline) {
+    int64_t timeout = timeout_until_on(clock, deadline);
+    if (timeout < 0) return EINVAL;
+    return mutex_lock(m, 0, timeout);
+}
+
 int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *deadline) {
     REAL(pthread_mutex_timedlock);
     if (!dsm_sync_object(m)) return real_pthread_mutex_timedlock(m, deadline);
-    int64_t timeout = timeout_until(deadline);
-    if (timeout < 0) return EINVAL;
-    return mutex_lock(m, 0, timeout);
+    return mutex_lock_until(m, CLOCK_REALTIME, deadline);
 }
 
 int pthread_mutex_clocklock(pthread_mutex_t *m, clockid_t clock, const struct timespec *deadline) {
     REAL(pthread_mutex_clocklock);
     if (!dsm_sync_object(m)) return real_pthread_mutex_clocklock(m, clock, deadline);
-    int64_t timeout = timeout_until_on(clock, deadline);
-    if (timeout < 0) return EINVAL;
-    return mutex_lock(m, 0, timeout);
+    return mutex_lock_until(m, clock, deadline);
 }
 
 int pthread_mutex_unlock(pthread_mutex_t *m) {
@@ -457,21 +459,23 @@ int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) {
     return cond_wait(c, m, -1);
 }
 
+static int cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clock, const struct timespec *deadline) {
+    int64_t timeout = timeout_until_on(clock, deadline);
+    if (timeout < 0) return EINVAL;
+    return cond_wait(c, m, timeout);
+}
+
 int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *deadline) {
     REAL(pthread_cond_timedwait);
     if (!dsm_sync_object(c)) return real_pthread_cond_timedwait(c, m, deadline);
-    int64_t timeout = timeout_until_on(cond_clock(c), deadline);
-    if (timeout < 0) return EINVAL;
-    return cond_wait(c, m, timeout);
+    return cond_wait_until(c, m, cond_clock(c), deadline);
 }
 
 /* What libstdc++'s condition_variable::wait_for and wait_until use. */
 int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clock, const struct timespec *deadline) {
     REAL(pthread_cond_clockwait);
     if (!dsm_sync_object(c)) return real_pthread_cond_clockwait(c, m, clock, deadline);
-    int64_t timeout = timeout_until_on(clock, deadline);
-    if (timeout < 0) return EINVAL;
-    return cond_wait(c, m, timeout);
+    return cond_wait_until(c, m, clock, deadline);
 }
 
 int pthread_cond_signal(pthread_cond_t *c) {
@@ -537,36 +541,34 @@ RWLOCK_OP(pthread_rwlock_trywrlock, DSM_RW_TRYWRITE)
 RWLOCK_OP(pthread_rwlock_unlock, DSM_RW_UNLOCK)
 RWLOCK_OP(pthread_rwlock_destroy, DSM_RW_DESTROY)
 
+static int rwlock_until(pthread_rwlock_t *l, int operation, clockid_t clock, const struct timespec *deadline) {
+    int64_t timeout = timeout_until_on(clock, deadline);
+    if (timeout < 0) return EINVAL;
+    return as_error(sync_call(l, operation, 0, timeout));
+}
+
 int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *deadline) {
     REAL(pthread_rwlock_timedrdlock);
     if (!dsm_sync_object(l)) return real_pthread_rwlock_timedrdlock(l, deadline);
-    int64_t timeout = timeout_until(deadline);
-    if (timeout < 0) return EINVAL;
-    return as_error(sync_call(l, DSM_RW_READ, 0, timeout));
-}
-
-int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *deadline) {
-    REAL(pthread_rwlock_clockrdlock);
-    if (!dsm_sync_object(l)) return real_pthread_rwlock_clockrdlock(l, clock, deadline);
-    int64_t timeout = timeout_until_on(clock, deadline);
-    if (timeout < 0) return EINVAL;
-    return as_error(sync_call(l, DSM_RW_READ, 0, timeout));
-}
-
-int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *deadline) {
-    REAL(pthread_rwlock_clockwrlock);
-    if (!dsm_sync_object(l)) return real_pthread_rwlock_clockwrlock(l, clock, deadline);
-    int64_t timeout = timeout_until_on(clock, deadline);
-    if (timeout < 0) return EINVAL;
-    return as_error(sync_call(l, DSM_RW_WRITE, 0, timeout));
+    return rwlock_until(l, DSM_RW_READ, CLOCK_REALTIME, deadline);
 }
 
 int pthread_rwlock_timedwrlock(pthread_rwlock_t *l, const struct timespec *deadline) {
     REAL(pthread_rwlock_timedwrlock);
     if (!dsm_sync_object(l)) return real_pthread_rwlock_timedwrlock(l, deadline);
-    int64_t timeout = timeout_until(deadline);
-    if (timeout < 0) return EINVAL;
-    return as_error(sync_call(l, DSM_RW_WRITE, 0, timeout));
+    return rwlock_until(l, DSM_RW_WRITE, CLOCK_REALTIME, deadline);
+}
+
+int pthread_rwlock_clockrdlock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *deadline) {
+    REAL(pthread_rwlock_clockrdlock);
+    if (!dsm_sync_object(l)) return real_pthread_rwlock_clockrdlock(l, clock, deadline);
+    return rwlock_until(l, DSM_RW_READ, clock, deadline);
+}
+
+int pthread_rwlock_clockwrlock(pthread_rwlock_t *l, clockid_t clock, const struct timespec *deadline) {
+    REAL(pthread_rwlock_clockwrlock);
+    if (!dsm_sync_object(l)) return real_pthread_rwlock_clockwrlock(l, clock, deadline);
+    return rwlock_until(l, DSM_RW_WRITE, clock, deadline);
 }
 
 // --- spin locks: token mutexes (nobody spins across nodes) -------------------
@@ -651,20 +653,22 @@ int sem_trywait(sem_t *s) {
     return sem_result(sync_call(s, DSM_SEM_TRYWAIT, 0, -1));
 }
 
+static int sem_wait_until(sem_t *s, clockid_t clock, const struct timespec *deadline) {
+    int64_t timeout = timeout_until_on(clock, deadline);
+    if (timeout < 0) return sem_result(timeout);
+    return sem_result(sync_call(s, DSM_SEM_WAIT, 0, timeout));
+}
+
 int sem_timedwait(sem_t *s, const struct timespec *deadline) {
     REAL(sem_timedwait);
     if (!dsm_sync_object(s)) return real_sem_timedwait(s, deadline);
-    int64_t timeout = timeout_until(deadline);
-    if (timeout < 0) return sem_result(timeout);
-    return sem_result(sync_call(s, DSM_SEM_WAIT, 0, timeout));
+    return sem_wait_until(s, CLOCK_REALTIME, deadline);
 }
 
 int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *deadline) {
     REAL(sem_clockwait);
     if (!dsm_sync_object(s)) return real_sem_clockwait(s, clock, deadline);
-    int64_t timeout = timeout_until_on(clock, deadline);
-    if (timeout < 0) return sem_result(timeout);
-    return sem_result(sync_call(s, DSM_SEM_WAIT, 0, timeout));
+    return sem_wait_until(s, clock, deadline);
 }
 
 /* Named semaphores live in /dev/shm files, mapped privately per node: in
