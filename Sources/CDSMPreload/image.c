@@ -43,11 +43,18 @@ extern void *__libc_memalign(size_t, size_t);
 int dsm_image;
 int dsm_node;
 int dsm_nodes_count = 1;
-static uintptr_t data_start, data_end;
+/* The program's writable data (objects.c): the executable's, then its
+ * libraries'. Each is a container every node maps. */
+#define MAX_DATA 64
+static dsm_range program_data[MAX_DATA];
+static int program_data_count;
 
 int dsm_shared_address(const void *p) {
+    if (dsm_heap_contains(p)) return 1;
     uintptr_t a = (uintptr_t)p;
-    return dsm_heap_contains(p) || (a >= data_start && a < data_end);
+    for (int i = 0; i < program_data_count; i++)
+        if (a >= program_data[i].start && a < program_data[i].end) return 1;
+    return 0;
 }
 
 static void die(const char *message) {
@@ -406,34 +413,6 @@ void pthread_exit(void *value) {
 
 // --- start-up ---------------------------------------------------------------
 
-struct writable_image {
-    uintptr_t start, end;
-};
-
-/* The main executable's writable data and bss, minus what RELRO makes
- * read-only after relocation. */
-static int find_writable(struct dl_phdr_info *info, size_t size, void *out) {
-    (void)size;
-    struct writable_image *w = out;
-    uintptr_t relro_end = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type == PT_GNU_RELRO) relro_end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + 4095) & ~4095UL;
-    }
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
-        uintptr_t start = (info->dlpi_addr + ph->p_vaddr) & ~4095UL;
-        uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + 4095) & ~4095UL;
-        if (start < relro_end) start = relro_end;
-        if (start < end) {
-            w->start = start;
-            w->end = end;
-        }
-    }
-    return 1; /* the first object is the executable */
-}
-
 static uint64_t mix(uint64_t h, uint64_t v) {
     h ^= v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2);
     return h;
@@ -484,16 +463,18 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     int persona = personality(0xffffffff);
     if (persona < 0 || !(persona & ADDR_NO_RANDOMIZE))
         die("image mode needs address-space randomisation off (dsmrun turns it off; was the program started by dsmrun?)");
-    struct writable_image w = {0, 0};
-    dl_iterate_phdr(find_writable, &w);
-    data_start = w.start;
-    data_end = w.end;
+    /* What this node executes gets a randomised layout again: its futex
+     * calls then cannot meet the ranges the filter traps (futex_trap.c). */
+    personality((unsigned long)persona & ~(unsigned long)ADDR_NO_RANDOMIZE);
+    program_data_count = dsm_program_data(program_data, MAX_DATA);
     /* Same binary, same libraries, same places: checked against node 0. */
-    uint64_t fingerprint = mix(mix(mix(mix(0, w.start), w.end), (uint64_t)(uintptr_t)real_main),
-                               (uint64_t)(uintptr_t)dlsym(RTLD_NEXT, "printf"));
+    uint64_t fingerprint = mix(mix(0, (uint64_t)(uintptr_t)real_main), (uint64_t)(uintptr_t)dlsym(RTLD_NEXT, "printf"));
     fingerprint = mix(fingerprint, (uint64_t)(uintptr_t)&dsm_image_main);
+    for (int i = 0; i < program_data_count; i++)
+        fingerprint = mix(mix(fingerprint, program_data[i].start), program_data[i].end);
     uint64_t heap_base = 0, heap_size = 0;
-    long r = IN_RUNTIME(dsm_swift_image_setup(w.start, w.end, fingerprint, &heap_base, &heap_size));
+    long r = IN_RUNTIME(dsm_swift_image_setup((const uint64_t *)program_data, program_data_count, fingerprint,
+                                              &heap_base, &heap_size));
     if (r < 0) die("image set-up failed");
     dsm_node = dsm_swift_node_id();
     dsm_nodes_count = dsm_swift_nodes();
@@ -502,6 +483,12 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
     extern int dsm_heap_setup(uint64_t, uint64_t, int, int);
     if (dsm_heap_setup(heap_base, heap_size, dsm_node, dsm_nodes_count) != 0) die("cannot set up the DSM heap");
     dsm_image = 1;
+    if (dsm_nodes_count > 1) {
+        dsm_range shared[MAX_DATA + 1];
+        memcpy(shared, program_data, sizeof(dsm_range) * (size_t)program_data_count);
+        shared[program_data_count] = (dsm_range){(uintptr_t)heap_base, (uintptr_t)(heap_base + heap_size)};
+        dsm_trap_futexes(shared, program_data_count + 1);
+    }
     /* Every node writes to the same stdout: line by line, the lines of all
      * nodes come out in the order they were written (a thread's line printed
      * before main prints after joining it stays before), not when each

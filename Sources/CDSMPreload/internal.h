@@ -103,6 +103,23 @@ void dsm_remote_free(void *p);
 /* Whether `p` is in memory every node shares in image mode (heap, data). */
 int dsm_shared_address(const void *p);
 
+/* A range of addresses, [start, end). */
+typedef struct {
+    uintptr_t start, end;
+} dsm_range;
+/* Loaded objects (objects.c): the writable data of the program's objects
+ * (the executable first, {0, 0} if it has none, then its libraries), and
+ * the code of the runtime's own (libc, the dynamic linker, this library
+ * and what it needs). Each returns how many ranges it wrote. */
+int dsm_program_data(dsm_range *out, int max);
+int dsm_runtime_text(dsm_range *out, int max);
+
+/* futex(2) on shared memory through the lock service (sync.c): the raw
+ * result, >= 0 or -errno, as the kernel's call would return it. */
+long dsm_futex(uint32_t *word, int op, uint32_t value, const struct timespec *timeout, uint32_t bitset);
+/* Routes futex calls that bypass libc's syscall() (futex_trap.c). */
+void dsm_trap_futexes(const dsm_range *shared, int count);
+
 /* Whether synchronisation objects at `p` go to the distributed service. */
 static inline int dsm_sync_object(const volatile void *p) {
     /* One node: every thread is in one process, glibc's objects just work. */

@@ -107,16 +107,24 @@ static void leave_cluster(void) {
     IN_RUNTIME_VOID(dsm_swift_exit(exit_status_seen));
 }
 
-/* Image mode, node 0: the program's exit has run its atexit handlers and the
- * executable's destructors (which may touch shared pages: the other nodes
- * still serve them); this library's destructor comes after the
- * executable's. The streams are flushed here, while their buffers in the DSM
- * heap can still be reached, then every node leaves together. */
-__attribute__((destructor)) static void leave_image(void) {
+/* Image mode, node 0: the program's exit has run its atexit handlers and
+ * every object's destructors (which may touch shared pages: the other nodes
+ * still serve them; libgomp's writes its GOT in shared data). The streams
+ * are flushed here, while their buffers in the DSM heap can still be
+ * reached, then every node leaves together. A handler registered with no
+ * object before __libc_start_main registers the dynamic linker's
+ * destructor pass runs after that pass (a destructor of this library would
+ * run before those of libraries initialised earlier). */
+static void leave_image(void *unused) {
+    (void)unused;
     if (!dsm_image || !active || declined) return;
     fflush(NULL);
     IN_RUNTIME_VOID(dsm_swift_exit(exit_status_seen));
 }
+
+extern int __cxa_atexit(void (*)(void *), void *, void *);
+
+__attribute__((constructor)) static void leave_image_last(void) { __cxa_atexit(leave_image, NULL, NULL); }
 
 /* A node dies with the process that started it (dsmrun here, its agent on
  * another host), whether or not it has joined: SIGKILL to dsmrun leaves

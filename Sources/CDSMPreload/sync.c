@@ -717,49 +717,38 @@ int sem_destroy(sem_t *s) {
 /* FUTEX_WAIT / FUTEX_WAKE on a shared word: a kernel futex would only see
  * the threads of one node. The wait checks the word after learning the
  * word's wake count, and the home refuses a wait whose count is stale, so a
- * wake between the check and the wait is not lost. */
-static long futex_call(uint32_t *word, int op, uint32_t value, const struct timespec *timeout, uint32_t bitset) {
+ * wake between the check and the wait is not lost. Other commands on shared
+ * words (requeue, wake-op, priority inheritance) are ENOSYS. */
+long dsm_futex(uint32_t *word, int op, uint32_t value, const struct timespec *timeout, uint32_t bitset) {
     int command = op & FUTEX_CMD_MASK;
-    if ((command == FUTEX_WAIT_BITSET || command == FUTEX_WAKE_BITSET) && bitset != FUTEX_BITSET_MATCH_ANY) {
-        errno = ENOSYS;
-        return -1;
-    }
-    if (command == FUTEX_WAKE || command == FUTEX_WAKE_BITSET) {
-        long r = sync_call(word, DSM_FUTEX_WAKE, value > INT32_MAX ? INT32_MAX : value, -1);
-        if (r < 0) {
-            errno = (int)-r;
-            return -1;
-        }
-        return r;
-    }
+    if (command != FUTEX_WAIT && command != FUTEX_WAKE && command != FUTEX_WAIT_BITSET &&
+        command != FUTEX_WAKE_BITSET)
+        return -ENOSYS;
+    if ((command == FUTEX_WAIT_BITSET || command == FUTEX_WAKE_BITSET) && bitset != FUTEX_BITSET_MATCH_ANY)
+        return -ENOSYS;
+    if (command == FUTEX_WAKE || command == FUTEX_WAKE_BITSET)
+        return sync_call(word, DSM_FUTEX_WAKE, value > INT32_MAX ? INT32_MAX : value, -1);
     int64_t ns = -1;
     if (timeout) {
-        if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L) {
-            errno = EINVAL;
-            return -1;
-        }
+        struct timespec t;
+        if (cdsm_copy_in(&t, timeout, sizeof t) != 0) return -EFAULT;
+        if (t.tv_sec < 0 || t.tv_nsec < 0 || t.tv_nsec >= 1000000000L) return -EINVAL;
         if (command == FUTEX_WAIT_BITSET) {
             /* Absolute, on CLOCK_MONOTONIC unless FUTEX_CLOCK_REALTIME. */
             struct timespec now;
             clock_gettime(op & FUTEX_CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC, &now);
-            ns = (int64_t)(timeout->tv_sec - now.tv_sec) * 1000000000LL + (timeout->tv_nsec - now.tv_nsec);
+            ns = (int64_t)(t.tv_sec - now.tv_sec) * 1000000000LL + (t.tv_nsec - now.tv_nsec);
             if (ns < 0) ns = 0;
         } else {
-            ns = (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec;
+            ns = (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
         }
     }
     long sequence = sync_call(word, DSM_FUTEX_SEQUENCE, 0, -1);
-    if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != value) {
-        errno = EAGAIN;
-        return -1;
-    }
+    if (sequence < 0) return sequence;
+    if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != value) return -EAGAIN;
     long r = sync_call(word, DSM_FUTEX_WAIT, (uint64_t)sequence, ns);
     if (r == -EAGAIN) return 0; /* woken before it slept: a spurious wake-up */
-    if (r < 0) {
-        errno = (int)-r;
-        return -1;
-    }
-    return 0;
+    return r < 0 ? r : 0;
 }
 
 long syscall(long number, ...) {
@@ -770,13 +759,12 @@ long syscall(long number, ...) {
     for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);
     va_end(ap);
     if (number == SYS_futex && dsm_sync_object((void *)a[0])) {
-        int command = (int)a[1] & FUTEX_CMD_MASK;
-        if (command == FUTEX_WAIT || command == FUTEX_WAKE || command == FUTEX_WAIT_BITSET ||
-            command == FUTEX_WAKE_BITSET)
-            return futex_call((uint32_t *)a[0], (int)a[1], (uint32_t)a[2], (const struct timespec *)a[3],
-                              (uint32_t)a[5]);
-        errno = ENOSYS;
-        return -1;
+        long r = dsm_futex((uint32_t *)a[0], (int)a[1], (uint32_t)a[2], (const struct timespec *)a[3], (uint32_t)a[5]);
+        if (r < 0) {
+            errno = (int)-r;
+            return -1;
+        }
+        return r;
     }
     return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

@@ -34,6 +34,22 @@ public struct PageID: Hashable, Sendable, CustomStringConvertible {
         return Int((UInt64(container) &* 0x9E37_79B9 &+ UInt64(index)) % UInt64(nodes))
     }
 
+    /// Image mode's data containers: the writable data and bss of the
+    /// executable (object 0) and of each library of the program (1, 2, ...).
+    public static let imageDataObjects = 64
+    @inlinable
+    public static func imageDataContainer(object: Int) -> ContainerID {
+        precondition(object >= 0 && object < imageDataObjects)
+        return 0xFFFF_FF01 + ContainerID(object)
+    }
+
+    /// The object of an image data container, nil for the others.
+    @inlinable
+    public static func imageDataObject(of container: ContainerID) -> Int? {
+        container >= 0xFFFF_FF01 && container < 0xFFFF_FF01 + ContainerID(imageDataObjects)
+            ? Int(container - 0xFFFF_FF01) : nil
+    }
+
     /// A container id whose pages are homed in blocks of `blockPages` pages
     /// (a multiple of 16, below 2^32): 0xA in the top four bits, the block
     /// size in sixteens of pages in the rest.

@@ -86,9 +86,10 @@ enum ServiceRequest {
     case lockTryRecalled(object: UInt64, node: NodeID)
 
     // Local only: run on the runtime thread of the calling node.
-    /// Creates the image containers (the data one filled from `dataStart`
-    /// on node 0) and maps them over the program's address space.
-    case setUpImage(dataStart: UInt64, dataPages: UInt32, heapPages: UInt32)
+    /// Creates the image containers (the data ones filled from the
+    /// program's data on node 0) and maps them over the program's address
+    /// space.
+    case setUpImage(data: [ImageData], heapPages: UInt32)
     /// The host thread started the thread of spawn `token` (error 0) or not.
     case spawned(token: UInt64, thread: UInt64, error: Int32)
     case threadFinished(thread: UInt64, value: UInt64)

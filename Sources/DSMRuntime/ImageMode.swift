@@ -12,8 +12,12 @@ import DSMCore
 import Glibc
 #endif
 
-/// Container ids of the image (SysV segments count up from 1).
-let dataContainerID: ContainerID = 0xFFFF_FF01
+/// One object's writable data in image mode: a container of its own.
+struct ImageData {
+    var start: UInt64
+    var pages: UInt32
+}
+
 /// The heap is block-homed: node k is the home of its own arena (the C
 /// allocator's 1/N slice, rounded down to 64 KiB as in heap.c), so its first
 /// touch of memory it allocated needs no message.
@@ -38,13 +42,15 @@ public func dsmSwiftImageMode() -> Int32 {
 }
 
 @_cdecl("dsm_swift_image_setup")
-public func dsmSwiftImageSetup(_ dataStart: UInt64, _ dataEnd: UInt64, _ fingerprint: UInt64,
+public func dsmSwiftImageSetup(_ ranges: UnsafePointer<UInt64>, _ count: Int32, _ fingerprint: UInt64,
                                _ heapStart: UnsafeMutablePointer<UInt64>, _ heapSize: UnsafeMutablePointer<UInt64>) -> Int {
     let node = runtimeNode!
     let configuration = node.configuration
     let heapPages = UInt32(configuration.heapBytes / UInt64(dsmPageSize))
-    let dataPages = UInt32((dataEnd - dataStart) / UInt64(dsmPageSize))
-    let mapped = node.perform(.setUpImage(dataStart: dataStart, dataPages: dataPages, heapPages: heapPages))
+    let data = (0..<min(Int(count), PageID.imageDataObjects)).map { i in
+        ImageData(start: ranges[2 * i], pages: UInt32((ranges[2 * i + 1] - ranges[2 * i]) / UInt64(dsmPageSize)))
+    }
+    let mapped = node.perform(.setUpImage(data: data, heapPages: heapPages))
     if mapped.result < 0 { fatal("cannot map the program's image: \(Errno(rawValue: Int32(-mapped.result)))") }
     // Every node has the containers, and has them mapped, before any node
     // may fault on them: a read served by node 0 before its own mapping
@@ -64,31 +70,33 @@ public func dsmSwiftImageSetup(_ dataStart: UInt64, _ dataEnd: UInt64, _ fingerp
 
 extension Node {
     /// Runtime thread: creates the image containers and maps them over the
-    /// program's address space; node 0 fills the data container with the
+    /// program's address space; node 0 fills each data container with the
     /// program's current data, and owns every page of it.
-    func setUpImage(dataStart: UInt64, dataPages: UInt32, heapPages: UInt32) -> ServiceReply {
-        if dataPages > 0 {
-            let c = ensureContainer(dataContainerID, pages: dataPages, canonical: dataStart)
-            if id == 0 {
+    func setUpImage(data: [ImageData], heapPages: UInt32) -> ServiceReply {
+        for (object, range) in data.enumerated() where range.pages > 0 {
+            let id = PageID.imageDataContainer(object: object)
+            let c = ensureContainer(id, pages: range.pages, canonical: range.start)
+            if self.id == 0 {
                 // The program's data is still its private mapping here, and
                 // only the runtime runs before main.
-                c.view.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(dataStart))!, byteCount: c.size)
+                c.view.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(range.start))!, byteCount: c.size)
             }
-            coherence.seedOwner(dataContainerID, owner: 0)
+            coherence.seedOwner(id, owner: 0)
         }
         ensureContainer(heapContainerID(configuration), pages: heapPages, canonical: heapBase)
         let uffd: Int32? = nodes > 1 ? self.uffd : nil
         do {
-            if let data = containers[dataContainerID] {
-                let at = try data.attach(at: data.canonicalAddress, fixed: true, readOnly: false, execute: false,
-                                         shmid: -1, uffd: uffd, replace: true)
+            for (object, range) in data.enumerated() where range.pages > 0 {
+                guard let c = containers[PageID.imageDataContainer(object: object)] else { continue }
+                let at = try c.attach(at: c.canonicalAddress, fixed: true, readOnly: false, execute: false,
+                                      shmid: -1, uffd: uffd, replace: true)
                 if id == 0 {
                     // Node 0 owns every page, whose contents are in the memfd
                     // but not yet in its page tables: they are mapped now, so
                     // that the downgrade when another node reads a page
                     // write-protects a mapped page, whatever the kernel does
                     // with empty page tables.
-                    if madvise(UnsafeMutableRawPointer(bitPattern: UInt(at)), data.size, CDSM_MADV_POPULATE_WRITE) != 0 {
+                    if madvise(UnsafeMutableRawPointer(bitPattern: UInt(at)), c.size, CDSM_MADV_POPULATE_WRITE) != 0 {
                         return .error(Errno(rawValue: cdsm_errno()))
                     }
                 }

@@ -153,7 +153,7 @@ struct AttachmentIndex {
 /// answer) cannot be a System V segment of this run: the image's ids are
 /// never sent, and no segment is larger than SHMMAX. nil when it can.
 func wireContainerProblem(_ container: ContainerID, pages: UInt32) -> String? {
-    if PageID.blockPages(of: container) != nil || container == dataContainerID {
+    if PageID.blockPages(of: container) != nil || PageID.imageDataObject(of: container) != nil {
         return "container id 0x\(String(container, radix: 16)) is not a System V segment's"
     }
     let most = ClusterService.limits.shmmax / UInt64(dsmPageSize)

@@ -675,8 +675,8 @@ final class Node {
             } catch {
                 return .error(error)
             }
-        case .setUpImage(let dataStart, let dataPages, let heapPages):
-            return setUpImage(dataStart: dataStart, dataPages: dataPages, heapPages: heapPages)
+        case .setUpImage(let data, let heapPages):
+            return setUpImage(data: data, heapPages: heapPages)
         case .spawned, .threadFinished, .threadReaped:
             threadEvent(request)
             return ServiceReply(result: 0)

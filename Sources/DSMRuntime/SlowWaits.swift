@@ -37,7 +37,9 @@ struct LatestWait {
 
 /// How a container is named in messages, as dsmrun --stats names it.
 func containerName(_ container: ContainerID) -> String {
-    if container == dataContainerID { return "the program's data" }
+    if let object = PageID.imageDataObject(of: container) {
+        return object == 0 ? "the program's data" : "the data of the program's library \(object)"
+    }
     if PageID.blockPages(of: container) != nil { return "the heap" }
     return "System V segment container \(container)"
 }

@@ -1,4 +1,5 @@
 import Foundation
+import DSMCore
 
 /// One node's counters as the runtime reports them (Statistics.swift).
 struct NodeReport: Codable {
@@ -105,9 +106,10 @@ private func megabytes(_ bytes: UInt64) -> String { String(format: "%.2f", Doubl
 private func microseconds(_ ns: UInt64) -> String { String(format: "%.1fus", Double(ns) / 1e3) }
 
 /// A container as the report names it: image mode's data (the executable's
-/// data and bss) and heap, or a System V segment's container number.
+/// data and bss; libN for its N-th library's) and heap, or a System V
+/// segment's container number.
 func containerName(_ container: UInt32) -> String {
-    if container == 0xFFFF_FF01 { return "data" }
+    if let object = PageID.imageDataObject(of: container) { return object == 0 ? "data" : "lib\(object)" }
     if container >> 28 == 0xA { return "heap" } // block-homed (ImageMode.swift)
     return "segment \(container)"
 }

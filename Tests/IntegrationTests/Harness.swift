@@ -320,6 +320,8 @@ enum Programs {
         // Image mode (plain pthreads programs, no DSM API).
         "img_basic", "img_mgs", "img_matmul", "img_prodcons", "img_mutex", "img_barrier", "img_malloc", "img_exit",
         "img_api", "img_main_exit", "img_heap_limit", "img_print_order", "signals", "img_sparse_heap", "descriptors", "img_descriptors", "img_slow_wait", "img_guards", "bad_pointers", "late_join", "img_clocks", "img_cxx", "img_sem_open", "img_fork", "img_process_state",
+        // Futexes outside libc, and OpenMP (built with -fopenmp: omp_*).
+        "futex_inline", "omp_constructs",
     ]
 
     private static let lock = NSLock()
@@ -351,7 +353,7 @@ enum Programs {
             let args = [
                 cxx ? "-std=c++17" : "-std=c11", "-O2", "-Wall", "-Werror", "-pthread", "-I", Paths.includeDir.path,
                 "-I", Paths.programsDir.path, src, "-o", out.appendingPathComponent(name).path, "-lm",
-            ]
+            ] + (name.hasPrefix("omp_") ? ["-fopenmp"] : [])
             do {
                 children.append(
                     (name, try Child(executable: "/usr/bin/env", arguments: [cxx ? "c++" : "cc"] + args,
@@ -674,9 +676,11 @@ enum Runner {
 
     /// Runs `program args` once as a plain process (the reference for an
     /// image-mode run).
-    static func plain(_ program: String, args: [String] = [], timeout: Double) throws -> CommandResult {
+    static func plain(_ program: String, args: [String] = [], timeout: Double, environment: [String: String] = [:]) throws
+        -> CommandResult
+    {
         let exe = try Programs.path(program)
-        return try runCommand(exe, args, environment: childEnvironment([:]), timeout: timeout,
+        return try runCommand(exe, args, environment: childEnvironment(environment), timeout: timeout,
                               label: "plain-\(program)", marker: "DSM_TEST_RUN=\(UUID().uuidString)")
     }
 

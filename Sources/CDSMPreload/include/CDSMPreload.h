@@ -80,10 +80,12 @@ int dsm_swift_barrier(void);
 /// 1 when dsmrun started this process in image mode and it is the program
 /// dsmrun named (not a wrapper that executes it).
 int dsm_swift_image_mode(void);
-/// Moves the executable's writable image [data_start, data_end) into its
-/// container, maps the heap container, and meets the other nodes, which must
-/// have the same layout (`fingerprint`). Writes where the heap is.
-long dsm_swift_image_setup(uint64_t data_start, uint64_t data_end, uint64_t fingerprint, uint64_t *heap_base,
+/// Moves the program's writable data into containers (`data` holds
+/// `data_count` ranges as start, end pairs: the executable's, which may be
+/// empty, then its libraries'), maps the heap container, and meets the
+/// other nodes, which must have the same layout (`fingerprint`). Writes
+/// where the heap is.
+long dsm_swift_image_setup(const uint64_t *data, int data_count, uint64_t fingerprint, uint64_t *heap_base,
                            uint64_t *heap_size);
 /// A block of another node's heap arena is freed: tell its node.
 void dsm_swift_remote_free(uint64_t address, int node);
