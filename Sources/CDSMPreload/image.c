@@ -458,7 +458,15 @@ static char **shared_argv(int argc, char **argv) {
     return copy;
 }
 
-int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **argv, char **envp) {
+/* Every node maps the image and meets the others. Node 0 does it before
+ * the executable's constructors run (preload.c), so what they allocate
+ * comes from the DSM heap and what they write is in the shared data: a
+ * global container filled before main is the program's, not node 0's. The
+ * other nodes do it when their main would start, after their own
+ * constructors, whose writes to the data the container then replaces
+ * (their effects on per-node state, such as libstdc++'s streams, remain). */
+void dsm_image_setup(int (*real_main)(int, char **, char **)) {
+    if (dsm_image) return;
     resolve_thread_functions();
     int persona = personality(0xffffffff);
     if (persona < 0 || !(persona & ADDR_NO_RANDOMIZE))
@@ -494,15 +502,21 @@ int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **arg
      * before main prints after joining it stays before), not when each
      * node's buffer happens to fill. */
     if (dsm_nodes_count > 1) setvbuf(stdout, NULL, _IOLBF, BUFSIZ);
+    if (dsm_node == 0) {
+        /* A constructor may already create threads. */
+        pthread_t host;
+        dsm_in_runtime++;
+        if (real_pthread_create(&host, NULL, host_thread_main, NULL) != 0) die("cannot start the host thread");
+        dsm_in_runtime--;
+    }
+}
 
+int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **argv, char **envp) {
+    dsm_image_setup(real_main);
     if (dsm_node != 0) {
         host_loop();
         _exit(0);
     }
-    pthread_t host;
-    dsm_in_runtime++;
-    if (real_pthread_create(&host, NULL, host_thread_main, NULL) != 0) die("cannot start the host thread");
-    dsm_in_runtime--;
 
     struct rlimit limit;
     size_t stack_size = DEFAULT_STACK;

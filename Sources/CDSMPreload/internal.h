@@ -130,6 +130,8 @@ static inline int dsm_sync_object(const volatile void *p) {
 /* Image mode start-up on every node (image.c): node 0 returns main's
  * status, the other nodes never return. */
 int dsm_image_main(int (*real_main)(int, char **, char **), int argc, char **argv, char **envp);
+/* Image mode: maps the image and meets the other nodes (once). */
+void dsm_image_setup(int (*real_main)(int, char **, char **));
 /* exit() on a node other than 0. */
 void dsm_image_exit_elsewhere(int status) __attribute__((noreturn));
 int dsm_heap_ready(void);

@@ -138,12 +138,22 @@ static void die_with_starter(void) {
     if (starter > 0 && getppid() != starter && kill(starter, 0) != 0 && errno == ESRCH) _exit(250);
 }
 
-static int main_under_dsm(int argc, char **argv, char **envp) {
+/* Whether dsmrun started this process; the first call sets the node up. */
+static int configure(void) {
+    static int done;
+    if (done) return configured;
+    done = 1;
     if (dsm_swift_configured()) {
         configured = 1;
         die_with_starter();
         pthread_atfork(NULL, NULL, forked_child);
         atexit(leave_cluster);
+    }
+    return configured;
+}
+
+static int main_under_dsm(int argc, char **argv, char **envp) {
+    if (configure()) {
         if (dsm_swift_image_mode()) {
             /* Image mode always joins: every node hosts pages and threads. */
             if (!join()) return real_main(argc, argv, envp);
@@ -164,6 +174,9 @@ int __libc_start_main(int (*main)(int, char **, char **), int argc, char **argv,
                       void (*fini)(void), void (*rtld_fini)(void), void *stack_end) {
     libc_start_main_t real = (libc_start_main_t)dlsym(RTLD_NEXT, "__libc_start_main");
     real_main = main;
+    /* Image mode: node 0 sets the image up before the executable's
+     * constructors, which the real __libc_start_main runs (image.c). */
+    if (configure() && dsm_swift_image_mode() && join() && dsm_swift_node_id() == 0) dsm_image_setup(main);
     return real(main_under_dsm, argc, argv, init, fini, rtld_fini, stack_end);
 }
 

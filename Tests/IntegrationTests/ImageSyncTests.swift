@@ -183,6 +183,13 @@ final class ImageSyncTests: XCTestCase {
         XCTAssertTrue(two.result.stderr.contains("sem_open"), two.summary)
     }
 
+    // MARK: img_constructors: what the program allocates before main is shared
+
+    func testConstructorsPlain() throws { try checkPlain("img_constructors", line: "img_constructors threads=") }
+    func testConstructorsNodes1() throws { try checkImage("img_constructors", nodes: 1, line: "img_constructors threads=") }
+    func testConstructorsNodes2() throws { try checkImage("img_constructors", nodes: 2, line: "img_constructors threads=") }
+    func testConstructorsNodes4() throws { try checkImage("img_constructors", nodes: 4, line: "img_constructors threads=") }
+
     // MARK: img_fork: fork, exec, system, popen
 
     func testForkPlain() throws { try checkPlain("img_fork", line: "img_fork failures=") }
