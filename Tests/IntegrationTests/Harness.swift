@@ -234,7 +234,10 @@ enum Monotonic {
 /// The harness's environment for children: ours without any DSM_* variable
 /// or LD_PRELOAD, plus `extra`.
 func childEnvironment(_ extra: [String: String]) -> [String: String] {
-    var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DSM_") && $0.key != "LD_PRELOAD" }
+    // OpenMP's settings too: a test says which it wants.
+    var env = ProcessInfo.processInfo.environment.filter {
+        !$0.key.hasPrefix("DSM_") && $0.key != "LD_PRELOAD" && !$0.key.hasPrefix("OMP_") && !$0.key.hasPrefix("GOMP_")
+    }
     for (k, v) in extra { env[k] = v }
     return env
 }

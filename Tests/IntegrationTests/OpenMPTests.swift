@@ -46,19 +46,31 @@ final class OpenMPTests: XCTestCase {
     func testConstructsNodes1Passive() throws { try constructs(nodes: 1, threads: 3, policy: "passive") }
     func testConstructsNodes2Passive() throws { try constructs(nodes: 2, threads: 2, policy: "passive") }
     func testConstructsNodes2Active() throws { try constructs(nodes: 2, threads: 2, policy: "active") }
-    /// More threads than nodes, libgomp's default policy (spin, then sleep).
-    func testConstructsNodes2Default() throws { try constructs(nodes: 2, threads: 3, policy: nil) }
+    /// More threads than nodes, libgomp's own default wait (spin 300,000
+    /// times, then sleep), which dsmrun replaces unless asked.
+    func testConstructsNodes2SpinThenSleep() throws {
+        try constructs(nodes: 2, threads: 3, policy: nil, extra: ["GOMP_SPINCOUNT": "300000"], expectPolicy: "unset")
+    }
+    /// With no choice made, dsmrun asks for passive waits on several nodes,
+    /// not on one.
+    func testConstructsDefaultPolicy() throws {
+        try constructs(nodes: 2, threads: 3, policy: nil, expectPolicy: "passive")
+        try constructs(nodes: 1, threads: 2, policy: nil, expectPolicy: "unset")
+    }
     func testConstructsNodes4Passive() throws { try constructs(nodes: 4, threads: 4, policy: "passive") }
     func testConstructsNodes4Active() throws { try constructs(nodes: 4, threads: 5, policy: "active") }
 
-    private func constructs(nodes n: Int, threads: Int, policy: String?) throws {
-        var environment = ["OMP_NUM_THREADS": String(threads)]
+    private func constructs(nodes n: Int, threads: Int, policy: String?, extra: [String: String] = [:],
+                            expectPolicy: String? = nil) throws {
+        var environment = extra.merging(["OMP_NUM_THREADS": String(threads)]) { $1 }
         if let policy { environment["OMP_WAIT_POLICY"] = policy }
         let run = try Runner.image("omp_constructs", nodes: n, args: ["2", "150"], timeout: Self.timeout,
                                    environment: environment)
         let what = "OMP_NUM_THREADS=\(threads) OMP_WAIT_POLICY=\(policy ?? "(default)") dsmrun -n \(n) omp_constructs"
         try passed(run.result.termination, run.output, line: "omp_constructs threads=", summary: run.summary, what: what)
         XCTAssertEqual(Output.field("threads", in: run.output, line: "omp_constructs threads="), String(threads), run.summary)
+        XCTAssertEqual(Output.field("wait_policy", in: run.output, line: "omp_constructs threads="),
+                       expectPolicy ?? policy, run.summary)
         print("\(what): \(String(format: "%.2f", run.result.elapsed)) s")
     }
 

@@ -137,6 +137,8 @@ int main(int argc, char **argv) {
         serial_phase(pause_ms);
     }
     free(v);
-    printf("omp_constructs threads=%d rounds=%d failures=%d\n", threads, rounds, failures);
+    const char *policy = getenv("OMP_WAIT_POLICY");
+    printf("omp_constructs threads=%d rounds=%d wait_policy=%s failures=%d\n", threads, rounds, policy ? policy : "unset",
+           failures);
     return failures == 0 ? 0 : 1;
 }
