@@ -116,6 +116,17 @@ struct DSMRun: ParsableCommand {
             warn(problem.message)
             throw ExitCode(problem.status)
         }
+        if !spmd && ProgramKind.inspect(path: program) == .script {
+            // Image mode runs one program's main once; a script's
+            // interpreter would run on every node, and what it starts as N
+            // unrelated copies.
+            warn("""
+                \(arguments[0]) is a script: image mode runs one executable as one program over the nodes, and a script \
+                would run on every node, with what it starts as unrelated copies. Run the program itself (set its \
+                environment in dsmrun's: VAR=value dsmrun -n N ./app), or use --spmd to run the script on every node
+                """)
+            throw ExitCode(126)
+        }
         let library = runtime ?? environment("DSM_RUNTIME") ?? defaultRuntimePath()
         guard access(library, R_OK) == 0 else {
             warn("runtime library not found: \(library) (build it with `swift build -c release`, or pass --runtime)")

@@ -54,6 +54,24 @@ final class LauncherTests: XCTestCase {
         try checkRejected(["-n", "2", "--spmd", binary.path], mentions: ["statically linked"])
     }
 
+    /// Image mode runs one program: a script (whose interpreter would run
+    /// on every node) is refused with status 126 and what to do instead;
+    /// --spmd runs it on every node.
+    func testImageModeRejectsAScript() throws {
+        let script = Paths.newRunDir("script").appendingPathComponent("wrap.sh")
+        try "#!/bin/sh\necho ran-$DSM_NODE_ID\n".write(to: script, atomically: true, encoding: .utf8)
+        chmod(script.path, 0o755)
+        try checkRejected(["-n", "2", script.path], mentions: ["is a script"])
+        let dsmrun = try Paths.requireDSMRun()
+        let refused = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: ["-n", "2", script.path], label: "script", timeout: 10)
+        XCTAssertEqual(refused.result.termination, .exited(126), refused.summary)
+        XCTAssertFalse(refused.output.contains("ran-"), refused.summary)
+        let spmd = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: ["-n", "2", "--spmd", script.path], label: "script-spmd",
+                                         timeout: 30)
+        XCTAssertEqual(spmd.result.termination, .exited(0), spmd.summary)
+        XCTAssertTrue(spmd.output.contains("ran-0") && spmd.output.contains("ran-1"), spmd.summary)
+    }
+
     /// dsmrun `args` must exit non-zero within 1 s with an error message on
     /// stderr (usage / help lines aside) that mentions one of `mentions`
     /// (case-insensitive); and leave nothing behind.

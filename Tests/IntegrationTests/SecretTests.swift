@@ -16,10 +16,10 @@ final class SecretTests: XCTestCase {
         try check(run, nodes: [0], what: "`dsmrun -n 2 env_token`")
     }
 
-    /// Image mode through a script: its interpreter is not the program, so
-    /// it keeps the secret and the program it runs (exec'd, or as a child)
-    /// joins; on each node, as the script runs there.
-    func testImageModeThroughAScriptTheProgramStillJoins() throws {
+    /// A script through --spmd: its interpreter is not a node, so it keeps
+    /// the secret and the program it runs (exec'd, or as a child) joins, on
+    /// each node. (Image mode refuses a script: LauncherTests.)
+    func testThroughAScriptTheProgramStillJoins() throws {
         let program = try Programs.path("env_token")
         let dsmrun = try Paths.requireDSMRun()
         for (name, body) in [("exec", "exec '\(program)' spmd\n"),
@@ -27,9 +27,9 @@ final class SecretTests: XCTestCase {
             let script = Paths.newRunDir("secret-\(name)").appendingPathComponent("wrap.sh")
             try "#!/bin/sh\n\(body)".write(to: script, atomically: true, encoding: .utf8)
             chmod(script.path, 0o755)
-            let run = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: ["-n", "2", script.path], label: "secret-\(name)",
+            let run = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: ["-n", "2", "--spmd", script.path], label: "secret-\(name)",
                                             timeout: Config.timeout(default: 60))
-            try check(run, nodes: [0, 1], what: "`dsmrun -n 2 wrap.sh` (\(name))")
+            try check(run, nodes: [0, 1], what: "`dsmrun -n 2 --spmd wrap.sh` (\(name))")
             if name == "child" {
                 XCTAssertTrue(run.output.contains("script-after-0") && run.output.contains("script-after-1"), run.summary)
             }
