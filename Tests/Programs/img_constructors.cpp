@@ -5,24 +5,13 @@
  * fill them; main reads them back. Before main's allocations came from the
  * shared heap, a thread on node 1 wrote into its own node's private copy.
  */
-#include <cstdio>
+#include "img_check.h"
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                                          \
-    do {                                                                                                          \
-        if (!(cond)) {                                                                                            \
-            failures++;                                                                                           \
-            std::printf("FAIL: " __VA_ARGS__);                                                                    \
-            std::printf("\n");                                                                                    \
-        }                                                                                                         \
-    } while (0)
 
 std::vector<long> counts(4096, 1);
 std::map<int, std::string> names = {{1, "one"}, {2, "two"}};
