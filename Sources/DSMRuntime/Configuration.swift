@@ -26,29 +26,27 @@ struct Configuration {
     var image = false
     /// The program dsmrun was asked to run (DSM_PROGRAM).
     var program: String?
-    /// Size of the image-mode heap, all arenas (DSM_HEAP_MB): a reservation,
-    /// as Linux's overcommit grants one; pages cost memory once touched, and
-    /// its tables cost nothing until then (ZeroTable), so the default is the
-    /// largest (1 TiB).
-    var heapBytes: UInt64 = 1 << 40
+    /// What users tune (DSMCore's Tunables: heap, readahead, hold window,
+    /// polling, real-time policy, peer timeout, emulated delay).
+    var tunables = Tunables()
+    /// Size of the image-mode heap, all arenas: a reservation, as Linux's
+    /// overcommit grants one; pages cost memory once touched, and its tables
+    /// cost nothing until then (ZeroTable), so the default is the largest
+    /// (1 TiB).
+    var heapBytes: UInt64 { tunables.heapBytes }
     var placement: Placement = .roundRobin
-    /// The runtime thread asks for SCHED_FIFO (Node.becomeRealtime); in
-    /// image mode it turns ordinary while synchronisation traffic goes on.
-    /// DSM_RUNTIME_FIFO=0 keeps it ordinary.
-    var realtimeRuntime = true
     /// The address this node's peers reach it at: on DSM_IFACE (an interface
     /// name or a CIDR network) when set, else on the route towards the
     /// coordinator (loopback when the coordinator is on this host).
     var listenAddress = "127.0.0.1"
-    /// Emulated distance: every frame to a peer leaves this much later
-    /// (DSM_DELAY_US, microseconds; for benchmarks, where no netem is).
-    var delayNanoseconds: UInt64 = 0
+    /// Emulated distance: every frame to a peer leaves this much later.
+    var delayNanoseconds: UInt64 { tunables.delayNanoseconds }
     /// Send standard output and error to node 0 when they are still the
     /// ones the node was started with (DSM_FORWARD_OUTPUT: their identities,
     /// set by dsmrun when nodes run on several hosts).
     var forwardOutput: String?
-    /// A peer silent this long ends the run (DSM_PEER_TIMEOUT, seconds).
-    var peerTimeoutNanoseconds: UInt64 = 10_000_000_000
+    /// A peer silent this long ends the run.
+    var peerTimeoutNanoseconds: UInt64 { tunables.peerTimeoutNanoseconds }
 
     /// nil when the program runs without dsmrun, or is a descendant of a
     /// node: a node takes the run's secret out of its environment when it
@@ -96,31 +94,14 @@ struct Configuration {
         } else {
             fatal("DSM_COORD=\(coordText): cannot resolve \(coordinator.host)")
         }
-        if let text = environment("DSM_PEER_TIMEOUT") {
-            guard let seconds = Double(text), seconds >= 0.5, seconds <= 86_400 else {
-                fatal("DSM_PEER_TIMEOUT must be a number of seconds from 0.5 to 86400, got \(text)")
-            }
-            c.peerTimeoutNanoseconds = UInt64(seconds * 1e9)
-        }
-        if let text = environment("DSM_DELAY_US") {
-            guard let us = UInt64(text), us <= 1_000_000 else {
-                fatal("DSM_DELAY_US must be a number of microseconds from 0 to 1000000, got \(text)")
-            }
-            c.delayNanoseconds = us * 1000
-        }
-        if c.delayNanoseconds * 10 > c.peerTimeoutNanoseconds {
-            fatal("DSM_DELAY_US=\(c.delayNanoseconds / 1000) is too long for a peer timeout of \(c.peerTimeoutNanoseconds / 1_000_000) ms (at most a tenth of it)")
+        do {
+            c.tunables = try Tunables(lookup: environment)
+        } catch {
+            fatal(error.description)
         }
         if node != 0, let streams = environment("DSM_FORWARD_OUTPUT"), !streams.isEmpty { c.forwardOutput = streams }
         c.image = environment("DSM_MODE") == "image"
         c.program = environment("DSM_PROGRAM")
-        c.realtimeRuntime = environment("DSM_RUNTIME_FIFO") != "0"
-        if let text = environment("DSM_HEAP_MB") {
-            guard let mb = UInt64(text), mb >= 16, mb <= 1 << 20 else {
-                fatal("DSM_HEAP_MB must be a number of MiB from 16 to 1048576, got \(text)")
-            }
-            c.heapBytes = mb << 20
-        }
         if let text = environment("DSM_PLACEMENT") {
             guard let p = Placement(rawValue: text) else {
                 fatal("DSM_PLACEMENT must be round-robin or local, got \(text)")
@@ -164,5 +145,5 @@ func fatal(_ message: String, status: Int32 = 1) -> Never {
     cdsm_exit_now(status)
 }
 
-/// The largest readahead window, in pages (DSM_PREFETCH; 0 turns readahead off).
-let readaheadWindow: Int = environment("DSM_PREFETCH").flatMap { Int($0) } ?? 128
+/// The largest readahead window, in pages (read once the configuration is).
+let readaheadWindow: Int = processConfiguration?.tunables.readaheadPages ?? Tunables().readaheadPages

@@ -79,8 +79,8 @@ final class Node {
     var staged = StagedRun()
     /// Drops waiting to be punched out as one run (FaultPath.swift).
     var drops = PendingDrops()
-    /// How long a page brought in for a waiting thread stays (DSM_HOLD_US; 0: no hold).
-    let holdNanoseconds: UInt64 = (environment("DSM_HOLD_US").flatMap { UInt64($0) } ?? 50) * 1000
+    /// How long a page brought in for a waiting thread stays (DSM_HOLD_US).
+    var holdNanoseconds: UInt64 { configuration.tunables.holdNanoseconds }
     /// Node 0 only: the System V namespace and the barriers.
     var service: ClusterService?
     /// Set once every node has finished: connections closing is then normal.
@@ -94,14 +94,14 @@ final class Node {
     private var queuedFor: [Bool]
     private var peersWithQueuedFrames: [NodeID] = []
     /// A read miss on an even page also fetches the next one (DSM_PREFETCH_BUDDY=0: off).
-    let buddyPrefetch = environment("DSM_PREFETCH_BUDDY") != "0"
+    var buddyPrefetch: Bool { configuration.tunables.buddyPrefetch }
     /// How long the runtime thread polls, while a program thread of its node
     /// waits on it, before sleeping. Polling saves two thread wake-ups per
     /// fault or call, but only pays when the node has a CPU of its own
     /// (bound, one node per CPU, or alone on its host); with several nodes
     /// per CPU it steals from them. DSM_SPIN_US overrides.
     lazy var spinNanoseconds: UInt64 = {
-        if let text = environment("DSM_SPIN_US"), let us = UInt64(text) { return us * 1000 }
+        if let chosen = configuration.tunables.spinNanoseconds { return chosen }
         let ownCPU = configuration.localNodes <= Int(cdsm_online_cpus()) && (configuration.bind || configuration.localNodes == 1)
         return ownCPU && nodes > 1 ? 50_000 : 0
     }()
@@ -410,8 +410,8 @@ final class Node {
     func run() -> Never {
         dsm_preload_enter_runtime_thread()
         cdsm_block_all_signals()
-        if configuration.realtimeRuntime { becomeRealtime() }
-        adaptiveRealtime = realtime && configuration.image && environment("DSM_ADAPTIVE") != "0"
+        if configuration.tunables.realtimeRuntime { becomeRealtime() }
+        adaptiveRealtime = realtime && configuration.image && configuration.tunables.adaptiveRealtime
         // Frames that arrived with a peer's authentication during set-up are
         // already in its buffer, where no readiness event will announce them.
         for case let connection? in mesh.peers { drainFrames(connection) }

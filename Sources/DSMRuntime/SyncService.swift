@@ -142,7 +142,7 @@ struct SyncRequest {
     }
 }
 
-let traceLocks = environment("DSM_TRACE_LOCKS") == "1"
+let traceLocks = processConfiguration?.tunables.traceLocks ?? false
 
 extension Node {
     /// A synchronisation request for an object homed here.

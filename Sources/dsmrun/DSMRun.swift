@@ -48,9 +48,66 @@ struct DSMRun: ParsableCommand {
           help: "Pin node i to CPU i mod CPUs, memory on its NUMA node (libnuma). Default: on a host where 2 or more nodes can each have a CPU of their own.")
     var bind: Bool?
 
-    @Option(help: ArgumentHelp("A node that hears nothing from another for this long (a frozen process, a host cut off) ends the run.",
+    @Option(help: ArgumentHelp("A node that hears nothing from another for this long (a frozen process, a host cut off) ends the run (default 10, or $DSM_PEER_TIMEOUT).",
                                valueName: "seconds"))
-    var peerTimeout: Double = 10
+    var peerTimeout: Double?
+
+    // What users tune. Each flag sets a DSM_* variable for the nodes (the
+    // variable itself works too; the flag wins); all are checked before any
+    // node starts (DSMCore's Tunables).
+
+    @Option(name: .customLong("heap-mb"),
+            help: ArgumentHelp("Image mode's heap reservation (16 to 1048576; default 1 TiB): it costs memory only where touched.",
+                               valueName: "MiB"))
+    var heapMB: String?
+
+    @Option(help: ArgumentHelp("The largest readahead window (0 to 4096; default 128; 0: off).", valueName: "pages"))
+    var prefetch: String?
+
+    @Flag(inversion: .prefixedNo, help: "A read miss on an even page also fetches the next one (default: on).")
+    var buddyPrefetch: Bool?
+
+    @Option(name: .customLong("hold-us"),
+            help: ArgumentHelp("How long a page brought in for a waiting thread stays before another node may take it (1 to 100000; default 50).",
+                               valueName: "µs"))
+    var holdUS: String?
+
+    @Option(name: .customLong("spin-us"),
+            help: ArgumentHelp("How long the runtime thread polls while a thread of its node waits on it (0 to 10000; default 50 when each node has a CPU of its own, else 0).",
+                               valueName: "µs"))
+    var spinUS: String?
+
+    @Option(help: "The runtime thread's scheduling: adaptive (real-time, ordinary while image mode's locks keep it busy; the default), realtime, or normal.")
+    var runtimePriority: RuntimePriority?
+
+    @Flag(help: "Log every lock-token grant, recall and release of image mode on stderr (a diagnostic).")
+    var traceLocks = false
+
+    @Option(name: .customLong("delay-us"),
+            help: ArgumentHelp("Emulate distance: every frame a node sends leaves this much later (0 to 1000000; benchmarks).", valueName: "µs"))
+    var delayUS: String?
+
+    /// The DSM_* settings the flags above make, and each flag's name.
+    var tunableSettings: [(variable: String, flag: String, value: String)] {
+        var settings: [(String, String, String?)] = [
+            ("DSM_HEAP_MB", "--heap-mb", heapMB), ("DSM_PREFETCH", "--prefetch", prefetch),
+            ("DSM_PREFETCH_BUDDY", "--buddy-prefetch", buddyPrefetch.map { $0 ? "1" : "0" }),
+            ("DSM_HOLD_US", "--hold-us", holdUS), ("DSM_SPIN_US", "--spin-us", spinUS),
+            ("DSM_TRACE_LOCKS", "--trace-locks", traceLocks ? "1" : nil), ("DSM_DELAY_US", "--delay-us", delayUS),
+            ("DSM_PEER_TIMEOUT", "--peer-timeout", peerTimeout.map { String($0) }),
+        ]
+        if let runtimePriority {
+            settings.append(("DSM_RUNTIME_FIFO", "--runtime-priority", runtimePriority == .normal ? "0" : "1"))
+            settings.append(("DSM_ADAPTIVE", "--runtime-priority", runtimePriority == .adaptive ? "1" : "0"))
+        }
+        return settings.compactMap { variable, flag, value in value.map { (variable, flag, $0) } }
+    }
+
+    /// The tunables the nodes will have: flags over the environment.
+    func tunables() throws(TunableError) -> Tunables {
+        let settings = tunableSettings
+        return try Tunables { name in settings.first { $0.variable == name }?.value ?? environment(name) }
+    }
 
     @Flag(help: "Say what the launcher and the nodes do.")
     var verbose = false
@@ -79,7 +136,14 @@ struct DSMRun: ParsableCommand {
             let a = arguments[i]
             if a == "--" || !a.hasPrefix("-") { break }
             if a == "--stats" { arguments[i] = "--stats=table" }
-            if ["-n", "--runtime", "--placement", "--hosts", "--hostfile", "--rsh", "--iface", "--peer-timeout"].contains(a) { i += 1 }
+            // The program's arguments are captured as they come, so the
+            // parser would take --help for the program.
+            if a == "--help" || a == "-h" {
+                print(helpMessage())
+                Glibc.exit(0)
+            }
+            if ["-n", "--runtime", "--placement", "--hosts", "--hostfile", "--rsh", "--iface", "--peer-timeout", "--heap-mb",
+                "--prefetch", "--hold-us", "--spin-us", "--runtime-priority", "--delay-us"].contains(a) { i += 1 }
             i += 1
         }
         main(arguments)
@@ -98,8 +162,15 @@ struct DSMRun: ParsableCommand {
             throw ValidationError("missing -n: how many nodes to run (or --hosts / --hostfile to take their slots)")
         }
         if let rsh, rsh.split(separator: " ").isEmpty { throw ValidationError("--rsh: empty command") }
-        guard peerTimeout >= 0.5 && peerTimeout <= 86_400 else {
-            throw ValidationError("--peer-timeout must be from 0.5 to 86400 seconds, got \(peerTimeout)")
+        do {
+            _ = try tunables()
+        } catch {
+            // Said with the flag's name when a flag gave the value.
+            var message = error.description
+            if let setting = tunableSettings.first(where: { $0.variable == error.name }) {
+                message = message.replacingOccurrences(of: error.name, with: setting.flag)
+            }
+            throw ValidationError(message)
         }
         guard !command.isEmpty, !(command.count == 1 && command[0] == "--") else {
             throw ValidationError("no program to run")
@@ -174,13 +245,14 @@ struct DSMRun: ParsableCommand {
         }
         if let rsh { sites.rsh = rsh.split(separator: " ").map(String.init) }
         sites.iface = iface
-        sites.peerTimeout = peerTimeout
+        sites.peerTimeout = Double((try? tunables())?.peerTimeoutNanoseconds ?? 10_000_000_000) / 1e9
         // A node started on another host must find the program at the same
         // path: a relative path is taken from the launcher's directory.
         let programPath = sites.anyRemote && !program.hasPrefix("/") ? currentDirectory() + "/" + program : program
         let launcher = Launcher(nodes: count, program: programPath, arguments: arguments, runtime: absolutePath(library), verbose: verbose,
                                 stats: statsFormat, bind: bind,
-                                image: !spmd, placement: placement, sites: sites)
+                                image: !spmd, placement: placement, sites: sites,
+                                settings: tunableSettings.filter { $0.variable != "DSM_PEER_TIMEOUT" }.map { "\($0.variable)=\($0.value)" })
         throw ExitCode(launcher.run())
     }
 }
@@ -188,6 +260,10 @@ struct DSMRun: ParsableCommand {
 enum PlacementPolicy: String, ExpressibleByArgument {
     case roundRobin = "round-robin"
     case local
+}
+
+enum RuntimePriority: String, ExpressibleByArgument {
+    case adaptive, realtime, normal
 }
 
 enum StatsFormat: String, ExpressibleByArgument {

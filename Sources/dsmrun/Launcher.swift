@@ -50,6 +50,8 @@ final class Launcher {
     let image: Bool
     let placement: PlacementPolicy
     let sites: Sites
+    /// DSM_*=value settings from dsmrun's flags, over the inherited ones.
+    let settings: [String]
     /// Process group of each local node (= its pid); read by the signal handler.
     let groups: UnsafeMutablePointer<pid_t>
     /// One per other host with nodes.
@@ -57,7 +59,8 @@ final class Launcher {
     private let mailbox = AgentMailbox()
 
     init(nodes: Int, program: String, arguments: [String], runtime: String, verbose: Bool, stats: StatsFormat?,
-         bind: Bool?, image: Bool, placement: PlacementPolicy, sites: Sites) {
+         bind: Bool?, image: Bool, placement: PlacementPolicy, sites: Sites, settings: [String] = []) {
+        self.settings = settings
         self.image = image
         self.placement = placement
         self.stats = stats
@@ -145,8 +148,10 @@ final class Launcher {
                 continue
             }
             if Launcher.controlVariables.contains(where: { s.hasPrefix($0 + "=") }) { continue }
+            if settings.contains(where: { s.hasPrefix($0.prefix { $0 != "=" } + "=") }) { continue }
             common.append(s)
         }
+        common += settings
         common += [
             "LD_PRELOAD=\(preload)", "DSM_NODES=\(nodes)",
             "DSM_COORD=\(coordinator.endpoint)", "DSM_TOKEN=\(token)", "DSM_VERBOSE=\(verbose ? 1 : 0)", "DSM_STATS=\(stats == nil ? 0 : 1)", "DSM_BIND=\(bind.map { $0 ? "1" : "0" } ?? "auto")",

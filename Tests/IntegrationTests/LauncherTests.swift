@@ -72,6 +72,31 @@ final class LauncherTests: XCTestCase {
         XCTAssertTrue(spmd.output.contains("ran-0") && spmd.output.contains("ran-1"), spmd.summary)
     }
 
+    /// A malformed or out-of-range tunable, from the environment or a
+    /// flag, is one error at launch naming it, before any node starts.
+    func testRejectsABadTunable() throws {
+        try checkRejected(["--hold-us", "0", "-n", "2", "/bin/true"], mentions: ["--hold-us must be"])
+        try checkRejected(["--prefetch", "many", "-n", "2", "--spmd", "/bin/true"], mentions: ["--prefetch must be"])
+        let dsmrun = try Paths.requireDSMRun()
+        for (name, value) in [("DSM_HOLD_US", "abc"), ("DSM_PREFETCH_BUDDY", "yes"), ("DSM_HEAP_MB", "1")] {
+            let run = try Runner.dsmCommand(dsmrun: dsmrun.path, arguments: ["-n", "2", "--spmd", "/bin/true"], label: "tunable",
+                                            timeout: 10, environment: [name: value])
+            XCTAssertEqual(run.result.termination, .exited(64), run.summary)
+            XCTAssertTrue(run.result.stderr.contains("\(name) must be"), run.summary)
+        }
+    }
+
+    /// --help lists the options, the tunables among them, and exits 0.
+    func testHelp() throws {
+        let dsmrun = try Paths.requireDSMRun()
+        let run = try runCommand(dsmrun.path, ["--help"], environment: childEnvironment([:]), timeout: 10, label: "help")
+        XCTAssertEqual(run.termination, .exited(0), run.summary)
+        for option in ["--spmd", "--peer-timeout", "--heap-mb", "--prefetch", "--hold-us", "--spin-us", "--runtime-priority",
+                       "--trace-locks", "--delay-us"] {
+            XCTAssertTrue(run.stdout.contains(option), "--help does not list \(option):\n\(run.stdout)")
+        }
+    }
+
     /// dsmrun `args` must exit non-zero within 1 s with an error message on
     /// stderr (usage / help lines aside) that mentions one of `mentions`
     /// (case-insensitive); and leave nothing behind.
