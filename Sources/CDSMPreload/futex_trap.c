@@ -31,6 +31,7 @@
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -97,6 +98,45 @@ static void on_sigsys(int signal, siginfo_t *info, void *context) {
     errno = saved;
 }
 
+// --- SIGSYS stays deliverable -------------------------------------------------
+
+/* A trapped call made while SIGSYS is blocked kills the process: the kernel
+ * forces the signal and resets it to its default action. Programs block
+ * every signal in their threads (sigfillset, for a thread that waits for
+ * signals with sigwait) and in their handlers (sa_mask), so once the
+ * filter is in, SIGSYS is taken out of every mask they set. */
+static int trapping;
+
+static const sigset_t *without_sigsys(const sigset_t *set, sigset_t *copy) {
+    if (!__atomic_load_n(&trapping, __ATOMIC_RELAXED) || !set || !sigismember(set, SIGSYS)) return set;
+    *copy = *set;
+    sigdelset(copy, SIGSYS);
+    return copy;
+}
+
+int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    REAL(sigprocmask);
+    sigset_t copy;
+    return real_sigprocmask(how, how == SIG_UNBLOCK ? set : without_sigsys(set, &copy), old);
+}
+
+int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    REAL(pthread_sigmask);
+    sigset_t copy;
+    return real_pthread_sigmask(how, how == SIG_UNBLOCK ? set : without_sigsys(set, &copy), old);
+}
+
+int sigaction(int signal, const struct sigaction *action, struct sigaction *old) {
+    REAL(sigaction);
+    struct sigaction copy;
+    if (action && __atomic_load_n(&trapping, __ATOMIC_RELAXED) && sigismember(&action->sa_mask, SIGSYS)) {
+        copy = *action;
+        sigdelset(&copy.sa_mask, SIGSYS);
+        action = &copy;
+    }
+    return real_sigaction(signal, action, old);
+}
+
 // --- the filter ---------------------------------------------------------------
 
 #define MAX_RANGES 96
@@ -159,9 +199,16 @@ void dsm_trap_futexes(const dsm_range *shared, int count) {
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_sigaction = on_sigsys;
-    action.sa_flags = SA_SIGINFO | SA_RESTART;
+    /* SA_NODEFER: a trapped call in a handler that interrupted this one
+     * must not find SIGSYS blocked. */
+    action.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
     sigemptyset(&action.sa_mask);
     if (sigaction(SIGSYS, &action, NULL) != 0) return;
+    __atomic_store_n(&trapping, 1, __ATOMIC_RELAXED);
+    sigset_t sigsys;
+    sigemptyset(&sigsys);
+    sigaddset(&sigsys, SIGSYS);
+    pthread_sigmask(SIG_UNBLOCK, &sigsys, NULL);
     struct sock_fprog fprog = {(unsigned short)(p - program), program};
     /* Without CAP_SYS_ADMIN a filter needs no_new_privs (then a set-user-ID
      * program the run executes does not gain its privileges). */

@@ -3,12 +3,14 @@
  * instruction, as libgomp and other runtimes do, not through libc's
  * syscall(): a thread (on another node under dsmrun -n 2) waits on a word
  * in the program's data and in the heap, main wakes it. A wake that does
- * not reach the waiter shows as a timeout. Also times FUTEX_WAKE with no
+ * not reach the waiter shows as a timeout; one waiter blocks every signal
+ * first, as threads that leave signals to a sigwait thread do. Also times FUTEX_WAKE with no
  * waiter both ways (the inline one and libc's syscall()), for comparison.
  */
 #define _GNU_SOURCE
 #include "img_check.h"
 #include <linux/futex.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -33,6 +35,7 @@ static volatile int waiting;
 typedef struct {
     uint32_t *word;
     int private_op;
+    int block_signals; /* as a thread that leaves signals to a sigwait thread */
     long result;
     double waited;
 } wait_job;
@@ -40,6 +43,11 @@ typedef struct {
 static void *waiter(void *p) {
     wait_job *job = p;
     struct timespec limit = {10, 0};
+    if (job->block_signals) {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
+    }
     double start = now_seconds();
     __atomic_store_n(&waiting, 1, __ATOMIC_SEQ_CST);
     long r;
@@ -51,12 +59,13 @@ static void *waiter(void *p) {
     return NULL;
 }
 
-static void wait_and_wake(uint32_t *word, int private_op, const char *what) {
+static void wait_and_wake(uint32_t *word, int private_op, int block_signals, const char *what) {
     __atomic_store_n(word, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&waiting, 0, __ATOMIC_SEQ_CST);
     wait_job *job = calloc(1, sizeof *job);
     job->word = word;
     job->private_op = private_op;
+    job->block_signals = block_signals;
     pthread_t t;
     CHECK(pthread_create(&t, NULL, waiter, job) == 0, "pthread_create");
     while (!__atomic_load_n(&waiting, __ATOMIC_SEQ_CST)) usleep(1000);
@@ -77,9 +86,10 @@ static void wait_and_wake(uint32_t *word, int private_op, const char *what) {
 
 int main(void) {
     heap_word = calloc(1, 64);
-    wait_and_wake(&data_word, 1, "data-private");
-    wait_and_wake(heap_word, 0, "heap-shared");
-    wait_and_wake(heap_word, 1, "heap-private");
+    wait_and_wake(&data_word, 1, 0, "data-private");
+    wait_and_wake(heap_word, 0, 0, "heap-shared");
+    wait_and_wake(heap_word, 1, 0, "heap-private");
+    wait_and_wake(heap_word, 1, 1, "signals-blocked");
 
     /* A value that differs: EAGAIN at once, as from the kernel. */
     __atomic_store_n(heap_word, 7, __ATOMIC_SEQ_CST);
