@@ -70,8 +70,21 @@ static inline int use_heap(void) {
     return !dsm_runtime_thread && !dsm_in_runtime && dsm_heap_ready();
 }
 
+/* Every allocation the runtime makes passes here (its Swift and C++ code
+ * call this malloc, the first in the process), on its own thread or on a
+ * program thread inside a call: counted, so that a test can hold the fault
+ * path to none (Tests/Programs/alloc_per_fault.c). */
+static uint64_t runtime_allocations;
+
+static inline void count_allocation(void) {
+    if (dsm_runtime_thread || dsm_in_runtime) __atomic_fetch_add(&runtime_allocations, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t dsm_runtime_allocations(void) { return __atomic_load_n(&runtime_allocations, __ATOMIC_RELAXED); }
+
 void *malloc(size_t size) {
     if (use_heap()) return dsm_heap_alloc(size, 16, 0);
+    count_allocation();
     return __libc_malloc(size);
 }
 
@@ -88,12 +101,16 @@ void *calloc(size_t count, size_t size) {
         return NULL;
     }
     if (use_heap()) return dsm_heap_alloc(total, 16, 1);
+    count_allocation();
     return __libc_calloc(count, size);
 }
 
 void *realloc(void *p, size_t size) {
     if (!p) return malloc(size);
-    if (!dsm_heap_contains(p) && !use_heap()) return __libc_realloc(p, size);
+    if (!dsm_heap_contains(p) && !use_heap()) {
+        count_allocation();
+        return __libc_realloc(p, size);
+    }
     /* Size 0 frees, as glibc's realloc does, whichever heap the block is in. */
     if (size == 0) {
         free(p);
@@ -132,6 +149,7 @@ static int power_of_two(size_t n) { return n && !(n & (n - 1)); }
 
 int posix_memalign(void **out, size_t alignment, size_t size) {
     if (!power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+    if (!use_heap()) count_allocation();
     void *p = use_heap() ? dsm_heap_alloc(size, alignment, 0) : __libc_memalign(alignment, size);
     if (!p) return ENOMEM;
     *out = p;
@@ -143,7 +161,9 @@ void *aligned_alloc(size_t alignment, size_t size) {
         errno = EINVAL;
         return NULL;
     }
-    return use_heap() ? dsm_heap_alloc(size, alignment, 0) : __libc_memalign(alignment, size);
+    if (use_heap()) return dsm_heap_alloc(size, alignment, 0);
+    count_allocation();
+    return __libc_memalign(alignment, size);
 }
 
 void *memalign(size_t alignment, size_t size) { return aligned_alloc(power_of_two(alignment) ? alignment : 16, size); }

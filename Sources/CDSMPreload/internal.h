@@ -77,6 +77,10 @@ extern int dsm_image;
 extern int dsm_node;
 extern int dsm_nodes_count;
 
+/* How many allocations the runtime has made in this process (image.c):
+ * read by Tests/Programs/alloc_per_fault.c through dlsym. */
+uint64_t dsm_runtime_allocations(void);
+
 /* The DSM heap (heap.c). */
 void *dsm_heap_alloc(size_t size, size_t alignment, int zero);
 void dsm_heap_free(void *p);

@@ -81,9 +81,9 @@ final class ClusterService {
         case .barrier:
             barrierWaiters.append(reply)
             if barrierWaiters.count == nodes {
-                let waiters = barrierWaiters
-                barrierWaiters.removeAll()
-                for w in waiters { node.answer(w, ServiceReply(result: 0)) }
+                for w in barrierWaiters { node.answer(w, ServiceReply(result: 0)) }
+                // The array keeps its storage: a barrier allocates nothing here.
+                barrierWaiters.removeAll(keepingCapacity: true)
             }
         case .exitArrive:
             processExited(caller, node: node)

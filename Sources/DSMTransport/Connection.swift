@@ -40,7 +40,11 @@ public final class Connection {
         self.fd = fd
         inputCapacity = 256 << 10
         input = UnsafeMutableRawPointer.allocate(byteCount: inputCapacity, alignment: 16)
-        outputCapacity = 256 << 10
+        // Room for a readahead burst of the default window (128 pages) to a
+        // peer that reads slowly, several times over: the queue grows (an
+        // allocation on the fault path) only past that. Pages of it never
+        // used are never touched.
+        outputCapacity = 2 << 20
         output = UnsafeMutableRawPointer.allocate(byteCount: outputCapacity, alignment: 16)
     }
 

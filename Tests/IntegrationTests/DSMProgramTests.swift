@@ -120,6 +120,22 @@ final class DSMProgramTests: XCTestCase {
             "\(program) under dsmrun -n \(n): no `failures=0` on the `\(line)` line:\n\(dsm.summary)")
     }
 
+    // MARK: No allocation on the fault path
+
+    /// In steady state the runtime allocates nothing while pages move: on
+    /// the requesting node, the owner and the homes (3 nodes), counted by
+    /// the runtime's own malloc (every allocation it makes passes there).
+    /// An allocation per message put in the fault path shows as thousands.
+    func testNoAllocationOnTheFaultPath() throws {
+        let dsm = try Runner.dsm("alloc_per_fault", nodes: 3, timeout: Config.timeout(default: 120))
+        XCTAssertEqual(dsm.result.termination, .exited(0), dsm.summary)
+        XCTAssertEqual(Output.field("faults", in: dsm.output, line: "alloc_per_fault node=1 "), "6000", dsm.summary)
+        for node in 0..<3 {
+            XCTAssertEqual(Output.field("allocations", in: dsm.output, line: "alloc_per_fault node=\(node) "), "0",
+                           "node \(node) allocated on the fault path:\n\(dsm.summary)")
+        }
+    }
+
     // MARK: <dsm/dsm.h>
 
     func testDSMAPINodes1() throws { try checkDSMAPI(nodes: 1) }

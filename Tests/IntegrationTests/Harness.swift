@@ -325,6 +325,8 @@ enum Programs {
         "img_api", "img_main_exit", "img_heap_limit", "img_print_order", "signals", "img_sparse_heap", "descriptors", "img_descriptors", "img_slow_wait", "img_guards", "bad_pointers", "late_join", "img_clocks", "img_cxx", "img_sem_open", "img_fork", "img_process_state", "img_constructors",
         // Futexes outside libc, and OpenMP (built with -fopenmp: omp_*).
         "futex_inline", "omp_constructs",
+        // The runtime's allocations on the fault path (SPMD).
+        "alloc_per_fault",
     ]
 
     private static let lock = NSLock()
