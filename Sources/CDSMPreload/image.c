@@ -82,8 +82,44 @@ static inline void count_allocation(void) {
 
 uint64_t dsm_runtime_allocations(void) { return __atomic_load_n(&runtime_allocations, __ATOMIC_RELAXED); }
 
+/* The host thread's bell (an eventfd): work in its queue, or frees. */
+static int host_bell = -1;
+
+/* The runtime thread allocates from its own region (runtime_heap.c); a
+ * block of glibc's it frees in image mode goes to the host thread. */
+static void *deferred_frees;
+
+static void free_later(void *p) {
+    void *head = __atomic_load_n(&deferred_frees, __ATOMIC_RELAXED);
+    do *(void **)p = head;
+    while (!__atomic_compare_exchange_n(&deferred_frees, &head, p, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    if (!head) {
+        uint64_t one = 1;
+        ssize_t w = write(host_bell, &one, sizeof one);
+        (void)w;
+    }
+}
+
+/* Host thread: frees what the runtime thread handed over. */
+static void free_deferred(void) {
+    void *p = __atomic_exchange_n(&deferred_frees, NULL, __ATOMIC_ACQUIRE);
+    while (p) {
+        void *next = *(void **)p;
+        __libc_free(p);
+        p = next;
+    }
+}
+
+static void *runtime_alloc(size_t size, size_t alignment) {
+    count_allocation();
+    void *p = dsm_runtime_alloc(size, alignment);
+    if (!p) errno = ENOMEM;
+    return p;
+}
+
 void *malloc(size_t size) {
     if (use_heap()) return dsm_heap_alloc(size, 16, 0);
+    if (dsm_runtime_thread) return runtime_alloc(size, 16);
     count_allocation();
     return __libc_malloc(size);
 }
@@ -91,6 +127,8 @@ void *malloc(size_t size) {
 void free(void *p) {
     if (!p) return;
     if (dsm_heap_contains(p)) dsm_heap_free(p);
+    else if (dsm_runtime_heap_contains(p)) dsm_runtime_free(p);
+    else if (dsm_runtime_thread && dsm_image && host_bell >= 0) free_later(p);
     else __libc_free(p);
 }
 
@@ -101,12 +139,32 @@ void *calloc(size_t count, size_t size) {
         return NULL;
     }
     if (use_heap()) return dsm_heap_alloc(total, 16, 1);
+    if (dsm_runtime_thread) {
+        void *p = runtime_alloc(total, 16);
+        if (p) memset(p, 0, total);
+        return p;
+    }
     count_allocation();
     return __libc_calloc(count, size);
 }
 
 void *realloc(void *p, size_t size) {
     if (!p) return malloc(size);
+    if (dsm_runtime_heap_contains(p) || (dsm_runtime_thread && !dsm_heap_contains(p))) {
+        /* The runtime's region, or a glibc block on the runtime thread: a
+         * new block from the caller's allocator. */
+        if (size == 0) {
+            free(p);
+            return NULL;
+        }
+        size_t old = malloc_usable_size(p);
+        if (dsm_runtime_heap_contains(p) && dsm_runtime_thread && size <= old) return p;
+        void *q = malloc(size);
+        if (!q) return NULL;
+        memcpy(q, p, old < size ? old : size);
+        free(p);
+        return q;
+    }
     if (!dsm_heap_contains(p) && !use_heap()) {
         count_allocation();
         return __libc_realloc(p, size);
@@ -149,8 +207,13 @@ static int power_of_two(size_t n) { return n && !(n & (n - 1)); }
 
 int posix_memalign(void **out, size_t alignment, size_t size) {
     if (!power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
-    if (!use_heap()) count_allocation();
-    void *p = use_heap() ? dsm_heap_alloc(size, alignment, 0) : __libc_memalign(alignment, size);
+    void *p;
+    if (use_heap()) p = dsm_heap_alloc(size, alignment, 0);
+    else if (dsm_runtime_thread) p = runtime_alloc(size, alignment);
+    else {
+        count_allocation();
+        p = __libc_memalign(alignment, size);
+    }
     if (!p) return ENOMEM;
     *out = p;
     return 0;
@@ -162,6 +225,7 @@ void *aligned_alloc(size_t alignment, size_t size) {
         return NULL;
     }
     if (use_heap()) return dsm_heap_alloc(size, alignment, 0);
+    if (dsm_runtime_thread) return runtime_alloc(size, alignment);
     count_allocation();
     return __libc_memalign(alignment, size);
 }
@@ -175,6 +239,7 @@ void *pvalloc(size_t size) { return aligned_alloc(4096, (size + 4095) & ~4095UL)
 size_t malloc_usable_size(void *p) {
     static size_t (*real)(void *);
     if (!p) return 0;
+    if (dsm_runtime_heap_contains(p)) return dsm_runtime_usable_size(p);
     if (!dsm_heap_contains(p)) {
         if (!real) real = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
         return real(p);
@@ -201,10 +266,10 @@ typedef struct host_item {
 
 static host_item *host_head, *host_tail;
 static volatile int host_lock_word;
-static int host_bell = -1;
 
 void dsm_host_post(int kind, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
-    host_item *item = __libc_malloc(sizeof *item);
+    /* From the runtime's region on the runtime thread (free() routes it). */
+    host_item *item = dsm_runtime_thread ? dsm_runtime_alloc(sizeof *item, 16) : __libc_malloc(sizeof *item);
     if (!item) die("out of memory in the host queue");
     *item = (host_item){kind, a, b, c, d, NULL};
     spin(&host_lock_word);
@@ -227,6 +292,7 @@ static host_item *host_take(void) {
             if (!host_head) host_tail = NULL;
         }
         unspin(&host_lock_word);
+        free_deferred();
         if (item) return item;
         ssize_t r = read(host_bell, &count, sizeof count);
         (void)r;
@@ -369,7 +435,7 @@ static void host_loop(void) {
         case DSM_HOST_EXIT: exit((int)item->a); break;
         case DSM_HOST_END: host_end(); break;
         }
-        __libc_free(item);
+        free(item);
     }
 }
 

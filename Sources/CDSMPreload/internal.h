@@ -81,6 +81,13 @@ extern int dsm_nodes_count;
  * read by Tests/Programs/alloc_per_fault.c through dlsym. */
 uint64_t dsm_runtime_allocations(void);
 
+/* The runtime thread's own allocator (runtime_heap.c): no lock another
+ * thread could hold; other threads' frees are handed back lock-free. */
+void *dsm_runtime_alloc(size_t size, size_t alignment);
+void dsm_runtime_free(void *p);
+size_t dsm_runtime_usable_size(void *p);
+int dsm_runtime_heap_contains(const void *p);
+
 /* The DSM heap (heap.c). */
 void *dsm_heap_alloc(size_t size, size_t alignment, int zero);
 void dsm_heap_free(void *p);

@@ -212,6 +212,13 @@ final class Launcher {
         return status
     }
 
+    /// Agents' connections the rendezvous thread accepted go to their hosts.
+    private func attachArrivedAgents() {
+        while let (connection, index) = mailbox.take() {
+            if let remote = remotes.first(where: { $0.index == index && $0.control == nil }) { remote.control = connection }
+        }
+    }
+
     /// Variables the launcher sets for the nodes: never inherited.
     static let controlVariables = ["DSM_NODE_ID", "DSM_NODES", "DSM_COORD", "DSM_TOKEN", "DSM_VERBOSE", "DSM_STATS", "DSM_BIND",
                                    "DSM_MODE", "DSM_PROGRAM", "DSM_PLACEMENT", "DSM_IFACE", "DSM_PEER_TIMEOUT", "DSM_LOCAL_NODES", "DSM_FORWARD_OUTPUT"]
@@ -386,6 +393,14 @@ final class Launcher {
                 } else if let remote = remotes.first(where: { $0.pid == pid }) {
                     kill(-pid, SIGKILL)
                     remote.pid = 0
+                    // An agent whose nodes ended at once may exit before the
+                    // rendezvous thread has handed over its connection: what
+                    // it reported is read from there, not taken as lost.
+                    let deadline = monotonicMilliseconds() + 1_000
+                    while remote.control == nil && monotonicMilliseconds() < deadline {
+                        attachArrivedAgents()
+                        if remote.control == nil { usleep(10_000) }
+                    }
                     let (reported, lost) = remote.agentExited(raw: raw, running: running)
                     for (node, raw) in reported { ended(describe(node: node, raw: raw)) }
                     for ending in lost { ended(ending) }
@@ -393,9 +408,7 @@ final class Launcher {
                 continue
             }
             if pid < 0 && cdsm_errno() == ECHILD && remotes.allSatisfy({ $0.pid == 0 }) { break }
-            while let (connection, index) = mailbox.take() {
-                if let remote = remotes.first(where: { $0.index == index && $0.control == nil }) { remote.control = connection }
-            }
+            attachArrivedAgents()
             for remote in remotes {
                 for (node, raw) in remote.poll() where sites.placement[node] == remote.index {
                     ended(describe(node: node, raw: raw))
