@@ -132,49 +132,55 @@ def speedups(args):
                             t, s = run_dsm(program, nodes, size, extra)
                             stats.setdefault(kind, []).append((t, s))
                         times[kind].append(t)
-                best = {k: statistics.median(v) for k, v in times.items()}
+                median = {k: statistics.median(v) for k, v in times.items()}
+                # The spread of the repeats: (slowest - fastest) / median.
+                spread = {k: (max(v) - min(v)) / statistics.median(v) for k, v in times.items()}
                 if nodes == 1:
-                    base = dict(best)
+                    base = dict(median)
                 row = {"program": program, "size": size, "nodes": nodes,
-                       "native_s": best["native"], "dsm_s": best["dsm"]}
-                row["native_speedup"] = base["native"] / best["native"] if base else float("nan")
+                       "native_s": median["native"], "dsm_s": median["dsm"], "repeats": args.repeat,
+                       "native_spread": spread["native"], "dsm_spread": spread["dsm"]}
+                row["native_speedup"] = base["native"] / median["native"] if base else float("nan")
                 for kind, prefix in (("dsm", "dsm"), ("hosts", "hosts")):
-                    if kind not in best:
+                    if kind not in median:
                         continue
-                    row[f"{prefix}_s"] = best[kind]
-                    row[f"{prefix}_speedup"] = base[kind] / best[kind] if base else float("nan")
+                    row[f"{prefix}_s"] = median[kind]
+                    row[f"{prefix}_spread"] = spread[kind]
+                    row[f"{prefix}_speedup"] = base[kind] / median[kind] if base else float("nan")
                     row[f"{prefix}_fraction_of_native"] = row[f"{prefix}_speedup"] / row["native_speedup"]
                     # The counters of the run closest to the median.
-                    t, s = min(stats[kind], key=lambda ts: abs(ts[0] - best[kind]))
+                    t, s = min(stats[kind], key=lambda ts: abs(ts[0] - median[kind]))
                     if s:
                         ns = s["nodes"]
                         row[f"{prefix}_faults_per_node"] = sum(n["readFaults"] + n["writeFaults"] for n in ns) / len(ns)
                         row[f"{prefix}_mb_per_node"] = sum(n["bytesSent"] + n["bytesReceived"] for n in ns) / len(ns) / 1e6
                         row[f"{prefix}_wait_p50_us"] = max(n["waitNs"]["p50"] for n in ns) / 1e3
                 row["fraction_of_native"] = row["dsm_fraction_of_native"]
-                row["dsm_over_native"] = best["dsm"] / best["native"]
+                row["dsm_over_native"] = median["dsm"] / median["native"]
                 rows.append(row)
                 print_row(row)
                 sys.stdout.flush()
     return rows
 
 
-HEADER = ("program", "size", "nodes", "native s", "dsm s", "native x", "dsm x", "frac", "dsm/nat",
-          "faults/node", "MB/node", "wait p50")
-HOSTS_HEADER = ("hosts s", "hosts x", "hosts frac", "hosts p50")
+HEADER = ("program", "size", "nodes", "native s", "spread", "dsm s", "spread", "native x", "dsm x", "frac",
+          "dsm/nat", "faults/node", "MB/node", "wait p50")
+HOSTS_HEADER = ("hosts s", "spread", "hosts x", "hosts frac", "hosts p50")
 
 
 def print_header(hosts):
+    print("times and speed-ups are medians of the repeats; spread = (slowest - fastest) / median")
     print(" ".join(f"{h:>11}" for h in HEADER + (HOSTS_HEADER if hosts else ())))
 
 
 def print_row(r):
-    cells = [r["program"], str(r["size"]), str(r["nodes"]), f"{r['native_s']:.4f}", f"{r['dsm_s']:.4f}",
+    cells = [r["program"], str(r["size"]), str(r["nodes"]), f"{r['native_s']:.4f}", f"{100 * r['native_spread']:.0f}%",
+             f"{r['dsm_s']:.4f}", f"{100 * r['dsm_spread']:.0f}%",
              f"{r['native_speedup']:.2f}", f"{r['dsm_speedup']:.2f}", f"{r['fraction_of_native']:.2f}",
              f"{r['dsm_over_native']:.2f}", f"{r.get('dsm_faults_per_node', 0):.0f}", f"{r.get('dsm_mb_per_node', 0):.2f}",
              f"{r.get('dsm_wait_p50_us', 0):.1f}us"]
     if "hosts_s" in r:
-        cells += [f"{r['hosts_s']:.4f}", f"{r['hosts_speedup']:.2f}", f"{r['hosts_fraction_of_native']:.2f}",
+        cells += [f"{r['hosts_s']:.4f}", f"{100 * r['hosts_spread']:.0f}%", f"{r['hosts_speedup']:.2f}", f"{r['hosts_fraction_of_native']:.2f}",
                   f"{r.get('hosts_wait_p50_us', 0):.1f}us"]
     print(" ".join(f"{c:>11}" for c in cells))
 
@@ -215,14 +221,18 @@ def latencies(args):
             groups.setdefault((r["where"], r["nodes"], op), []).append((us / floor, us, r["floor"]))
     out = []
     for (where, nodes, op), samples in groups.items():
-        ratio, us, floor = sorted(samples, key=lambda x: x[0])[len(samples) // 2]
+        ordered = sorted(samples, key=lambda x: x[0])
+        ratio, us, floor = ordered[len(samples) // 2]
         out.append({"where": where, "nodes": nodes, "op": op, "us": us, "floor_us": floor["sum_us"],
-                    "uffd_copy_us": floor["uffd_copy_us"], "tcp_rtt_us": floor["tcp_rtt_us"], "ratio": ratio})
-    print("\nfault path (floor = raw uffd copy + loopback TCP round trip, measured in the same repeat; medians)")
-    print(f"{'where':>6} {'nodes':>6} {'operation':>16} {'us':>8} {'floor us':>9} {'ratio':>6}")
+                    "uffd_copy_us": floor["uffd_copy_us"], "tcp_rtt_us": floor["tcp_rtt_us"], "ratio": ratio,
+                    "ratio_min": ordered[0][0], "ratio_max": ordered[-1][0]})
+    print("\nfault path (floor = raw uffd copy + loopback TCP round trip, measured in the same repeat; medians,"
+          " with the range of the repeats' ratios)")
+    print(f"{'where':>6} {'nodes':>6} {'operation':>16} {'us':>8} {'floor us':>9} {'ratio':>6} {'range':>11}")
     out.sort(key=lambda x: (x["where"], x["nodes"], x["op"]))
     for b in out:
-        print(f"{b['where']:>6} {b['nodes']:>6} {b['op']:>16} {b['us']:>8.1f} {b['floor_us']:>9.1f} {b['ratio']:>6.2f}")
+        print(f"{b['where']:>6} {b['nodes']:>6} {b['op']:>16} {b['us']:>8.1f} {b['floor_us']:>9.1f} {b['ratio']:>6.2f}"
+              f" {b['ratio_min']:>5.2f}-{b['ratio_max']:<5.2f}")
     return out
 
 
