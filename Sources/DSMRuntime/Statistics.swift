@@ -87,35 +87,45 @@ struct PageCounters {
 }
 
 extension Node {
-    /// This node's statistics as one JSON object (sent to dsmrun at exit).
-    func statisticsJSON() -> String {
+    /// This node's statistics (sent to dsmrun at exit; DSMCore's schema).
+    func statisticsReport() -> NodeStatistics {
         let c = coherence.stats
-        var fields: [String] = [
-            "\"node\":\(id)",
-            "\"readFaults\":\(c.readFaults)", "\"writeFaults\":\(c.writeFaults)",
-            "\"upgrades\":\(c.upgradesSent)", "\"coalescedFaults\":\(c.coalescedFaults)",
-            "\"invalidationsSent\":\(c.invalidationsSent)", "\"invalidationsReceived\":\(c.invalidationsReceived)",
-            "\"pagesSent\":\(stats.pagesSent)", "\"pagesInstalled\":\(stats.pagesInstalled)",
-            "\"prefetches\":\(stats.prefetches)", "\"heldMessages\":\(stats.heldMessages)",
-            "\"messagesSent\":\(stats.messagesSent)", "\"messagesReceived\":\(stats.messagesReceived)",
-            "\"bytesSent\":\(stats.bytesSent)", "\"bytesReceived\":\(stats.bytesReceived)",
-        ]
+        var r = NodeStatistics()
+        r.node = id
+        r.readFaults = c.readFaults
+        r.writeFaults = c.writeFaults
+        r.upgrades = c.upgradesSent
+        r.coalescedFaults = c.coalescedFaults
+        r.invalidationsSent = c.invalidationsSent
+        r.invalidationsReceived = c.invalidationsReceived
+        r.pagesSent = stats.pagesSent
+        r.pagesInstalled = stats.pagesInstalled
+        r.prefetches = stats.prefetches
+        r.heldMessages = stats.heldMessages
+        r.messagesSent = stats.messagesSent
+        r.messagesReceived = stats.messagesReceived
+        r.bytesSent = stats.bytesSent
+        r.bytesReceived = stats.bytesReceived
         let w = stats.wait
-        fields.append("\"waitNs\":{\"count\":\(w.count),\"p50\":\(w.percentile(0.5)),\"p90\":\(w.percentile(0.9)),\"p99\":\(w.percentile(0.99)),\"max\":\(w.maximum)}")
+        r.waitNs.count = w.count
+        r.waitNs.p50 = w.percentile(0.5)
+        r.waitNs.p90 = w.percentile(0.9)
+        r.waitNs.p99 = w.percentile(0.99)
+        r.waitNs.max = w.maximum
         var pages = retiredPages
         for container in containers.values { pages += container.busiestPages() }
         pages.sort { ($0.faults, $0.losses) > ($1.faults, $1.losses) }
-        let hot = pages.prefix(32).map {
-            "{\"container\":\($0.container),\"page\":\($0.index),\"faults\":\($0.faults),\"writeFaults\":\($0.writes),\"losses\":\($0.losses)}"
+        r.pages = pages.prefix(32).map {
+            NodeStatistics.Page(container: $0.container, page: Int($0.index), faults: $0.faults, writeFaults: $0.writes,
+                                losses: $0.losses)
         }
-        fields.append("\"pages\":[\(hot.joined(separator: ","))]")
-        return "{" + fields.joined(separator: ",") + "}"
+        return r
     }
 
     /// Sends the statistics to the launcher (when it asked for them).
     func reportStatistics() {
         guard configuration.stats else { return }
-        let json = Array(statisticsJSON().utf8)
+        let json = Array(statisticsReport().json().utf8)
         try? mesh.coordinator.sendBlocking(FrameHeader(kind: .stats, source: id), payload: json, timeoutMilliseconds: 5_000)
     }
 }

@@ -1,31 +1,8 @@
 import Foundation
 import DSMCore
 
-/// One node's counters as the runtime reports them (Statistics.swift).
-struct NodeReport: Codable {
-    struct Wait: Codable { var count: UInt64; var p50: UInt64; var p90: UInt64; var p99: UInt64; var max: UInt64 }
-    struct Page: Codable { var container: UInt32; var page: Int; var faults: UInt32; var writeFaults: UInt32; var losses: UInt32 }
-    var node: Int
-    var readFaults: Int
-    var writeFaults: Int
-    var upgrades: Int
-    var coalescedFaults: Int
-    var invalidationsSent: Int
-    var invalidationsReceived: Int
-    var pagesSent: UInt64
-    var pagesInstalled: UInt64
-    /// Pages asked for ahead of a fault: readahead (DSM_PREFETCH), the
-    /// neighbour of a read miss, the neighbour of an upgrade.
-    var prefetches: UInt64
-    /// Messages that waited for the end of their page's hold window (DSM_HOLD_US).
-    var heldMessages: UInt64
-    var messagesSent: UInt64
-    var messagesReceived: UInt64
-    var bytesSent: UInt64
-    var bytesReceived: UInt64
-    var waitNs: Wait
-    var pages: [Page]
-}
+/// One node's counters as the runtime reports them (DSMCore's schema).
+typealias NodeReport = NodeStatistics
 
 /// A page across the cluster: who faults on it and how often it moved.
 struct PageSummary: Codable {

@@ -1,0 +1,78 @@
+/// One node's counters as it reports them to dsmrun at exit (`--stats`):
+/// the one definition of the report. The runtime fills it and writes it
+/// with `json()` (it has no Foundation); dsmrun decodes it with Codable, by
+/// the same field names (a test round-trips it).
+public struct NodeStatistics: Codable, Equatable, Sendable {
+    /// How long faulting threads waited for their page, in nanoseconds.
+    public struct Wait: Codable, Equatable, Sendable {
+        public var count: UInt64 = 0
+        public var p50: UInt64 = 0
+        public var p90: UInt64 = 0
+        public var p99: UInt64 = 0
+        public var max: UInt64 = 0
+        public init() {}
+    }
+
+    /// One of the node's busiest pages.
+    public struct Page: Codable, Equatable, Sendable {
+        public var container: UInt32
+        public var page: Int
+        public var faults: UInt32
+        public var writeFaults: UInt32
+        /// Times this node lost its copy (invalidated or downgraded).
+        public var losses: UInt32
+
+        public init(container: UInt32, page: Int, faults: UInt32, writeFaults: UInt32, losses: UInt32) {
+            self.container = container
+            self.page = page
+            self.faults = faults
+            self.writeFaults = writeFaults
+            self.losses = losses
+        }
+    }
+
+    public var node = 0
+    public var readFaults = 0
+    public var writeFaults = 0
+    public var upgrades = 0
+    public var coalescedFaults = 0
+    public var invalidationsSent = 0
+    public var invalidationsReceived = 0
+    public var pagesSent: UInt64 = 0
+    public var pagesInstalled: UInt64 = 0
+    /// Pages asked for ahead of a fault: readahead, the neighbour of a read
+    /// miss, the neighbour of an upgrade.
+    public var prefetches: UInt64 = 0
+    /// Messages that waited for the end of their page's hold window.
+    public var heldMessages: UInt64 = 0
+    public var messagesSent: UInt64 = 0
+    public var messagesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+    public var waitNs = Wait()
+    public var pages: [Page] = []
+
+    public init() {}
+
+    /// The report as one JSON object, keys as Codable names them.
+    public func json() -> String {
+        func object(_ fields: [(String, String)]) -> String {
+            "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+        }
+        let wait = object([("count", "\(waitNs.count)"), ("p50", "\(waitNs.p50)"), ("p90", "\(waitNs.p90)"),
+                           ("p99", "\(waitNs.p99)"), ("max", "\(waitNs.max)")])
+        let pageList = pages.map {
+            object([("container", "\($0.container)"), ("page", "\($0.page)"), ("faults", "\($0.faults)"),
+                    ("writeFaults", "\($0.writeFaults)"), ("losses", "\($0.losses)")])
+        }
+        return object([
+            ("node", "\(node)"), ("readFaults", "\(readFaults)"), ("writeFaults", "\(writeFaults)"),
+            ("upgrades", "\(upgrades)"), ("coalescedFaults", "\(coalescedFaults)"),
+            ("invalidationsSent", "\(invalidationsSent)"), ("invalidationsReceived", "\(invalidationsReceived)"),
+            ("pagesSent", "\(pagesSent)"), ("pagesInstalled", "\(pagesInstalled)"), ("prefetches", "\(prefetches)"),
+            ("heldMessages", "\(heldMessages)"), ("messagesSent", "\(messagesSent)"),
+            ("messagesReceived", "\(messagesReceived)"), ("bytesSent", "\(bytesSent)"),
+            ("bytesReceived", "\(bytesReceived)"), ("waitNs", wait), ("pages", "[" + pageList.joined(separator: ",") + "]"),
+        ])
+    }
+}
