@@ -142,62 +142,62 @@ enum ServiceRequest {
         w.put(caller.pid)
         switch self {
         case .shmget(let key, let size, let flags):
-            w.put(UInt8(1)); w.put(key); w.put(size); w.put(flags)
+            w.put(CallOpcode.shmget.rawValue); w.put(key); w.put(size); w.put(flags)
         case .shmAttach(let id, let readOnly, let execute):
-            w.put(UInt8(2)); w.put(id); w.put(readOnly); w.put(execute)
+            w.put(CallOpcode.shmAttach.rawValue); w.put(id); w.put(readOnly); w.put(execute)
         case .shmDetach(let id):
-            w.put(UInt8(3)); w.put(id)
+            w.put(CallOpcode.shmDetach.rawValue); w.put(id)
         case .shmctl(let id, let command, let uid, let gid, let mode):
-            w.put(UInt8(4)); w.put(id); w.put(command); w.put(uid); w.put(gid); w.put(mode)
+            w.put(CallOpcode.shmctl.rawValue); w.put(id); w.put(command); w.put(uid); w.put(gid); w.put(mode)
         case .semget(let key, let count, let flags):
-            w.put(UInt8(5)); w.put(key); w.put(count); w.put(flags)
+            w.put(CallOpcode.semget.rawValue); w.put(key); w.put(count); w.put(flags)
         case .semop(let id, let operations, let timeout):
-            w.put(UInt8(6)); w.put(id); w.put(timeout)
+            w.put(CallOpcode.semop.rawValue); w.put(id); w.put(timeout)
             w.put(UInt32(operations.count))
             for o in operations { w.put(o.num); w.put(o.op); w.put(o.flags) }
         case .semctl(let id, let number, let command, let value, let values, let uid, let gid, let mode):
-            w.put(UInt8(7)); w.put(id); w.put(number); w.put(command); w.put(value); w.put(array: values)
+            w.put(CallOpcode.semctl.rawValue); w.put(id); w.put(number); w.put(command); w.put(value); w.put(array: values)
             w.put(uid); w.put(gid); w.put(mode)
         case .barrier:
-            w.put(UInt8(8))
+            w.put(CallOpcode.barrier.rawValue)
         case .exitArrive:
-            w.put(UInt8(9))
+            w.put(CallOpcode.exitArrive.rawValue)
         case .addContainer(let container, let pages, let address):
-            w.put(UInt8(10)); w.put(container); w.put(pages); w.put(address)
+            w.put(CallOpcode.addContainer.rawValue); w.put(container); w.put(pages); w.put(address)
         case .destroyContainer(let container):
-            w.put(UInt8(11)); w.put(container)
+            w.put(CallOpcode.destroyContainer.rawValue); w.put(container)
         case .interruptSemop(let callID):
-            w.put(UInt8(12)); w.put(callID)
+            w.put(CallOpcode.interruptSemop.rawValue); w.put(callID)
         case .semaphoreCount(let id):
-            w.put(UInt8(13)); w.put(id)
+            w.put(CallOpcode.semaphoreCount.rawValue); w.put(id)
         case .imageStart(let fingerprint):
-            w.put(UInt8(14)); w.put(fingerprint)
+            w.put(CallOpcode.imageStart.rawValue); w.put(fingerprint)
         case .spawnThread(let routine, let argument, let stackSize, let detached, let node):
-            w.put(UInt8(15)); w.put(routine); w.put(argument); w.put(stackSize); w.put(detached); w.put(Int32(node))
+            w.put(CallOpcode.spawnThread.rawValue); w.put(routine); w.put(argument); w.put(stackSize); w.put(detached); w.put(Int32(node))
         case .joinThread(let thread, let node):
-            w.put(UInt8(16)); w.put(thread); w.put(Int32(node))
+            w.put(CallOpcode.joinThread.rawValue); w.put(thread); w.put(Int32(node))
         case .detachThread(let thread, let node):
-            w.put(UInt8(17)); w.put(thread); w.put(Int32(node))
+            w.put(CallOpcode.detachThread.rawValue); w.put(thread); w.put(Int32(node))
         case .remoteFree(let address, let node):
-            w.put(UInt8(18)); w.put(address); w.put(Int32(node))
+            w.put(CallOpcode.remoteFree.rawValue); w.put(address); w.put(Int32(node))
         case .remoteUsableSize(let address, let node):
-            w.put(UInt8(19)); w.put(address); w.put(Int32(node))
+            w.put(CallOpcode.remoteUsableSize.rawValue); w.put(address); w.put(Int32(node))
         case .programExit(let status):
-            w.put(UInt8(20)); w.put(status)
+            w.put(CallOpcode.programExit.rawValue); w.put(status)
         case .programEnd:
-            w.put(UInt8(21))
+            w.put(CallOpcode.programEnd.rawValue)
         case .threadCount(let delta):
-            w.put(UInt8(26)); w.put(delta)
+            w.put(CallOpcode.threadCount.rawValue); w.put(delta)
         case .awaitThreads:
-            w.put(UInt8(27))
+            w.put(CallOpcode.awaitThreads.rawValue)
         case .sync(let s):
-            w.put(UInt8(22)); s.encode(into: &w)
+            w.put(CallOpcode.sync.rawValue); s.encode(into: &w)
         case .lockGranted(let object, let node):
-            w.put(UInt8(23)); w.put(object); w.put(Int32(node))
+            w.put(CallOpcode.lockGranted.rawValue); w.put(object); w.put(Int32(node))
         case .lockRecalled(let object, let node):
-            w.put(UInt8(24)); w.put(object); w.put(Int32(node))
+            w.put(CallOpcode.lockRecalled.rawValue); w.put(object); w.put(Int32(node))
         case .lockTryRecalled(let object, let node):
-            w.put(UInt8(25)); w.put(object); w.put(Int32(node))
+            w.put(CallOpcode.lockTryRecalled.rawValue); w.put(object); w.put(Int32(node))
         case .mapAttachment, .unmapAttachment, .interrupted, .setUpImage, .spawned, .threadFinished,
              .threadReaped, .endProgram:
             preconditionFailure("local requests never travel")
@@ -214,14 +214,17 @@ enum ServiceRequest {
         let caller = Caller(uid: r.get(), gid: r.get(), groups: r.getArray(), pid: r.get(), node: node)
         if r.failed { return .failure(MalformedFrame("a call of \(bytes.count) bytes without the caller's credentials")) }
         let operation: UInt8 = r.get()
+        guard let opcode = CallOpcode(rawValue: operation) else {
+            return .failure(MalformedFrame(r.failed ? "a call without its operation" : "a call of unknown operation \(operation)"))
+        }
         let request: ServiceRequest
-        switch operation {
-        case 1: request = .shmget(key: r.get(), size: r.get(), flags: r.get())
-        case 2: request = .shmAttach(id: r.get(), readOnly: r.getBool(), execute: r.getBool())
-        case 3: request = .shmDetach(id: r.get())
-        case 4: request = .shmctl(id: r.get(), command: r.get(), uid: r.get(), gid: r.get(), mode: r.get())
-        case 5: request = .semget(key: r.get(), count: r.get(), flags: r.get())
-        case 6:
+        switch opcode {
+        case .shmget: request = .shmget(key: r.get(), size: r.get(), flags: r.get())
+        case .shmAttach: request = .shmAttach(id: r.get(), readOnly: r.getBool(), execute: r.getBool())
+        case .shmDetach: request = .shmDetach(id: r.get())
+        case .shmctl: request = .shmctl(id: r.get(), command: r.get(), uid: r.get(), gid: r.get(), mode: r.get())
+        case .semget: request = .semget(key: r.get(), count: r.get(), flags: r.get())
+        case .semop:
             let id: Int32 = r.get()
             let timeout: Int64 = r.get()
             guard let count = r.getCount(elementSize: 6) else { return .failure(MalformedFrame("a semop with more operations than bytes")) }
@@ -229,36 +232,35 @@ enum ServiceRequest {
             operations.reserveCapacity(count)
             for _ in 0..<count { operations.append(dsm_sem_operation(num: r.get(), op: r.get(), flags: r.get())) }
             request = .semop(id: id, operations: operations, timeoutNanoseconds: timeout)
-        case 7:
+        case .semctl:
             request = .semctl(id: r.get(), number: r.get(), command: r.get(), value: r.get(), values: r.getArray(),
                               uid: r.get(), gid: r.get(), mode: r.get())
-        case 8: request = .barrier
-        case 9: request = .exitArrive
-        case 10: request = .addContainer(container: r.get(), pages: r.get(), address: r.get())
-        case 11: request = .destroyContainer(container: r.get())
-        case 12: request = .interruptSemop(callID: r.get())
-        case 13: request = .semaphoreCount(id: r.get())
-        case 14: request = .imageStart(fingerprint: r.get())
-        case 15:
+        case .barrier: request = .barrier
+        case .exitArrive: request = .exitArrive
+        case .addContainer: request = .addContainer(container: r.get(), pages: r.get(), address: r.get())
+        case .destroyContainer: request = .destroyContainer(container: r.get())
+        case .interruptSemop: request = .interruptSemop(callID: r.get())
+        case .semaphoreCount: request = .semaphoreCount(id: r.get())
+        case .imageStart: request = .imageStart(fingerprint: r.get())
+        case .spawnThread:
             request = .spawnThread(routine: r.get(), argument: r.get(), stackSize: r.get(), detached: r.getBool(),
                                    node: Int(r.get(Int32.self)))
-        case 16: request = .joinThread(thread: r.get(), node: Int(r.get(Int32.self)))
-        case 17: request = .detachThread(thread: r.get(), node: Int(r.get(Int32.self)))
-        case 18: request = .remoteFree(address: r.get(), node: Int(r.get(Int32.self)))
-        case 19: request = .remoteUsableSize(address: r.get(), node: Int(r.get(Int32.self)))
-        case 20: request = .programExit(status: r.get())
-        case 21: request = .programEnd
-        case 22:
+        case .joinThread: request = .joinThread(thread: r.get(), node: Int(r.get(Int32.self)))
+        case .detachThread: request = .detachThread(thread: r.get(), node: Int(r.get(Int32.self)))
+        case .remoteFree: request = .remoteFree(address: r.get(), node: Int(r.get(Int32.self)))
+        case .remoteUsableSize: request = .remoteUsableSize(address: r.get(), node: Int(r.get(Int32.self)))
+        case .programExit: request = .programExit(status: r.get())
+        case .programEnd: request = .programEnd
+        case .sync:
             guard let s = SyncRequest.decode(&r) else {
                 return .failure(MalformedFrame(r.failed ? "a short synchronisation call" : "an unknown synchronisation operation"))
             }
             request = .sync(s)
-        case 23: request = .lockGranted(object: r.get(), node: Int(r.get(Int32.self)))
-        case 24: request = .lockRecalled(object: r.get(), node: Int(r.get(Int32.self)))
-        case 25: request = .lockTryRecalled(object: r.get(), node: Int(r.get(Int32.self)))
-        case 26: request = .threadCount(delta: r.get())
-        case 27: request = .awaitThreads
-        default: return .failure(MalformedFrame("a call of unknown operation \(operation)"))
+        case .lockGranted: request = .lockGranted(object: r.get(), node: Int(r.get(Int32.self)))
+        case .lockRecalled: request = .lockRecalled(object: r.get(), node: Int(r.get(Int32.self)))
+        case .lockTryRecalled: request = .lockTryRecalled(object: r.get(), node: Int(r.get(Int32.self)))
+        case .threadCount: request = .threadCount(delta: r.get())
+        case .awaitThreads: request = .awaitThreads
         }
         if r.failed { return .failure(MalformedFrame("a short call (operation \(operation), \(bytes.count) bytes)")) }
         if r.remaining != 0 {
@@ -331,4 +333,13 @@ final class LocalCall {
 private func __atomic_store_word(_ p: UnsafeMutablePointer<UInt32>, _ v: UInt32) {
     // A release store through the C side keeps Swift from reordering it.
     cdsm_store_release(p, v)
+}
+
+/// The operation byte of a call on the wire: the one table, used by both
+/// `encode` and `decode` (whose switch the compiler checks is complete).
+enum CallOpcode: UInt8 {
+    case shmget = 1, shmAttach, shmDetach, shmctl, semget, semop, semctl, barrier, exitArrive, addContainer
+    case destroyContainer, interruptSemop, semaphoreCount, imageStart, spawnThread, joinThread, detachThread
+    case remoteFree, remoteUsableSize, programExit, programEnd, sync, lockGranted, lockRecalled, lockTryRecalled
+    case threadCount, awaitThreads
 }

@@ -622,6 +622,15 @@ final class Node {
             }
         case .addContainer(let container, let pages, _):
             return wireContainerProblem(container, pages: pages)
+        case .destroyContainer(let container):
+            // Node 0's System V service destroys a segment's container
+            // everywhere once no node has it attached; anything else would
+            // unmap memory under the program.
+            if peer != 0 { return "a container destroyed by node \(peer) (only node 0's System V service destroys one)" }
+            if let problem = wireContainerProblem(container, pages: 1) { return problem }
+            if let c = containers[container], !c.attachments.isEmpty {
+                return "container \(container) destroyed while this node has it attached"
+            }
         default: break
         }
         return nil

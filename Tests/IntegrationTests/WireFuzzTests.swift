@@ -687,6 +687,10 @@ final class WireFuzzTests: XCTestCase {
             ("a container larger than SHMMAX",
              [call { $0.put(UInt8(10)); $0.put(UInt32(9)); $0.put(UInt32(4_194_305)); $0.put(UInt64(0x3000_0000_0000)) }],
              "a segment of 4194305 pages"),
+            // Its attachment was unmapped under the program, which died of
+            // SIGSEGV at its next write (found by the fuzzing above in CI).
+            ("a live segment's container destroyed by a peer", [call { $0.put(UInt8(11)); $0.put(UInt32(1)) }],
+             "destroyed by node 1"),
             // Set-up kinds between nodes were taken for coherence messages and dropped.
             ("a hello between nodes", [frame(.hello, a: 1)], "it sent a hello frame"),
         ]
