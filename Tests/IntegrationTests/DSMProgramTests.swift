@@ -15,6 +15,9 @@ final class DSMProgramTests: XCTestCase {
     func testMGSNodes1() throws { try checkSameHash("mgs", nodes: 1) }
     func testMGSNodes2() throws { try checkSameHash("mgs", nodes: 2) }
     func testMGSNodes4() throws { try checkSameHash("mgs", nodes: 4) }
+    /// MGS whose step barrier is a hand-written spin barrier on a shared word.
+    func testMGSSpinBarrierNodes2() throws { try checkSameHash("mgs_spin", nodes: 2) }
+    func testMGSSpinBarrierNodes4() throws { try checkSameHash("mgs_spin", nodes: 4) }
     func testMatmulNodes1() throws { try checkSameHash("matmul", nodes: 1) }
     func testMatmulNodes2() throws { try checkSameHash("matmul", nodes: 2) }
     func testMatmulNodes4() throws { try checkSameHash("matmul", nodes: 4) }
