@@ -10,8 +10,9 @@ latencies next to their floor, all measured in one invocation.
     python3 Benchmarks/run.py --round-trips 15,50,200,1000    # emulated distance (DSM_DELAY_US)
 
 mgs and matmul are the SPMD System V versions (`dsmrun --spmd`, native: N
-processes); mgs_spin is mgs with a hand-written spin barrier on a shared
-word instead of a semaphore barrier (`--programs mgs,mgs_spin`); img_mgs and img_matmul are the pthreads versions (image mode
+processes); mgs_spin and mgs_semcount are mgs with the barriers people write
+by hand: a spin barrier on a shared word, and a semaphore-locked counter in
+the segment (`--programs mgs,mgs_spin,mgs_semcount`); img_mgs and img_matmul are the pthreads versions (image mode
 `dsmrun -n N prog size N`, one thread per node; native: one process with N
 threads).
 
@@ -50,6 +51,7 @@ def build(skip_swift):
     programs = {
         "mgs": os.path.join(ROOT, "Tests", "Programs", "mgs.c"),
         "mgs_spin": os.path.join(ROOT, "Tests", "Programs", "mgs_spin.c"),
+        "mgs_semcount": os.path.join(ROOT, "Tests", "Programs", "mgs_semcount.c"),
         "matmul": os.path.join(ROOT, "Tests", "Programs", "matmul.c"),
         "img_mgs": os.path.join(ROOT, "Tests", "Programs", "img_mgs.c"),
         "img_matmul": os.path.join(ROOT, "Tests", "Programs", "img_matmul.c"),

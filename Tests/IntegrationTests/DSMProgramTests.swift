@@ -18,6 +18,9 @@ final class DSMProgramTests: XCTestCase {
     /// MGS whose step barrier is a hand-written spin barrier on a shared word.
     func testMGSSpinBarrierNodes2() throws { try checkSameHash("mgs_spin", nodes: 2) }
     func testMGSSpinBarrierNodes4() throws { try checkSameHash("mgs_spin", nodes: 4) }
+    /// MGS whose step barrier is a semaphore-locked counter in the segment.
+    func testMGSCountedBarrierNodes2() throws { try checkSameHash("mgs_semcount", nodes: 2) }
+    func testMGSCountedBarrierNodes4() throws { try checkSameHash("mgs_semcount", nodes: 4) }
     func testMatmulNodes1() throws { try checkSameHash("matmul", nodes: 1) }
     func testMatmulNodes2() throws { try checkSameHash("matmul", nodes: 2) }
     func testMatmulNodes4() throws { try checkSameHash("matmul", nodes: 4) }

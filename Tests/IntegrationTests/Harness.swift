@@ -318,7 +318,7 @@ func runSetUp(_ executable: String, _ arguments: [String], what: String, label: 
 
 enum Programs {
     static let all = [
-        "mgs", "mgs_spin", "matmul", "litmus", "sem_barrier", "shm_errors", "sem_errors", "dsm_api", "syscall_fault", "sleeper",
+        "mgs", "mgs_spin", "mgs_semcount", "matmul", "litmus", "sem_barrier", "shm_errors", "sem_errors", "dsm_api", "syscall_fault", "sleeper",
         "threads", "affinity", "sem_eintr", "ipc_info", "env_token",
         // Image mode (plain pthreads programs, no DSM API).
         "img_basic", "img_mgs", "img_matmul", "img_prodcons", "img_mutex", "img_barrier", "img_malloc", "img_exit",
