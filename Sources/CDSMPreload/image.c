@@ -117,12 +117,22 @@ static void *runtime_alloc(size_t size, size_t alignment) {
     return p;
 }
 
-void *malloc(size_t size) {
-    if (use_heap()) return dsm_heap_alloc(size, 16, 0);
-    if (dsm_runtime_thread) return runtime_alloc(size, 16);
+/* Every allocation: program threads from the DSM heap, the runtime thread
+ * from its region, anything else (a program thread inside a runtime call,
+ * a process before start-up) from glibc. */
+static void *allocate(size_t size, size_t alignment, int zero) {
+    if (use_heap()) return dsm_heap_alloc(size, alignment, zero);
+    if (dsm_runtime_thread) {
+        void *p = runtime_alloc(size, alignment);
+        if (p && zero) memset(p, 0, size);
+        return p;
+    }
     count_allocation();
-    return __libc_malloc(size);
+    if (zero) return __libc_calloc(1, size);
+    return alignment > 16 ? __libc_memalign(alignment, size) : __libc_malloc(size);
 }
+
+void *malloc(size_t size) { return allocate(size, 16, 0); }
 
 void free(void *p) {
     if (!p) return;
@@ -138,34 +148,14 @@ void *calloc(size_t count, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    if (use_heap()) return dsm_heap_alloc(total, 16, 1);
-    if (dsm_runtime_thread) {
-        void *p = runtime_alloc(total, 16);
-        if (p) memset(p, 0, total);
-        return p;
-    }
-    count_allocation();
-    return __libc_calloc(count, size);
+    return allocate(total, 16, 1);
 }
 
 void *realloc(void *p, size_t size) {
     if (!p) return malloc(size);
-    if (dsm_runtime_heap_contains(p) || (dsm_runtime_thread && !dsm_heap_contains(p))) {
-        /* The runtime's region, or a glibc block on the runtime thread: a
-         * new block from the caller's allocator. */
-        if (size == 0) {
-            free(p);
-            return NULL;
-        }
-        size_t old = malloc_usable_size(p);
-        if (dsm_runtime_heap_contains(p) && dsm_runtime_thread && size <= old) return p;
-        void *q = malloc(size);
-        if (!q) return NULL;
-        memcpy(q, p, old < size ? old : size);
-        free(p);
-        return q;
-    }
-    if (!dsm_heap_contains(p) && !use_heap()) {
+    int in_dsm_heap = dsm_heap_contains(p), in_runtime_heap = dsm_runtime_heap_contains(p);
+    /* A glibc block for a caller that allocates from glibc: glibc's realloc. */
+    if (!in_dsm_heap && !in_runtime_heap && !use_heap() && !dsm_runtime_thread) {
         count_allocation();
         return __libc_realloc(p, size);
     }
@@ -174,19 +164,16 @@ void *realloc(void *p, size_t size) {
         free(p);
         return NULL;
     }
-    if (!dsm_heap_contains(p)) {
-        /* glibc's block (allocated before start-up, or by the runtime),
-         * moved to the DSM heap when it grows. */
-        size_t old = malloc_usable_size(p);
-        if (size <= old) return p;
-        void *q = malloc(size);
-        if (!q) return NULL;
-        memcpy(q, p, old);
-        __libc_free(p);
-        return q;
-    }
     size_t old = malloc_usable_size(p);
-    if (size <= old && size >= old / 2) return p;
+    /* Kept where it is: a DSM heap block that shrinks by less than half, a
+     * block of the caller's own allocator that still holds `size`. Any
+     * other block moves to the caller's allocator (a glibc block of a
+     * program thread grows into the DSM heap; the runtime thread keeps no
+     * glibc block; another thread takes none of the runtime's). */
+    int keep = in_dsm_heap ? size <= old && size >= old / 2
+             : in_runtime_heap ? dsm_runtime_thread && size <= old
+             : !dsm_runtime_thread && size <= old;
+    if (keep) return p;
     void *q = malloc(size);
     if (!q) return NULL;
     memcpy(q, p, old < size ? old : size);
@@ -207,13 +194,7 @@ static int power_of_two(size_t n) { return n && !(n & (n - 1)); }
 
 int posix_memalign(void **out, size_t alignment, size_t size) {
     if (!power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
-    void *p;
-    if (use_heap()) p = dsm_heap_alloc(size, alignment, 0);
-    else if (dsm_runtime_thread) p = runtime_alloc(size, alignment);
-    else {
-        count_allocation();
-        p = __libc_memalign(alignment, size);
-    }
+    void *p = allocate(size, alignment, 0);
     if (!p) return ENOMEM;
     *out = p;
     return 0;
@@ -224,10 +205,7 @@ void *aligned_alloc(size_t alignment, size_t size) {
         errno = EINVAL;
         return NULL;
     }
-    if (use_heap()) return dsm_heap_alloc(size, alignment, 0);
-    if (dsm_runtime_thread) return runtime_alloc(size, alignment);
-    count_allocation();
-    return __libc_memalign(alignment, size);
+    return allocate(size, alignment, 0);
 }
 
 void *memalign(size_t alignment, size_t size) { return aligned_alloc(power_of_two(alignment) ? alignment : 16, size); }
@@ -269,7 +247,7 @@ static volatile int host_lock_word;
 
 void dsm_host_post(int kind, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
     /* From the runtime's region on the runtime thread (free() routes it). */
-    host_item *item = dsm_runtime_thread ? dsm_runtime_alloc(sizeof *item, 16) : __libc_malloc(sizeof *item);
+    host_item *item = dsm_runtime_thread ? runtime_alloc(sizeof *item, 16) : __libc_malloc(sizeof *item);
     if (!item) die("out of memory in the host queue");
     *item = (host_item){kind, a, b, c, d, NULL};
     spin(&host_lock_word);
