@@ -77,17 +77,23 @@ static void mark_runtime(object_list *list, loaded_object *object) {
     }
 }
 
-static void classify(object_list *list) {
-    list->count = 0;
+/* The objects loaded at start-up, classified once (image set-up asks for
+ * the program's data, then for the runtime's code). */
+static object_list loaded;
+
+static object_list *classified(void) {
+    object_list *list = &loaded;
+    if (list->count > 0) return list;
     dl_iterate_phdr(collect, list);
     Dl_info self;
-    if (!dladdr((void *)&classify, &self)) return;
+    if (!dladdr((void *)&classified, &self)) return list;
     for (int i = 1; i < list->count; i++) {
         loaded_object *o = &list->objects[i];
         if (o->base == (uintptr_t)self.dli_fbase) mark_runtime(list, o);
         /* The vDSO has no file and no data. */
         if (o->name[0] == 0 || strncmp(base_name(o->name), "linux-vdso", 10) == 0) o->runtime = 1;
     }
+    return list;
 }
 
 /* An object's writable data and bss, minus what RELRO makes read-only
@@ -114,26 +120,24 @@ static int writable_range(const loaded_object *o, dsm_range *out) {
 }
 
 int dsm_program_data(dsm_range *out, int max) {
-    static object_list list;
-    classify(&list);
+    const object_list *list = classified();
     int n = 0;
     /* The executable first (it may have no writable data), then the
      * program's libraries in load order. */
-    if (max > 0 && list.count > 0) {
-        if (!writable_range(&list.objects[0], &out[0])) out[0] = (dsm_range){0, 0};
+    if (max > 0 && list->count > 0) {
+        if (!writable_range(&list->objects[0], &out[0])) out[0] = (dsm_range){0, 0};
         n = 1;
     }
-    for (int i = 1; i < list.count && n < max; i++)
-        if (!list.objects[i].runtime && writable_range(&list.objects[i], &out[n])) n++;
+    for (int i = 1; i < list->count && n < max; i++)
+        if (!list->objects[i].runtime && writable_range(&list->objects[i], &out[n])) n++;
     return n;
 }
 
 int dsm_runtime_text(dsm_range *out, int max) {
-    static object_list list;
-    classify(&list);
+    const object_list *list = classified();
     int n = 0;
-    for (int i = 1; i < list.count; i++) {
-        const loaded_object *o = &list.objects[i];
+    for (int i = 1; i < list->count; i++) {
+        const loaded_object *o = &list->objects[i];
         if (!o->runtime) continue;
         for (int k = 0; k < o->phnum && n < max; k++) {
             const ElfW(Phdr) *ph = &o->phdr[k];

@@ -245,7 +245,8 @@ struct DSMRun: ParsableCommand {
         }
         if let rsh { sites.rsh = rsh.split(separator: " ").map(String.init) }
         sites.iface = iface
-        sites.peerTimeout = Double((try? tunables())?.peerTimeoutNanoseconds ?? 10_000_000_000) / 1e9
+        // Checked in validate(): the default stands only for the impossible.
+        sites.peerTimeout = Double(((try? tunables()) ?? Tunables()).peerTimeoutNanoseconds) / 1e9
         // A node started on another host must find the program at the same
         // path: a relative path is taken from the launcher's directory.
         let programPath = sites.anyRemote && !program.hasPrefix("/") ? currentDirectory() + "/" + program : program
