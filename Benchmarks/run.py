@@ -14,7 +14,11 @@ processes); mgs_spin and mgs_semcount are mgs with the barriers people write
 by hand: a spin barrier on a shared word, and a semaphore-locked counter in
 the segment (`--programs mgs,mgs_spin,mgs_semcount`); img_mgs and img_matmul are the pthreads versions (image mode
 `dsmrun -n N prog size N`, one thread per node; native: one process with N
-threads).
+threads); img_mgs_counter is img_mgs written with globals and a
+mutex-protected progress counter next to them, img_workqueue a Mandelbrot
+image whose rows threads take from a mutex-protected index, img_jacobi a
+stencil with a mutex-protected reduction per step (the size is n; both run
+as `prog size N` like the others).
 
 Prints tables and writes Benchmarks/results/{bench.csv,bench.json,speedup.png}
 (the plot needs matplotlib: `pip install matplotlib`). Each configuration is
@@ -55,6 +59,9 @@ def build(skip_swift):
         "matmul": os.path.join(ROOT, "Tests", "Programs", "matmul.c"),
         "img_mgs": os.path.join(ROOT, "Tests", "Programs", "img_mgs.c"),
         "img_matmul": os.path.join(ROOT, "Tests", "Programs", "img_matmul.c"),
+        "img_mgs_counter": os.path.join(ROOT, "Tests", "Programs", "img_mgs_counter.c"),
+        "img_workqueue": os.path.join(ROOT, "Tests", "Programs", "img_workqueue.c"),
+        "img_jacobi": os.path.join(ROOT, "Tests", "Programs", "img_jacobi.c"),
         "fault_latency": os.path.join(ROOT, "Benchmarks", "fault_latency.c"),
         "floor": os.path.join(ROOT, "Benchmarks", "floor.c"),
     }

@@ -71,10 +71,16 @@ final class Node {
     /// When frames held back by DSM_DELAY_US may next leave.
     var earliestDelayedSend = UInt64.max
     /// The runtime thread runs SCHED_FIFO now; in image mode it turns
-    /// ordinary while synchronisation traffic goes on (`sawSyncTraffic`).
+    /// ordinary while synchronisation traffic is dense (`sawSyncTraffic`).
     var realtime = false
     var adaptiveRealtime = false
-    var lastSyncTraffic: UInt64 = 0
+    /// The synchronisation events seen since `syncWindowStart`, and when
+    /// they last came densely.
+    var syncWindowStart: UInt64 = 0
+    var syncWindowEvents = 0
+    var lastDenseSync: UInt64 = 0
+    static let syncWindow: UInt64 = 2_000_000
+    static let denseSyncEvents = 16
     /// Installs waiting to go as one run (FaultPath.swift).
     var staged = StagedRun()
     /// Drops waiting to be punched out as one run (FaultPath.swift).
@@ -486,11 +492,18 @@ final class Node {
     /// img_matmul 0.30 -> 0.25 s. But programs that synchronise a lot lose
     /// (img_prodcons 0.8 -> 1.9-3.9 s, img_mutex worse): lock tokens and
     /// condition wake-ups change hands at once instead of after a batch of
-    /// local uses. So in image mode the thread turns ordinary as soon as it
-    /// sees mutex, condition, semaphore, rwlock, futex or remote-free
-    /// traffic (barriers do not count), and real-time again once that has
-    /// been quiet for 100 ms (`sawSyncTraffic`; DSM_ADAPTIVE=0 keeps it
-    /// real-time): img_prodcons 0.71-0.77 s against 0.71-0.86 s ordinary.
+    /// local uses. So in image mode the thread turns ordinary while mutex,
+    /// condition, semaphore, rwlock, futex or remote-free traffic (barriers
+    /// do not count) is dense, and real-time again once it has thinned out
+    /// for 100 ms (`sawSyncTraffic`; DSM_ADAPTIVE=0 keeps it real-time):
+    /// img_prodcons 0.71-0.77 s against 0.71-0.86 s ordinary.
+    ///
+    /// Dense means at least `denseSyncEvents` in one `syncWindow` (8 per ms).
+    /// Counted on 2 nodes: img_prodcons and img_mutex make 25-50 such
+    /// events a millisecond; a program that takes a mutex once per step of
+    /// its computation (img_mgs_counter, 1.6 a millisecond) keeps the
+    /// real-time runtime thread its page transfers need: turning ordinary on
+    /// the first event made it 1.75x slower.
     private func becomeRealtime() {
         var parameters = sched_param(sched_priority: 1)
         if sched_setscheduler(0, SCHED_FIFO, &parameters) != 0 {
@@ -503,18 +516,25 @@ final class Node {
     }
 
     /// Lock tokens and condition wake-ups: the runtime thread turns ordinary
-    /// (see `becomeRealtime`) and stays so while such traffic goes on.
+    /// (see `becomeRealtime`) and stays so while such traffic is dense.
     func sawSyncTraffic() {
         guard adaptiveRealtime else { return }
-        lastSyncTraffic = monotonicNanoseconds()
+        let now = monotonicNanoseconds()
+        if now &- syncWindowStart > Node.syncWindow {
+            syncWindowStart = now
+            syncWindowEvents = 0
+        }
+        syncWindowEvents += 1
+        guard syncWindowEvents >= Node.denseSyncEvents else { return }
+        lastDenseSync = now
         guard realtime else { return }
         var parameters = sched_param(sched_priority: 0)
         if sched_setscheduler(0, SCHED_OTHER, &parameters) == 0 { realtime = false }
     }
 
-    /// Back to SCHED_FIFO once synchronisation traffic has been quiet for 100 ms.
+    /// Back to SCHED_FIFO once synchronisation traffic has not been dense for 100 ms.
     private func resumeRealtimeIfQuiet() {
-        guard adaptiveRealtime, !realtime, monotonicNanoseconds() &- lastSyncTraffic > 100_000_000 else { return }
+        guard adaptiveRealtime, !realtime, monotonicNanoseconds() &- lastDenseSync > 100_000_000 else { return }
         becomeRealtime()
     }
 

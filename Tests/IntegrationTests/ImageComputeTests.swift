@@ -1,6 +1,9 @@
 // Image mode compute programs: img_mgs and img_matmul, plain pthreads
 // programs (heap matrices, bss results, arguments in main's stack, results
-// through pthread_join), run once as a plain process (the reference) and
+// through pthread_join), and programs written with globals side by side:
+// img_mgs_counter (a mutex-protected progress counter among them),
+// img_workqueue (a mutex-protected next-row index, rows sharing pages) and
+// img_jacobi (a mutex-protected largest change, two barriers a step), run once as a plain process (the reference) and
 // under `dsmrun -n N` (main on node 0, threads spread over the nodes). The
 // hash of the result must be the same: every element sees the same
 // floating-point operations in the same order whatever the placement.
@@ -19,6 +22,12 @@ final class ImageComputeTests: XCTestCase {
     func testMatmulNodes1() throws { try checkSameHash("img_matmul", nodes: 1) }
     func testMatmulNodes2() throws { try checkSameHash("img_matmul", nodes: 2) }
     func testMatmulNodes4() throws { try checkSameHash("img_matmul", nodes: 4) }
+    func testMGSCounterNodes2() throws { try checkSameHash("img_mgs_counter", nodes: 2) }
+    func testMGSCounterNodes4() throws { try checkSameHash("img_mgs_counter", nodes: 4) }
+    func testWorkQueueNodes2() throws { try checkSameHash("img_workqueue", nodes: 2) }
+    func testWorkQueueNodes4() throws { try checkSameHash("img_workqueue", nodes: 4) }
+    func testJacobiNodes2() throws { try checkSameHash("img_jacobi", nodes: 2) }
+    func testJacobiNodes4() throws { try checkSameHash("img_jacobi", nodes: 4) }
 
     /// Threads of the programs (placed round-robin over the nodes).
     private static let threads = 4
