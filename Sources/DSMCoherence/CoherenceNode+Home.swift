@@ -17,6 +17,8 @@ extension CoherenceNode {
             invalidateAck(page, from: sharer, &effects)
         case .done(_, let requester):
             done(page, from: requester, &effects)
+        case .unwritten:
+            migrationEnded(page, &effects)
         case .forwardRead(_, let requester):
             forwardRead(page, requester: requester, &effects)
         case .forwardWrite(_, let requester, let sendData):
@@ -79,10 +81,35 @@ extension CoherenceNode {
                 return closeAndServeNext(page, &entry, &effects)
             }
             let owner = NodeID(entry.owner)
+            if entry.migratory {
+                if entry.copyset.bits == NodeSet(bits: 1 << UInt64(owner)).bits {
+                    // The reader will write next: hand the page over whole
+                    // (as for a write; the requester maps it read-only until
+                    // its first write), saving the upgrade's round trip.
+                    counters.handovers += 1
+                    effects.send(.forwardWrite(page, requester: requester, sendData: true), to: owner)
+                    entry.owner = Int8(requester)
+                    entry.copyset = NodeSet(bits: 1 << UInt64(requester))
+                    entry.phase = owner == node ? .awaitingSelfDone : .awaitingDone
+                    return
+                }
+                // Several nodes read it: it is shared, not migrating.
+                counters.migrationsEnded += 1
+            }
+            if entry.copyset.bits != NodeSet(bits: 1 << UInt64(owner)).bits { entry.migrationEvidence = 0 }
             effects.send(.forwardRead(page, requester: requester), to: owner)
             entry.copyset.insert(requester)
             entry.phase = owner == node ? .awaitingSelfDone : .awaitingDone
         case .write:
+            // Migratory sharing (Cox & Fowler; Stenstrom et al., 1993): a
+            // node writes a page it has just read from the last writer, and
+            // nobody else holds it. Seen twice in a row, the next read miss
+            // takes the page whole.
+            if entry.owner != HomeEntry.noNode, Int(entry.owner) != requester,
+               entry.copyset.bits == (1 << UInt64(requester) | 1 << UInt64(entry.owner)), !entry.migratory {
+                entry.migrationEvidence += 1
+                if entry.migratory { counters.migrationsFound += 1 }
+            }
             var sharers = entry.copyset.removing(requester)
             if entry.owner != HomeEntry.noNode { sharers.remove(NodeID(entry.owner)) }
             if sharers.isEmpty {
@@ -161,6 +188,18 @@ extension CoherenceNode {
             return violation("done for a transaction that is not in progress", page, &effects)
         }
         closeAndServeNext(page, &entry, &effects)
+        setHomeEntry(page, entry)
+    }
+
+    /// The owner of a page handed over whole gave it up unwritten: reads of
+    /// it are served shared again until it is seen migrating anew.
+    @inlinable
+    mutating func migrationEnded<E: CoherenceEffects>(_ page: PageID, _ effects: inout E) {
+        guard var entry = homeEntry(page) else {
+            return violation("unwritten sent to a node that is not the page's home", page, &effects)
+        }
+        if entry.migratory { counters.migrationsEnded += 1 }
+        entry.migrationEvidence = 0
         setHomeEntry(page, entry)
     }
 

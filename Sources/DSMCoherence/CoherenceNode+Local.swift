@@ -13,6 +13,15 @@ extension CoherenceNode {
         case .read: counters.readFaults += 1
         case .write: counters.writeFaults += 1
         }
+        if local.state == .exclusiveUnwritten && access == .write {
+            // Nobody else holds the page: write access needs no message.
+            counters.silentUpgrades += 1
+            effects.makeWritable(page)
+            local.state = .exclusive
+            setLocalPage(page, local)
+            effects.wake(page)
+            return
+        }
         if local.state.permits(access) {
             // The mapping arrived between the fault and its handling.
             counters.spuriousFaults += 1
@@ -40,7 +49,11 @@ extension CoherenceNode {
     @inlinable
     @discardableResult
     public mutating func prefetch<E: CoherenceEffects>(_ page: PageID, _ access: Access, _ effects: inout E) -> Bool {
-        guard var local = localPage(page), !local.state.permits(access) else { return false }
+        // A page handed over unwritten gets write access at its first write,
+        // without a message: nothing to ask for.
+        guard var local = localPage(page), !local.state.permits(access), local.state != .exclusiveUnwritten else {
+            return false
+        }
         if local.outstanding == .read && access == .write {
             local.wantWrite = true
             setLocalPage(page, local)
@@ -77,11 +90,13 @@ extension CoherenceNode {
         guard local.state != .invalid else {
             return violation("forwardRead to a node without a copy", page, &effects)
         }
+        let unwritten = local.state == .exclusiveUnwritten
         if local.state == .exclusive { effects.writeProtect(page) }
         local.state = .shared
         setLocalPage(page, local)
         counters.dataSent += 1
         answerAsOwner(page, .data(page, writable: false, closed: isHome(of: page)), to: requester, &effects)
+        if unwritten { effects.send(.unwritten(page, from: node), to: page.home(nodes: nodes)) }
     }
 
     /// Sends the owner's answer. When this node is also the page's home, the
@@ -118,6 +133,9 @@ extension CoherenceNode {
             answerAsOwner(page, .grant(page, writable: true, zeroFill: false, closed: closed), to: requester, &effects)
         }
         effects.drop(page)
+        if local.state == .exclusiveUnwritten {
+            effects.send(.unwritten(page, from: node), to: page.home(nodes: nodes))
+        }
         local.state = .invalid
         setLocalPage(page, local)
     }
@@ -137,17 +155,23 @@ extension CoherenceNode {
     }
 
     /// As requester: the answer to our outstanding request, with contents.
+    /// Writable data answering a read is a migrating page handed over
+    /// whole: it stays write-protected until its first write, unless a
+    /// write is already waiting.
     @inlinable
     mutating func receiveData<E: CoherenceEffects>(
         _ page: PageID, writable: Bool, closed: Bool, _ effects: inout E
     ) {
         var local = localPage(page)!
         let expected: OutstandingRequest = writable ? .write : .read
-        guard local.outstanding == expected, local.state == .invalid else {
+        guard local.outstanding == expected || (writable && local.outstanding == .read), local.state == .invalid else {
             return violation("data that answers no outstanding request", page, &effects)
         }
-        effects.install(page, writable: writable)
-        local.state = writable ? .exclusive : .shared
+        let handedOver = writable && local.outstanding == .read
+        if handedOver && local.wantWrite { counters.silentUpgrades += 1 }
+        let mapWritable = writable && (!handedOver || local.wantWrite)
+        effects.install(page, writable: mapWritable)
+        local.state = !writable ? .shared : mapWritable ? .exclusive : .exclusiveUnwritten
         local.outstanding = .none
         effects.wake(page)
         // `.done` first: the home must close this transaction before it sees

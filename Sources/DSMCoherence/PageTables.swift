@@ -51,6 +51,11 @@ struct HomeEntry: Hashable, Sendable {
     /// in flight, so two masks are a complete, allocation-free queue.
     @usableFromInline var waitingReaders = NodeSet()
     @usableFromInline var waitingWriters = NodeSet()
+    /// Writes seen in a row that made the page look migratory: each by a
+    /// node that had just read it from the last writer. At
+    /// `HomeEntry.migrating` the page migrates, and a read miss takes it
+    /// whole (see `CoherenceNode.serve`).
+    @usableFromInline var migrationEvidence: UInt8 = 0
 
     /// Node with the authoritative copy; `noNode` while the page was never touched.
     @inlinable var owner: Int8 {
@@ -69,6 +74,14 @@ struct HomeEntry: Hashable, Sendable {
     }
 
     @usableFromInline static let noNode: Int8 = -1
+    /// Two in a row, not one: a page filled by one node and then read and
+    /// updated once by another (a matrix column, an array handed to a
+    /// worker) looks migratory once and is then read by others; handing it
+    /// over would take it away from the node that still reads it (every
+    /// column page of MGS paid one more transfer).
+    @usableFromInline static let migrating: UInt8 = 2
+
+    @inlinable var migratory: Bool { migrationEvidence >= Self.migrating }
 
     @inlinable init() {}
 

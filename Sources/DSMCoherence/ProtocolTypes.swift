@@ -5,20 +5,28 @@ public enum Access: UInt8, Sendable {
     case read, write
 }
 
-/// A node's own mapping of a page. `exclusive` covers both MESI E and M: the
-/// page is mapped read-write and no other node has it mapped.
+/// A node's own mapping of a page. `exclusive`: mapped read-write, no other
+/// node has it mapped (MESI E or M). `exclusiveUnwritten`: no other node has
+/// it mapped either, but it came whole on a read miss (a migratory page,
+/// handed over) and stays mapped read-only until its first write, which
+/// makes it `exclusive` without asking anyone: whether that write came is
+/// what tells the home the page still migrates.
 public enum LocalState: UInt8, Sendable {
-    case invalid, shared, exclusive
+    case invalid, shared, exclusive, exclusiveUnwritten
 
     /// Whether a thread can perform `access` on a page mapped this way without faulting.
     @inlinable
     public func permits(_ access: Access) -> Bool {
         switch self {
         case .invalid: false
-        case .shared: access == .read
+        case .shared, .exclusiveUnwritten: access == .read
         case .exclusive: true
         }
     }
+
+    /// Whether the page is mapped here but write-protected.
+    @inlinable
+    public var isWriteProtected: Bool { self == .shared || self == .exclusiveUnwritten }
 }
 
 /// Everything nodes say to each other about pages. Page contents travel with
@@ -51,6 +59,11 @@ public enum ProtocolMessage: Equatable, Sendable {
     /// the next request for it. Also home -> home, sent by the home acting as
     /// owner right after a `closed` answer.
     case done(PageID, from: NodeID)
+    /// owner -> home: a page handed over whole to this node on a read miss
+    /// was taken away again before anything wrote it: it no longer migrates,
+    /// and the home stops handing it over. A hint: it may arrive at any
+    /// moment and only ever changes how a later read is served.
+    case unwritten(PageID, from: NodeID)
 
     /// The page the message is about.
     @inlinable
@@ -59,7 +72,7 @@ public enum ProtocolMessage: Equatable, Sendable {
         case .readRequest(let page, _), .writeRequest(let page, _),
              .forwardRead(let page, _), .forwardWrite(let page, _, _),
              .invalidate(let page), .invalidateAck(let page, _),
-             .data(let page, _, _), .grant(let page, _, _, _), .done(let page, _):
+             .data(let page, _, _), .grant(let page, _, _, _), .done(let page, _), .unwritten(let page, _):
             page
         }
     }
@@ -125,6 +138,14 @@ public struct CoherenceStats: Hashable, Sendable {
     public var dataSent = 0
     /// Events reported through `protocolViolation`.
     public var protocolViolations = 0
+    /// As home: pages found migrating (written in turn, each time by a node
+    /// that had just read them), read misses served by handing a migrating
+    /// page over whole, and `.unwritten` hints that ended a migration.
+    public var migrationsFound = 0
+    public var handovers = 0
+    public var migrationsEnded = 0
+    /// Writes to a page handed over whole: write access without a message.
+    public var silentUpgrades = 0
 
     public init() {}
 }

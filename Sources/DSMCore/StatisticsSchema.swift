@@ -35,6 +35,10 @@ public struct NodeStatistics: Codable, Equatable, Sendable {
     public var readFaults = 0
     public var writeFaults = 0
     public var upgrades = 0
+    /// Read misses answered with the whole page because it migrates, and
+    /// the writes to such pages that needed no message.
+    public var handovers = 0
+    public var silentUpgrades = 0
     public var coalescedFaults = 0
     public var invalidationsSent = 0
     public var invalidationsReceived = 0
@@ -67,7 +71,8 @@ public struct NodeStatistics: Codable, Equatable, Sendable {
         }
         return object([
             ("node", "\(node)"), ("readFaults", "\(readFaults)"), ("writeFaults", "\(writeFaults)"),
-            ("upgrades", "\(upgrades)"), ("coalescedFaults", "\(coalescedFaults)"),
+            ("upgrades", "\(upgrades)"), ("handovers", "\(handovers)"), ("silentUpgrades", "\(silentUpgrades)"),
+            ("coalescedFaults", "\(coalescedFaults)"),
             ("invalidationsSent", "\(invalidationsSent)"), ("invalidationsReceived", "\(invalidationsReceived)"),
             ("pagesSent", "\(pagesSent)"), ("pagesInstalled", "\(pagesInstalled)"), ("prefetches", "\(prefetches)"),
             ("heldMessages", "\(heldMessages)"), ("messagesSent", "\(messagesSent)"),

@@ -359,6 +359,7 @@ extension ProtocolMessage {
         case .grant(let p, let writable, let zeroFill, let closed):
             return header(.grant, p, flags: (writable ? 1 : 0) | (zeroFill ? 2 : 0) | (closed ? 4 : 0))
         case .done(let p, let from): return header(.done, p, a: from)
+        case .unwritten(let p, let from): return header(.unwritten, p, a: from)
         }
     }
 
@@ -385,6 +386,7 @@ extension ProtocolMessage {
         case .data: message = .data(p, writable: h.flags & 1 != 0, closed: h.flags & 4 != 0)
         case .grant: message = .grant(p, writable: h.flags & 1 != 0, zeroFill: h.flags & 2 != 0, closed: h.flags & 4 != 0)
         case .done: message = sender().map { .done(p, from: $0) }
+        case .unwritten: message = sender().map { .unwritten(p, from: $0) }
         default: return .failure(MalformedFrame("a \(h.kind) frame is no coherence message"))
         }
         guard let message else {

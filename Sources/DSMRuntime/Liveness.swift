@@ -72,6 +72,7 @@ extension Node {
         case .invalidateAck?: what = "acknowledging an invalidation"
         case .data?, .grant?: what = "sending a page or write access"
         case .done?: what = "finishing a page transfer"
+        case .unwritten?: what = "saying a page stopped migrating"
         case .call?: what = "calling a service (System V, lock, thread)"
         case .reply?: what = "answering a call"
         case .output?: what = "forwarding the program's output"

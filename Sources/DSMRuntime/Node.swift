@@ -621,7 +621,8 @@ final class Node {
             break
         case .output:
             writeForwardedOutput(header, payload)
-        case .readRequest, .writeRequest, .forwardRead, .forwardWrite, .invalidate, .invalidateAck, .data, .grant, .done:
+        case .readRequest, .writeRequest, .forwardRead, .forwardWrite, .invalidate, .invalidateAck, .data, .grant, .done,
+             .unwritten:
             handleCoherenceFrame(header, payload, from: peer)
         case .abort, .stats, .hello, .table, .auth, .agentHello, .nodeEnded, .signalNodes, .stdinData:
             fatal("node \(peer) broke the protocol: it sent a \(header.kind) frame, which nodes never send each other")
@@ -748,11 +749,11 @@ final class Node {
         }
     }
 
-    /// A new attachment sees whatever pages this node holds: those only
-    /// shared must be write-protected in it too.
+    /// A new attachment sees whatever pages this node holds: those it may
+    /// not write yet must be write-protected in it too.
     private func protectNewAttachment(_ c: LocalContainer, at start: UInt64) {
         guard let a = c.attachments.last, !a.readOnly else { return }
-        for index in 0..<UInt32(c.pages) where coherence.localState(PageID(container: c.id, index: index)) == .shared {
+        for index in 0..<UInt32(c.pages) where coherence.localState(PageID(container: c.id, index: index)).isWriteProtected {
             uffdCall { cdsm_uffd_writeprotect(uffd, start + UInt64(index) << 12, UInt64(dsmPageSize), 1, 1) }
         }
     }

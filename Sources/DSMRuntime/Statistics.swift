@@ -95,6 +95,8 @@ extension Node {
         r.readFaults = c.readFaults
         r.writeFaults = c.writeFaults
         r.upgrades = c.upgradesSent
+        r.handovers = c.handovers
+        r.silentUpgrades = c.silentUpgrades
         r.coalescedFaults = c.coalescedFaults
         r.invalidationsSent = c.invalidationsSent
         r.invalidationsReceived = c.invalidationsReceived

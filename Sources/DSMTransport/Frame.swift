@@ -3,7 +3,7 @@ import DSMCore
 /// What a frame carries. Coherence messages first, then services.
 public enum FrameKind: UInt8, Sendable, CaseIterable {
     // MESI protocol (DSMCoherence.ProtocolMessage), see CoherenceWire in the runtime.
-    case readRequest = 1, writeRequest, forwardRead, forwardWrite, invalidate, invalidateAck, data, grant, done
+    case readRequest = 1, writeRequest, forwardRead, forwardWrite, invalidate, invalidateAck, data, grant, done, unwritten
     // Remote procedure calls to a service on another node (SysV namespace, barrier).
     case call = 20, reply
     // Cluster control.

@@ -51,10 +51,11 @@ func printStatistics(_ reports: [String], format: StatsFormat) {
         }
     case .table:
         var out = "dsm stats: \(nodes.count) node(s) reported\n"
-        out += pad(["node", "rd-flt", "wr-flt", "upgr", "inv-sent", "inv-recv", "pg-sent", "msgs-out", "msgs-in",
+        out += pad(["node", "rd-flt", "wr-flt", "upgr", "handover", "silent-up", "inv-sent", "inv-recv", "pg-sent", "msgs-out", "msgs-in",
                     "MB-out", "MB-in", "wait-p50", "wait-p90", "wait-p99"]) + "\n"
         for n in nodes {
             out += pad([String(n.node), String(n.readFaults), String(n.writeFaults), String(n.upgrades),
+                        String(n.handovers), String(n.silentUpgrades),
                         String(n.invalidationsSent), String(n.invalidationsReceived), String(n.pagesSent),
                         String(n.messagesSent), String(n.messagesReceived), megabytes(n.bytesSent), megabytes(n.bytesReceived),
                         microseconds(n.waitNs.p50), microseconds(n.waitNs.p90), microseconds(n.waitNs.p99)]) + "\n"

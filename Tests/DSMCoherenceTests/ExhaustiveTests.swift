@@ -62,6 +62,26 @@ final class ExhaustiveTests: XCTestCase {
         XCTAssertGreaterThan(results.reduce(0) { $0 + $1.stats.prefetchRequests }, 0)
     }
 
+    /// Migratory pages: a node that writes a page it has just read from the
+    /// last writer makes the home hand the page over whole on later read
+    /// misses; the new holder writes it without a message, or gives it away
+    /// unwritten and the home stops. Every check holds in every interleaving,
+    /// and each of these paths is taken.
+    func testMigratoryHandover() {
+        let results = explore([
+            ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 5),
+            ModelConfiguration(nodes: 3, pages: 1, threads: [(0, 2), (1, 2), (2, 2)]),
+            ModelConfiguration(nodes: 2, pages: 1, threads: [(0, 3), (1, 2), (1, 2)]),
+        ])
+        var total = CoherenceStats()
+        for result in results { total.accumulate(result.stats) }
+        XCTAssertGreaterThan(total.migrationsFound, 0)
+        XCTAssertGreaterThan(total.handovers, 0)
+        XCTAssertGreaterThan(total.silentUpgrades, 0)
+        XCTAssertGreaterThan(total.migrationsEnded, 0)
+        assertCovered(results, [.unwritten])
+    }
+
     // MARK: The checker can fail
 
     func testSharerKeepingItsCopyIsCaughtByEachDataCheck() {
@@ -78,6 +98,17 @@ final class ExhaustiveTests: XCTestCase {
         config.mutation = .ownerSkipsWriteProtect
         expectViolation(config, only: .singleWriter, kind: .twoWriters)
         expectViolation(config, only: .freshReads, kind: .staleRead)
+    }
+
+    /// A page handed over whole must stay write-protected until its first
+    /// write: mapped writable, it is given away later as unwritten, and so
+    /// without write-protecting it.
+    func testHandedOverPageMappedWritableIsCaught() {
+        var config = ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 4)
+        config.mutation = .handedOverPageMappedWritable
+        expectViolation(config, only: .singleWriter, kind: .twoWriters)
+        expectViolation(config, only: .freshReads, kind: .staleRead)
+        expectViolation(config, only: .mappingsMatchStates, kind: .mappingMismatch)
     }
 
     func testLostDoneIsCaughtAsDeadlock() {

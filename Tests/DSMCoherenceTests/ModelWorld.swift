@@ -83,6 +83,10 @@ enum ModelMutation {
     case doneIsLost
     /// Channels deliver their messages in any order, not FIFO.
     case channelsReorder
+    /// A page handed over whole on a read miss is mapped read-write at
+    /// once: its first write goes unseen, and the node later gives it away
+    /// as unwritten without write-protecting it.
+    case handedOverPageMappedWritable
 }
 
 enum ViolationKind: Equatable {
@@ -303,6 +307,10 @@ struct ModelWorld {
                     throw mismatch("install without a .data message")
                 }
                 if strict, copies[index].mapping != .none { throw mismatch("install over a mapped page \(page)") }
+                var writable = writable
+                if config.mutation == .handedOverPageMappedWritable, case .data(_, true, _) = delivered.message {
+                    writable = true
+                }
                 copies[index] = MappedCopy(mapping: writable ? .readWrite : .readOnly, version: delivered.version)
             case .installZero(let page):
                 let index = node * config.pages + Int(page.index)
@@ -346,7 +354,7 @@ struct ModelWorld {
                     let state = nodes[node].localState(Self.page(page))
                     let expected: Mapping = switch state {
                     case .invalid: .none
-                    case .shared: .readOnly
+                    case .shared, .exclusiveUnwritten: .readOnly
                     case .exclusive: .readWrite
                     }
                     if copy.mapping != expected {
@@ -388,7 +396,8 @@ struct ModelWorld {
                     writer.put(local.state.rawValue | local.outstanding.rawValue << 2 | (local.wantWrite ? 16 : 0))
                     if page % config.nodes == n {
                         let entry = pages.home[page / config.nodes]
-                        writer.put(UInt8(bitPattern: entry.owner &+ 1) | entry.phase.rawValue << 4)
+                        writer.put(UInt8(bitPattern: entry.owner &+ 1) | entry.phase.rawValue << 4
+                                   | entry.migrationEvidence << 6)
                         writer.put(UInt8(bitPattern: entry.requester &+ 1) | UInt8(bitPattern: entry.lastServed &+ 1) << 4)
                         writer.put(UInt8(entry.copyset.bits))
                         writer.put(UInt8(entry.awaitingAcks.bits))
@@ -450,6 +459,7 @@ struct ModelWorld {
         case .grant(_, let writable, let zeroFill, let closed):
             kind = 7; flags = (writable ? 1 : 0) | (zeroFill ? 2 : 0) | (closed ? 4 : 0)
         case .done(_, let from): kind = 8; other = from
+        case .unwritten(_, let from): kind = 9; other = from
         }
         writer.put(kind | UInt8(page.index) << 4)
         writer.put(UInt8(other) | flags << 4)
@@ -628,7 +638,7 @@ struct ModelExplorer {
 /// Message kinds as the coverage counters name them.
 enum MessageKind: Int, CaseIterable {
     case readRequest, writeRequest, forwardRead, forwardWriteWithData, forwardWriteWithGrant
-    case invalidate, invalidateAck, data, zeroFillGrant, upgradeGrant, done
+    case invalidate, invalidateAck, data, zeroFillGrant, upgradeGrant, done, unwritten
 
     init(_ message: ProtocolMessage) {
         switch message {
@@ -641,6 +651,7 @@ enum MessageKind: Int, CaseIterable {
         case .data: self = .data
         case .grant(_, _, let zeroFill, _): self = zeroFill ? .zeroFillGrant : .upgradeGrant
         case .done: self = .done
+        case .unwritten: self = .unwritten
         }
     }
 }
@@ -660,5 +671,9 @@ extension CoherenceStats {
         dataSent += other.dataSent
         prefetchRequests += other.prefetchRequests
         protocolViolations += other.protocolViolations
+        migrationsFound += other.migrationsFound
+        handovers += other.handovers
+        migrationsEnded += other.migrationsEnded
+        silentUpgrades += other.silentUpgrades
     }
 }

@@ -48,6 +48,41 @@ final class TransitionTests: XCTestCase {
         XCTAssertEqual(cluster.fault(0, page, .read), [.send(.readRequest(page, from: 0), to: 1)])
     }
 
+    /// A counter under a lock: each node reads the page and then writes it,
+    /// in turn. After two such writes in a row the page migrates: a read
+    /// miss takes it whole (mapped read-only), and the write that follows
+    /// needs no message. Given away unwritten, it stops migrating.
+    func testMigratingPageIsHandedOverWholeOnAReadMiss() {
+        var cluster = TestCluster(nodes: 3)
+        cluster.access(1, page0, .write)
+        for node in [2, 1] {  // read, then write: twice in a row
+            cluster.access(node, page0, .read)
+            cluster.access(node, page0, .write)
+        }
+        XCTAssertEqual(cluster.nodes[0].stats.migrationsFound, 1)
+
+        let messages = cluster.access(2, page0, .read)
+        XCTAssertEqual(messages.map(\.message), [
+            .readRequest(page0, from: 2), .forwardWrite(page0, requester: 2, sendData: true),
+            .data(page0, writable: true, closed: false), .done(page0, from: 2),
+        ])
+        XCTAssertEqual(cluster.nodes[2].localState(page0), .exclusiveUnwritten)
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .invalid)
+        XCTAssertEqual(cluster.fault(2, page0, .write), [.makeWritable(page0), .wake(page0)])
+        XCTAssertTrue(cluster.inFlight.isEmpty)
+        XCTAssertEqual(cluster.nodes[2].localState(page0), .exclusive)
+
+        // Handed over to node 1, which only reads it: node 2's read takes
+        // it back and node 1 says it went unwritten.
+        cluster.access(1, page0, .read)
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .exclusiveUnwritten)
+        let back = cluster.access(2, page0, .read)
+        XCTAssertTrue(back.map(\.message).contains(.unwritten(page0, from: 1)), "\(back)")
+        XCTAssertEqual(cluster.nodes[0].stats.migrationsEnded, 1)
+        cluster.access(1, page0, .read)
+        XCTAssertEqual(cluster.nodes[1].localState(page0), .shared, "no longer handed over")
+    }
+
     func testFirstTouchReadIsAZeroGrantWithoutData() {
         var cluster = TestCluster(nodes: 2)
         XCTAssertEqual(cluster.fault(1, page0, .read), [.send(.readRequest(page0, from: 1), to: 0)])

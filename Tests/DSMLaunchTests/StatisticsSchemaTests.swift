@@ -13,6 +13,8 @@ final class StatisticsSchemaTests: XCTestCase {
         r.readFaults = 11
         r.writeFaults = 12
         r.upgrades = 13
+        r.handovers = 29
+        r.silentUpgrades = 30
         r.coalescedFaults = 14
         r.invalidationsSent = 15
         r.invalidationsReceived = 16
