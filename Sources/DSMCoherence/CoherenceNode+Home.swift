@@ -103,8 +103,9 @@ extension CoherenceNode {
         case .write:
             // Migratory sharing (Cox & Fowler; Stenstrom et al., 1993): a
             // node writes a page it has just read from the last writer, and
-            // nobody else holds it. Seen twice in a row, the next read miss
-            // takes the page whole.
+            // nobody else holds it. Seen twice in a row (more once handovers
+            // of the page went unwritten), the next read miss takes the page
+            // whole.
             if entry.owner != HomeEntry.noNode, Int(entry.owner) != requester,
                entry.copyset.bits == (1 << UInt64(requester) | 1 << UInt64(entry.owner)), !entry.migratory {
                 entry.migrationEvidence += 1
@@ -200,6 +201,7 @@ extension CoherenceNode {
         }
         if entry.migratory { counters.migrationsEnded += 1 }
         entry.migrationEvidence = 0
+        entry.migrationPenalty = min(entry.migrationPenalty + 1, maxMigrationPenalty)
         setHomeEntry(page, entry)
     }
 

@@ -23,14 +23,20 @@ import DSMCore
 public struct CoherenceNode: Sendable {
     public let node: NodeID
     public let nodes: Int
+    /// How many unwritten handovers of a page double the evidence it needs
+    /// to migrate again (5: up to 64 writes in a row). The exhaustive
+    /// exploration uses 1, which takes the same paths in far fewer states.
+    public let maxMigrationPenalty: UInt8
     @usableFromInline var counters = CoherenceStats()
     @usableFromInline var containers = ContainerTable<ContainerPages>()
 
-    public init(node: NodeID, nodes: Int) {
+    public init(node: NodeID, nodes: Int, maxMigrationPenalty: UInt8 = 5) {
         precondition(nodes > 0 && nodes <= maxNodes, "1 ... \(maxNodes) nodes")
         precondition(node >= 0 && node < nodes, "node \(node) out of 0..<\(nodes)")
+        precondition(maxMigrationPenalty <= 6, "the evidence needed must fit a byte")
         self.node = node
         self.nodes = nodes
+        self.maxMigrationPenalty = maxMigrationPenalty
     }
 
     public var stats: CoherenceStats { counters }

@@ -53,9 +53,13 @@ struct HomeEntry: Hashable, Sendable {
     @usableFromInline var waitingWriters = NodeSet()
     /// Writes seen in a row that made the page look migratory: each by a
     /// node that had just read it from the last writer. At
-    /// `HomeEntry.migrating` the page migrates, and a read miss takes it
+    /// `migrationThreshold` the page migrates, and a read miss takes it
     /// whole (see `CoherenceNode.serve`).
     @usableFromInline var migrationEvidence: UInt8 = 0
+    /// Handovers of this page that went unwritten (`.unwritten`), up to
+    /// `CoherenceNode.maxMigrationPenalty`: each doubles the evidence
+    /// needed next time.
+    @usableFromInline var migrationPenalty: UInt8 = 0
 
     /// Node with the authoritative copy; `noNode` while the page was never touched.
     @inlinable var owner: Int8 {
@@ -74,14 +78,18 @@ struct HomeEntry: Hashable, Sendable {
     }
 
     @usableFromInline static let noNode: Int8 = -1
-    /// Two in a row, not one: a page filled by one node and then read and
-    /// updated once by another (a matrix column, an array handed to a
-    /// worker) looks migratory once and is then read by others; handing it
-    /// over would take it away from the node that still reads it (every
-    /// column page of MGS paid one more transfer).
-    @usableFromInline static let migrating: UInt8 = 2
-
-    @inlinable var migratory: Bool { migrationEvidence >= Self.migrating }
+    /// Two writes in a row at first, not one: a page filled by one node and
+    /// then read and updated once by another (a matrix column, an array
+    /// handed to a worker) looks migratory once and is then read by others;
+    /// handing it over would take it away from the node that still reads it
+    /// (every column page of MGS paid one more transfer). A page that looks
+    /// migratory but is also read by the others in between (a counter next
+    /// to read-mostly globals: img_mgs_counter) has its handovers go
+    /// unwritten; after each, twice the evidence is needed, up to 64 writes
+    /// in a row (`CoherenceNode.maxMigrationPenalty`), so such a page
+    /// wastes one handover in 64 steps, not one in three.
+    @inlinable var migrationThreshold: UInt8 { 2 << migrationPenalty }
+    @inlinable var migratory: Bool { migrationEvidence >= migrationThreshold }
 
     @inlinable init() {}
 

@@ -71,7 +71,7 @@ final class ExhaustiveTests: XCTestCase {
         let results = explore([
             ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 5),
             ModelConfiguration(nodes: 3, pages: 1, threads: [(0, 2), (1, 2), (2, 2)]),
-            ModelConfiguration(nodes: 2, pages: 1, threads: [(0, 3), (1, 2), (1, 2)]),
+            ModelConfiguration(nodes: 2, pages: 1, threads: [(0, 2), (1, 2), (1, 1)]),
         ])
         var total = CoherenceStats()
         for result in results { total.accumulate(result.stats) }

@@ -177,7 +177,9 @@ struct ModelWorld {
     var prefetchesLeft: [UInt8]
 
     init(_ config: ModelConfiguration) {
-        nodes = (0..<config.nodes).map { CoherenceNode(node: $0, nodes: config.nodes) }
+        // The smallest penalty cap that still takes every path (a penalty
+        // raised, a cap reached): the real cap multiplies states, not paths.
+        nodes = (0..<config.nodes).map { CoherenceNode(node: $0, nodes: config.nodes, maxMigrationPenalty: 1) }
         for index in nodes.indices { nodes[index].addContainer(0, pages: config.pages) }
         channels = Array(repeating: [], count: config.nodes * config.nodes)
         copies = Array(repeating: MappedCopy(), count: config.nodes * config.pages)
@@ -396,8 +398,9 @@ struct ModelWorld {
                     writer.put(local.state.rawValue | local.outstanding.rawValue << 2 | (local.wantWrite ? 16 : 0))
                     if page % config.nodes == n {
                         let entry = pages.home[page / config.nodes]
-                        writer.put(UInt8(bitPattern: entry.owner &+ 1) | entry.phase.rawValue << 4
-                                   | entry.migrationEvidence << 6)
+                        writer.put(UInt8(bitPattern: entry.owner &+ 1) | entry.phase.rawValue << 4)
+                        writer.put(entry.migrationEvidence)
+                        writer.put(entry.migrationPenalty)
                         writer.put(UInt8(bitPattern: entry.requester &+ 1) | UInt8(bitPattern: entry.lastServed &+ 1) << 4)
                         writer.put(UInt8(entry.copyset.bits))
                         writer.put(UInt8(entry.awaitingAcks.bits))
