@@ -64,6 +64,10 @@ final class Node {
     var syncObjects = SyncObjects<ReplyDestination>()
     /// Lock tokens recalled but kept for a batch (SyncService.swift).
     var deferredRecalls: [UInt64] = []
+    /// Token notices the lock service sent this node itself, waiting for
+    /// the model call that made them to return (SyncService.swift).
+    var selfSyncNotices: [ServiceRequest] = []
+    var deliveringSelfSyncNotices = false
     /// Coherence messages held back by hold windows (HoldWindow.swift), and
     /// the earliest time one of them is due.
     var held: [HeldMessage] = []

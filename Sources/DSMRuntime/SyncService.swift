@@ -144,32 +144,68 @@ struct SyncRequest {
 
 let traceLocks = processConfiguration?.tunables.traceLocks ?? false
 
+/// Carries out what the lock service's model decides, as it decides it:
+/// answers to callers, and lock tokens granted or asked back, as messages
+/// to their nodes. A token notice for this node itself waits until the
+/// model has returned (`deliverSelfSyncNotices`), like the coherence
+/// protocol's self-messages: handled at once, a grant can give the token
+/// straight back, which would call the model again from inside itself.
+struct SyncServiceEffects: SyncEffects {
+    unowned let node: Node
+
+    func reply(_ waiter: ReplyDestination, _ result: Int64) {
+        node.answer(waiter, ServiceReply(result: result))
+    }
+
+    func grant(_ object: UInt64, to target: Int) {
+        if traceLocks { log("grant \(String(object, radix: 16)) to \(target)") }
+        notify(.lockGranted(object: object, node: target), target)
+    }
+
+    func recall(_ object: UInt64, from target: Int) {
+        if traceLocks { log("recall \(String(object, radix: 16)) from \(target)") }
+        notify(.lockRecalled(object: object, node: target), target)
+    }
+
+    func tryRecall(_ object: UInt64, from target: Int) {
+        notify(.lockTryRecalled(object: object, node: target), target)
+    }
+
+    private func notify(_ notice: ServiceRequest, _ target: NodeID) {
+        if target == node.id {
+            node.selfSyncNotices.append(notice)
+        } else {
+            node.deliver(notice, to: target)
+        }
+    }
+}
+
 extension Node {
     /// A synchronisation request for an object homed here.
     func handleSync(_ request: SyncRequest, reply: ReplyDestination) {
         if traceLocks { log("home \(String(request.object, radix: 16)) \(request.operation) from \(request.thread)") }
         let deadline = request.timeoutNanoseconds >= 0
             ? monotonicNanoseconds() &+ UInt64(request.timeoutNanoseconds) : nil
-        let actions = syncObjects.handle(request.object, request.operation, thread: request.thread, deadline: deadline,
-                                         waiter: reply)
-        carryOut(actions)
+        var effects = SyncServiceEffects(node: self)
+        syncObjects.handle(request.object, request.operation, thread: request.thread, deadline: deadline,
+                           waiter: reply, &effects)
+        deliverSelfSyncNotices()
     }
 
-    func carryOut(_ actions: [SyncObjects<ReplyDestination>.Action]) {
-        for action in actions {
-            switch action {
-            case .reply(let waiter, let result):
-                answer(waiter, ServiceReply(result: result))
-            case .grant(let object, let node):
-                if traceLocks { log("grant \(String(object, radix: 16)) to \(node)") }
-                deliver(.lockGranted(object: object, node: node), to: node)
-            case .recall(let object, let node):
-                if traceLocks { log("recall \(String(object, radix: 16)) from \(node)") }
-                deliver(.lockRecalled(object: object, node: node), to: node)
-            case .tryRecall(let object, let node):
-                deliver(.lockTryRecalled(object: object, node: node), to: node)
-            }
+    /// The token notices the lock service sent this node, in order, each
+    /// once the model call that made it has returned (one handled here may
+    /// make more: they are taken in the same pass).
+    func deliverSelfSyncNotices() {
+        guard !deliveringSelfSyncNotices else { return }
+        deliveringSelfSyncNotices = true
+        var i = 0
+        while i < selfSyncNotices.count {
+            let notice = selfSyncNotices[i]
+            i += 1
+            handleHere(notice, caller: anonymousCaller, reply: .none)
         }
+        selfSyncNotices.removeAll(keepingCapacity: true)
+        deliveringSelfSyncNotices = false
     }
 
     /// A token arrived or is asked back: the node's lock table decides
@@ -222,7 +258,9 @@ extension Node {
     /// Timed waits that ran out.
     func expireSyncDeadlines() {
         guard let next = syncObjects.nextDeadline, next <= monotonicNanoseconds() else { return }
-        carryOut(syncObjects.expire(now: monotonicNanoseconds()))
+        var effects = SyncServiceEffects(node: self)
+        syncObjects.expire(now: monotonicNanoseconds(), &effects)
+        deliverSelfSyncNotices()
     }
 
 

@@ -8,6 +8,10 @@
 /// the lock protects follow by coherence.
 ///
 /// Results follow the runtime's convention: >= 0, or -errno.
+///
+/// Effects go out through the caller's `SyncEffects` sink, in order, as
+/// DSMCoherence's do through `CoherenceEffects`: nothing is collected into
+/// an array on the way.
 public struct SyncObjects<Waiter> {
     public init() {}
 
@@ -64,24 +68,15 @@ public struct SyncObjects<Waiter> {
     /// Objects with a thread waiting on a deadline.
     public private(set) var nextDeadline: UInt64?
 
-    public enum Action {
-        case reply(Waiter, Int64)
-        /// The lock token of `object` goes to node `to` (a message there).
-        case grant(UInt64, to: Int)
-        /// Node `from` is asked to give the token back.
-        case recall(UInt64, from: Int)
-        /// Node `from` is asked to give the token up now if its mutex is
-        /// free (`.tokenRelease`), or to say it is busy (`.tokenBusy`).
-        case tryRecall(UInt64, from: Int)
-    }
     /// The result of barrierWait for the one thread that gets
     /// PTHREAD_BARRIER_SERIAL_THREAD.
     public static var serialThread: Int64 { 1 }
 
-    public mutating func handle(_ object: UInt64, _ operation: SyncOperation, thread: UInt64, deadline: UInt64?,
-                                waiter: Waiter?) -> [Action] {
-        var out: [Action] = []
-        func reply(_ r: Int64) { if let waiter { out.append(.reply(waiter, r)) } }
+    public mutating func handle<E: SyncEffects>(
+        _ object: UInt64, _ operation: SyncOperation, thread: UInt64, deadline: UInt64?, waiter: Waiter?,
+        _ effects: inout E
+    ) where E.Waiter == Waiter {
+        func reply(_ r: Int64) { if let waiter { effects.reply(waiter, r) } }
         let me = Pending(thread: thread, waiter: waiter, deadline: deadline)
         switch operation {
         case .tokenAcquire:
@@ -91,7 +86,7 @@ public struct SyncObjects<Waiter> {
             var t = tokens[object] ?? Token()
             if t.holder == nil {
                 t.holder = node
-                out.append(.grant(object, to: node))
+                effects.grant(object, to: node)
             } else if t.holder == node {
                 // The holder's release is on its way: a node asks only once
                 // it has given the token up, but its release and its next
@@ -102,7 +97,7 @@ public struct SyncObjects<Waiter> {
                 if !t.queue.contains(node) { t.queue.append(node) }
                 if !t.recalled {
                     t.recalled = true
-                    out.append(.recall(object, from: t.holder!))
+                    effects.recall(object, from: t.holder!)
                 }
             }
             tokens[object] = t
@@ -120,13 +115,13 @@ public struct SyncObjects<Waiter> {
                 reply(-SyncErrno.EBUSY)
             } else {
                 t.trying = (node, waiter)
-                out.append(.tryRecall(object, from: t.holder!))
+                effects.tryRecall(object, from: t.holder!)
             }
             tokens[object] = t
         case .tokenBusy:
             guard var t = tokens[object], let trying = t.trying else { break }
             t.trying = nil
-            if let w = trying.waiter { out.append(.reply(w, -SyncErrno.EBUSY)) }
+            if let w = trying.waiter { effects.reply(w, -SyncErrno.EBUSY) }
             tokens[object] = t
         case .tokenRelease:
             guard let node = Int(exactly: thread), var t = tokens[object], t.holder == node else { break }
@@ -136,20 +131,20 @@ public struct SyncObjects<Waiter> {
                 t.trying = nil
                 t.holder = trying.node
                 t.queue.removeAll { $0 == trying.node }
-                if let w = trying.waiter { out.append(.reply(w, 1)) }
+                if let w = trying.waiter { effects.reply(w, 1) }
                 if !t.queue.isEmpty {
                     t.recalled = true
-                    out.append(.recall(object, from: trying.node))
+                    effects.recall(object, from: trying.node)
                 }
             } else if !t.queue.isEmpty {
                 let next = t.queue.removeFirst()
                 t.holder = next
-                out.append(.grant(object, to: next))
+                effects.grant(object, to: next)
                 if !t.queue.isEmpty {
                     // Others wait too: the new holder gives it back after
                     // one use (its node's recall rule).
                     t.recalled = true
-                    out.append(.recall(object, from: next))
+                    effects.recall(object, from: next)
                 }
             }
             tokens[object] = t.holder == nil ? nil : t
@@ -176,7 +171,7 @@ public struct SyncObjects<Waiter> {
             }
         case .condSignal:
             if var q = conditions[object], let i = q.firstIndex(where: { !$0.write }) {
-                signal(&q, at: i, into: &out)
+                signal(&q, at: i, &effects)
                 conditions[object] = q.isEmpty ? nil : q
             }
             reply(0)
@@ -185,7 +180,7 @@ public struct SyncObjects<Waiter> {
                 var i = 0
                 while i < q.count {
                     if q[i].write { i += 1; continue }
-                    if signal(&q, at: i, into: &out) { continue }
+                    if signal(&q, at: i, &effects) { continue }
                     i += 1
                 }
                 conditions[object] = q.isEmpty ? nil : q
@@ -211,7 +206,7 @@ public struct SyncObjects<Waiter> {
             if b.arrived.count == Int(b.count) {
                 // The last to arrive is the serial thread, as in glibc.
                 for (i, p) in b.arrived.enumerated() {
-                    if let w = p.waiter { out.append(.reply(w, i == b.arrived.count - 1 ? Self.serialThread : 0)) }
+                    if let w = p.waiter { effects.reply(w, i == b.arrived.count - 1 ? Self.serialThread : 0) }
                 }
                 b.arrived.removeAll()
             }
@@ -253,7 +248,7 @@ public struct SyncObjects<Waiter> {
                 reply(-SyncErrno.EPERM)
                 break
             }
-            grantReadersAndWriters(&l, into: &out)
+            grantReadersAndWriters(&l, &effects)
             rwlocks[object] = l.writer == nil && l.readers == 0 && l.queue.isEmpty ? nil : l
             reply(0)
         case .rwDestroy:
@@ -282,7 +277,7 @@ public struct SyncObjects<Waiter> {
             var s = semaphores[object] ?? Semaphore()
             if !s.queue.isEmpty {
                 let next = s.queue.removeFirst()
-                if let w = next.waiter { out.append(.reply(w, 0)) }
+                if let w = next.waiter { effects.reply(w, 0) }
                 reply(0)
             } else if s.value == Int32.max.magnitude {
                 reply(-SyncErrno.EOVERFLOW)
@@ -314,20 +309,20 @@ public struct SyncObjects<Waiter> {
             var woken: Int64 = 0
             while woken < Int64(count), !f.queue.isEmpty {
                 let next = f.queue.removeFirst()
-                if let w = next.waiter { out.append(.reply(w, 0)) }
+                if let w = next.waiter { effects.reply(w, 0) }
                 woken += 1
             }
             futexes[object] = f
             reply(woken)
         }
-        return out
     }
 
     /// Marks ticket `i` signalled; wakes and removes it if its waiter waits.
     @discardableResult
-    private func signal(_ q: inout [Pending], at i: Int, into out: inout [Action]) -> Bool {
+    private func signal<E: SyncEffects>(_ q: inout [Pending], at i: Int, _ effects: inout E) -> Bool
+    where E.Waiter == Waiter {
         if let w = q[i].waiter {
-            out.append(.reply(w, 0))
+            effects.reply(w, 0)
             q.remove(at: i)
             return true
         }
@@ -337,19 +332,19 @@ public struct SyncObjects<Waiter> {
 
     /// After an unlock: readers go in while no writer holds the lock (glibc's
     /// default prefers readers); a writer goes in when nobody holds it.
-    private func grantReadersAndWriters(_ l: inout RWLock, into out: inout [Action]) {
+    private func grantReadersAndWriters<E: SyncEffects>(_ l: inout RWLock, _ effects: inout E) where E.Waiter == Waiter {
         var rest: [Pending] = []
         for p in l.queue {
             if p.write {
                 if l.writer == nil && l.readers == 0 {
                     l.writer = p.thread
-                    if let w = p.waiter { out.append(.reply(w, 0)) }
+                    if let w = p.waiter { effects.reply(w, 0) }
                 } else {
                     rest.append(p)
                 }
             } else if l.writer == nil {
                 l.readers += 1
-                if let w = p.waiter { out.append(.reply(w, 0)) }
+                if let w = p.waiter { effects.reply(w, 0) }
             } else {
                 rest.append(p)
             }
@@ -364,15 +359,14 @@ public struct SyncObjects<Waiter> {
 
     /// Waiters whose deadline has passed get ETIMEDOUT. A condition waiter
     /// that times out still has its mutex to take again (its caller does that).
-    public mutating func expire(now: UInt64) -> [Action] {
-        guard let next = nextDeadline, next <= now else { return [] }
-        var out: [Action] = []
+    public mutating func expire<E: SyncEffects>(now: UInt64, _ effects: inout E) where E.Waiter == Waiter {
+        guard let next = nextDeadline, next <= now else { return }
         var earliest: UInt64?
         func sweep(_ queue: inout [Pending]) {
             queue.removeAll { p in
                 guard let d = p.deadline, p.waiter != nil else { return false }
                 if d <= now {
-                    if let w = p.waiter { out.append(.reply(w, -SyncErrno.ETIMEDOUT)) }
+                    if let w = p.waiter { effects.reply(w, -SyncErrno.ETIMEDOUT) }
                     return true
                 }
                 if earliest == nil || d < earliest! { earliest = d }
@@ -387,7 +381,6 @@ public struct SyncObjects<Waiter> {
         for key in Array(semaphores.keys) { sweep(&semaphores[key]!.queue) }
         for key in Array(futexes.keys) { sweep(&futexes[key]!.queue) }
         nextDeadline = earliest
-        return out
     }
 }
 
@@ -426,6 +419,20 @@ public enum SyncOperation: Equatable, Sendable {
     case futexSequence
     case futexWait(sequence: UInt64)
     case futexWake(count: Int32)
+}
+
+/// What the model asks the runtime to do, in order.
+public protocol SyncEffects {
+    associatedtype Waiter
+    /// Answer a waiting caller: >= 0, or -errno.
+    mutating func reply(_ waiter: Waiter, _ result: Int64)
+    /// The lock token of `object` goes to node `to` (a message there).
+    mutating func grant(_ object: UInt64, to node: Int)
+    /// Node `from` is asked to give the token back.
+    mutating func recall(_ object: UInt64, from node: Int)
+    /// Node `from` is asked to give the token up now if its mutex is free
+    /// (`.tokenRelease`), or to say it is busy (`.tokenBusy`).
+    mutating func tryRecall(_ object: UInt64, from node: Int)
 }
 
 /// The few errno values the model returns (Linux's numbers).

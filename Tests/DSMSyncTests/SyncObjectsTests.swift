@@ -1,6 +1,38 @@
 import DSMSync
 import XCTest
 
+/// The model's effects as values, in the order it emitted them.
+enum SyncAction<Waiter> {
+    case reply(Waiter, Int64)
+    case grant(UInt64, to: Int)
+    case recall(UInt64, from: Int)
+    case tryRecall(UInt64, from: Int)
+}
+
+struct RecordingSyncEffects<Waiter>: SyncEffects {
+    var actions: [SyncAction<Waiter>] = []
+    mutating func reply(_ waiter: Waiter, _ result: Int64) { actions.append(.reply(waiter, result)) }
+    mutating func grant(_ object: UInt64, to node: Int) { actions.append(.grant(object, to: node)) }
+    mutating func recall(_ object: UInt64, from node: Int) { actions.append(.recall(object, from: node)) }
+    mutating func tryRecall(_ object: UInt64, from node: Int) { actions.append(.tryRecall(object, from: node)) }
+}
+
+extension SyncObjects {
+    /// One request, its effects recorded.
+    mutating func handle(_ object: UInt64, _ operation: SyncOperation, thread: UInt64, deadline: UInt64?,
+                         waiter: Waiter?) -> [SyncAction<Waiter>] {
+        var sink = RecordingSyncEffects<Waiter>()
+        handle(object, operation, thread: thread, deadline: deadline, waiter: waiter, &sink)
+        return sink.actions
+    }
+
+    mutating func expire(now: UInt64) -> [SyncAction<Waiter>] {
+        var sink = RecordingSyncEffects<Waiter>()
+        expire(now: now, &sink)
+        return sink.actions
+    }
+}
+
 /// The lock service's model alone: waiters are numbers, replies are checked
 /// in the order the model gives them.
 final class SyncObjectsTests: XCTestCase {
@@ -8,11 +40,11 @@ final class SyncObjectsTests: XCTestCase {
     let m: UInt64 = 0x1000
     let c: UInt64 = 0x2000
 
-    private func replies(_ actions: [Model.Action]) -> [(Int, Int64)] {
+    private func replies(_ actions: [SyncAction<Int>]) -> [(Int, Int64)] {
         actions.compactMap { if case .reply(let w, let r) = $0 { return (w, r) } else { return nil } }
     }
 
-    private func grants(_ actions: [Model.Action]) -> [String] {
+    private func grants(_ actions: [SyncAction<Int>]) -> [String] {
         actions.compactMap {
             switch $0 {
             case .grant(_, let node): return "grant \(node)"
