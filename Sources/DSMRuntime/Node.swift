@@ -74,17 +74,9 @@ final class Node {
     var earliestRelease = UInt64.max
     /// When frames held back by DSM_DELAY_US may next leave.
     var earliestDelayedSend = UInt64.max
-    /// The runtime thread runs SCHED_FIFO now; in image mode it turns
-    /// ordinary while synchronisation traffic is dense (`sawSyncTraffic`).
-    var realtime = false
-    var adaptiveRealtime = false
-    /// The synchronisation events seen since `syncWindowStart`, and when
-    /// they last came densely.
-    var syncWindowStart: UInt64 = 0
-    var syncWindowEvents = 0
-    var lastDenseSync: UInt64 = 0
-    static let syncWindow: UInt64 = 2_000_000
-    static let denseSyncEvents = 16
+    /// Whether the runtime thread runs real-time, and when it should
+    /// (DSMCore's RuntimeScheduling).
+    var scheduling = RuntimeScheduling()
     /// Installs waiting to go as one run (FaultPath.swift).
     var staged = StagedRun()
     /// Drops waiting to be punched out as one run (FaultPath.swift).
@@ -420,8 +412,8 @@ final class Node {
     func run() -> Never {
         dsm_preload_enter_runtime_thread()
         cdsm_block_all_signals()
-        if configuration.tunables.realtimeRuntime { becomeRealtime() }
-        adaptiveRealtime = realtime && configuration.image && configuration.tunables.adaptiveRealtime
+        apply(RuntimeScheduling.initial(wantRealtime: configuration.tunables.realtimeRuntime),
+              adaptive: configuration.image && configuration.tunables.adaptiveRealtime)
         // Frames that arrived with a peer's authentication during set-up are
         // already in its buffer, where no readiness event will announce them.
         for case let connection? in mesh.peers { drainFrames(connection) }
@@ -475,7 +467,7 @@ final class Node {
                 default: peerEvent(NodeID(tag), flags: flags)
                 }
             }
-            resumeRealtimeIfQuiet()
+            if scheduling.mayResume { apply(scheduling.idle(now: monotonicNanoseconds())) }
             service?.expireDeadlines(node: self)
             expireSyncDeadlines()
             checkDeferredRecalls()
@@ -483,63 +475,30 @@ final class Node {
         }
     }
 
-    /// The runtime thread shares its CPU with the program's threads, and a
-    /// peer waits on every request it serves: with SCHED_FIFO (the lowest
-    /// real-time priority) it runs as soon as a request arrives instead of
-    /// when the scheduler next preempts a computing thread. It only ever
-    /// blocks or polls for a bounded time. Without the right (not root, no
-    /// RLIMIT_RTPRIO) it stays an ordinary thread; DSM_RUNTIME_FIFO=0 too.
-    ///
-    /// Measured, medians of paired runs, 2 nodes: --spmd MGS 1024 0.59 ->
-    /// 0.55 s, matmul 1024 0.30 -> 0.28 s; 3 and 4 nodes on 2 CPUs MGS
-    /// 1.19 -> 1.06 s and 1.11 -> 0.92 s; img_mgs 0.67 -> 0.60 s,
-    /// img_matmul 0.30 -> 0.25 s. But programs that synchronise a lot lose
-    /// (img_prodcons 0.8 -> 1.9-3.9 s, img_mutex worse): lock tokens and
-    /// condition wake-ups change hands at once instead of after a batch of
-    /// local uses. So in image mode the thread turns ordinary while mutex,
-    /// condition, semaphore, rwlock, futex or remote-free traffic (barriers
-    /// do not count) is dense, and real-time again once it has thinned out
-    /// for 100 ms (`sawSyncTraffic`; DSM_ADAPTIVE=0 keeps it real-time):
-    /// img_prodcons 0.71-0.77 s against 0.71-0.86 s ordinary.
-    ///
-    /// Dense means at least `denseSyncEvents` in one `syncWindow` (8 per ms).
-    /// Counted on 2 nodes: img_prodcons and img_mutex make 25-50 such
-    /// events a millisecond; a program that takes a mutex once per step of
-    /// its computation (img_mgs_counter, 1.6 a millisecond) keeps the
-    /// real-time runtime thread its page transfers need: turning ordinary on
-    /// the first event made it 1.75x slower.
-    private func becomeRealtime() {
-        var parameters = sched_param(sched_priority: 1)
-        if sched_setscheduler(0, SCHED_FIFO, &parameters) != 0 {
-            if configuration.verbose {
+    /// Asks the kernel for the runtime thread's policy that
+    /// `RuntimeScheduling` chose (DSMCore: when, and why).
+    private func apply(_ change: RuntimeScheduling.Change, adaptive: Bool? = nil) {
+        guard change != .none || adaptive != nil else { return }
+        var took = false
+        switch change {
+        case .none: break
+        case .becomeRealtime:
+            var parameters = sched_param(sched_priority: 1)
+            took = sched_setscheduler(0, SCHED_FIFO, &parameters) == 0
+            if !took && configuration.verbose {
                 log("the runtime thread stays an ordinary thread: SCHED_FIFO: \(Errno(rawValue: cdsm_errno()))")
             }
-            return
+        case .becomeOrdinary:
+            var parameters = sched_param(sched_priority: 0)
+            took = sched_setscheduler(0, SCHED_OTHER, &parameters) == 0
         }
-        realtime = true
+        scheduling.changed(change, took: took, adaptive: adaptive)
     }
 
     /// Lock tokens and condition wake-ups: the runtime thread turns ordinary
-    /// (see `becomeRealtime`) and stays so while such traffic is dense.
+    /// while such traffic is dense (`RuntimeScheduling`).
     func sawSyncTraffic() {
-        guard adaptiveRealtime else { return }
-        let now = monotonicNanoseconds()
-        if now &- syncWindowStart > Node.syncWindow {
-            syncWindowStart = now
-            syncWindowEvents = 0
-        }
-        syncWindowEvents += 1
-        guard syncWindowEvents >= Node.denseSyncEvents else { return }
-        lastDenseSync = now
-        guard realtime else { return }
-        var parameters = sched_param(sched_priority: 0)
-        if sched_setscheduler(0, SCHED_OTHER, &parameters) == 0 { realtime = false }
-    }
-
-    /// Back to SCHED_FIFO once synchronisation traffic has not been dense for 100 ms.
-    private func resumeRealtimeIfQuiet() {
-        guard adaptiveRealtime, !realtime, monotonicNanoseconds() &- lastDenseSync > 100_000_000 else { return }
-        becomeRealtime()
+        apply(scheduling.syncEvent(now: monotonicNanoseconds()))
     }
 
     private func coordinatorReadable() {
