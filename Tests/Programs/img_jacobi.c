@@ -25,19 +25,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "img_run.h"
+
 static int n = 256, nthreads = 4, steps = 200;
 static double *grid, *next;
 static double max_change;
 static pthread_mutex_t change_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_barrier_t barrier;
 static double *history;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *worker(void *arg)
 {
@@ -95,16 +90,9 @@ int main(int argc, char **argv)
         grid[j] = next[j] = 1.0;
     pthread_barrier_init(&barrier, NULL, (unsigned)nthreads);
 
-    double t0 = now();
-    pthread_t tid[64];
-    for (long t = 0; t < nthreads; t++)
-        if (pthread_create(&tid[t], NULL, worker, (void *)t) != 0) {
-            printf("FAIL: pthread_create\n");
-            return 1;
-        }
-    for (int t = 0; t < nthreads; t++)
-        pthread_join(tid[t], NULL);
-    double elapsed = now() - t0;
+    double elapsed = run_threads(nthreads, worker);
+    if (elapsed < 0)
+        return 1;
 
     int rc = 0;
     for (int s = 1; s < steps; s++)
@@ -113,10 +101,7 @@ int main(int argc, char **argv)
             rc = 1;
             break;
         }
-    uint64_t h = 0xcbf29ce484222325ULL;
-    const unsigned char *b = (const unsigned char *)grid;
-    for (size_t i = 0; i < (size_t)n * n * sizeof(double); i++)
-        h = (h ^ b[i]) * 0x100000001b3ULL;
+    uint64_t h = fnv1a64(grid, (size_t)n * n * sizeof(double));
     printf("img_jacobi n=%d threads=%d steps=%d hash=%016" PRIx64 " change=%.6g time=%.3f\n", n, nthreads, steps, h,
            history[steps - 1], elapsed);
     free(grid);

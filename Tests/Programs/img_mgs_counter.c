@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "img_run.h"
+
 static long n = 256;
 static int nthreads = 4;
 static double *a;
@@ -32,13 +34,6 @@ static long columns_done;
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_barrier_t barrier;
 static int failed;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *worker(void *arg)
 {
@@ -97,16 +92,9 @@ int main(int argc, char **argv)
         }
     pthread_barrier_init(&barrier, NULL, (unsigned)nthreads);
 
-    double t0 = now();
-    pthread_t tid[64];
-    for (long t = 0; t < nthreads; t++)
-        if (pthread_create(&tid[t], NULL, worker, (void *)t) != 0) {
-            printf("FAIL: pthread_create\n");
-            return 1;
-        }
-    for (int t = 0; t < nthreads; t++)
-        pthread_join(tid[t], NULL);
-    double elapsed = now() - t0;
+    double elapsed = run_threads(nthreads, worker);
+    if (elapsed < 0)
+        return 1;
 
     int rc = 0;
     if (failed) {
@@ -131,10 +119,7 @@ int main(int argc, char **argv)
             rc = 1;
         }
     }
-    uint64_t h = 0xcbf29ce484222325ULL;
-    const unsigned char *b = (const unsigned char *)a;
-    for (size_t x = 0; x < (size_t)n * (size_t)n * sizeof(double); x++)
-        h = (h ^ b[x]) * 0x100000001b3ULL;
+    uint64_t h = fnv1a64(a, (size_t)n * (size_t)n * sizeof(double));
     printf("img_mgs_counter n=%ld threads=%d hash=%016" PRIx64 " time=%.3f\n", n, nthreads, h, elapsed);
     free(a);
     return rc;

@@ -18,19 +18,14 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "img_run.h"
+
 static int n = 512;
 static int nthreads = 4;
 static unsigned char *image;
 static int next_row;
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static int *taken; /* times each row was handed out */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void render_row(int y)
 {
@@ -79,16 +74,9 @@ int main(int argc, char **argv)
         printf("FAIL: malloc\n");
         return 1;
     }
-    double t0 = now();
-    pthread_t tid[64];
-    for (int t = 0; t < nthreads; t++)
-        if (pthread_create(&tid[t], NULL, worker, NULL) != 0) {
-            printf("FAIL: pthread_create\n");
-            return 1;
-        }
-    for (int t = 0; t < nthreads; t++)
-        pthread_join(tid[t], NULL);
-    double elapsed = now() - t0;
+    double elapsed = run_threads(nthreads, worker);
+    if (elapsed < 0)
+        return 1;
 
     int rc = 0;
     for (int y = 0; y < n; y++)
@@ -97,9 +85,7 @@ int main(int argc, char **argv)
             rc = 1;
             break;
         }
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < (size_t)n * n; i++)
-        h = (h ^ image[i]) * 0x100000001b3ULL;
+    uint64_t h = fnv1a64(image, (size_t)n * n);
     printf("img_workqueue n=%d threads=%d hash=%016" PRIx64 " time=%.3f\n", n, nthreads, h, elapsed);
     free(image);
     free(taken);
