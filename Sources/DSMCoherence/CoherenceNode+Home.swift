@@ -106,7 +106,7 @@ extension CoherenceNode {
             // nobody else holds it. Seen twice in a row (more once handovers
             // of the page went unwritten), the next read miss takes the page
             // whole.
-            if entry.owner != HomeEntry.noNode, Int(entry.owner) != requester,
+            if handsOverMigratoryPages, entry.owner != HomeEntry.noNode, Int(entry.owner) != requester,
                entry.copyset.bits == (1 << UInt64(requester) | 1 << UInt64(entry.owner)), !entry.migratory {
                 entry.migrationEvidence += 1
                 if entry.migratory { counters.migrationsFound += 1 }

@@ -27,16 +27,20 @@ public struct CoherenceNode: Sendable {
     /// to migrate again (5: up to 64 writes in a row). The exhaustive
     /// exploration uses 1, which takes the same paths in far fewer states.
     public let maxMigrationPenalty: UInt8
+    /// Whether this node, as home, hands migrating pages over whole
+    /// (DSM_MIGRATORY=0: never; reads are always served shared).
+    public let handsOverMigratoryPages: Bool
     @usableFromInline var counters = CoherenceStats()
     @usableFromInline var containers = ContainerTable<ContainerPages>()
 
-    public init(node: NodeID, nodes: Int, maxMigrationPenalty: UInt8 = 5) {
+    public init(node: NodeID, nodes: Int, maxMigrationPenalty: UInt8 = 5, handsOverMigratoryPages: Bool = true) {
         precondition(nodes > 0 && nodes <= maxNodes, "1 ... \(maxNodes) nodes")
         precondition(node >= 0 && node < nodes, "node \(node) out of 0..<\(nodes)")
         precondition(maxMigrationPenalty <= 6, "the evidence needed must fit a byte")
         self.node = node
         self.nodes = nodes
         self.maxMigrationPenalty = maxMigrationPenalty
+        self.handsOverMigratoryPages = handsOverMigratoryPages
     }
 
     public var stats: CoherenceStats { counters }

@@ -11,6 +11,9 @@ public struct Tunables: Equatable, Sendable {
     /// A read miss on an even page also fetches the next one
     /// (DSM_PREFETCH_BUDDY=0: off).
     public var buddyPrefetch = true
+    /// Pages read and then written by nodes in turn are handed over whole
+    /// on a read miss (DSM_MIGRATORY=0: off).
+    public var migratoryPages = true
     /// How long a page brought in for a waiting thread stays before another
     /// node may take it (DSM_HOLD_US, microseconds). At least 1: without a
     /// hold two nodes writing one page can take it from each other forever.
@@ -37,6 +40,7 @@ public struct Tunables: Equatable, Sendable {
         ("DSM_HEAP_MB", "a number of MiB from 16 to 1048576"),
         ("DSM_PREFETCH", "a number of pages from 0 to 4096"),
         ("DSM_PREFETCH_BUDDY", "0 or 1"),
+        ("DSM_MIGRATORY", "0 or 1"),
         ("DSM_HOLD_US", "a number of microseconds from 1 to 100000"),
         ("DSM_SPIN_US", "a number of microseconds from 0 to 10000"),
         ("DSM_RUNTIME_FIFO", "0 or 1"),
@@ -67,6 +71,7 @@ public struct Tunables: Equatable, Sendable {
         if let mb = try integer("DSM_HEAP_MB", 16...(1 << 20)) { heapBytes = mb << 20 }
         if let pages = try integer("DSM_PREFETCH", 0...4096) { readaheadPages = Int(pages) }
         if let on = try flag("DSM_PREFETCH_BUDDY") { buddyPrefetch = on }
+        if let on = try flag("DSM_MIGRATORY") { migratoryPages = on }
         if let us = try integer("DSM_HOLD_US", 1...100_000) { holdNanoseconds = us * 1000 }
         if let us = try integer("DSM_SPIN_US", 0...10_000) { spinNanoseconds = us * 1000 }
         if let on = try flag("DSM_RUNTIME_FIFO") { realtimeRuntime = on }

@@ -137,7 +137,8 @@ final class Node {
         } catch {
             fatal("cannot join the run at \(configuration.coordinator): \(error)")
         }
-        coherence = CoherenceNode(node: configuration.node, nodes: configuration.nodes)
+        coherence = CoherenceNode(node: configuration.node, nodes: configuration.nodes,
+                                  handsOverMigratoryPages: configuration.tunables.migratoryPages)
         liveness = Liveness(nodes: configuration.nodes, timeoutNanoseconds: configuration.peerTimeoutNanoseconds)
         for case let peer? in mesh.peers {
             // A backstop: the heartbeats speak first, and name the node.

@@ -67,6 +67,10 @@ struct DSMRun: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "A read miss on an even page also fetches the next one (default: on).")
     var buddyPrefetch: Bool?
 
+    @Flag(inversion: .prefixedNo,
+          help: "Pages that nodes read and then write in turn go whole to the next reader (default: on).")
+    var migratory: Bool?
+
     @Option(name: .customLong("hold-us"),
             help: ArgumentHelp("How long a page brought in for a waiting thread stays before another node may take it (1 to 100000; default 50).",
                                valueName: "µs"))
@@ -92,6 +96,7 @@ struct DSMRun: ParsableCommand {
         var settings: [(String, String, String?)] = [
             ("DSM_HEAP_MB", "--heap-mb", heapMB), ("DSM_PREFETCH", "--prefetch", prefetch),
             ("DSM_PREFETCH_BUDDY", "--buddy-prefetch", buddyPrefetch.map { $0 ? "1" : "0" }),
+            ("DSM_MIGRATORY", "--migratory", migratory.map { $0 ? "1" : "0" }),
             ("DSM_HOLD_US", "--hold-us", holdUS), ("DSM_SPIN_US", "--spin-us", spinUS),
             ("DSM_TRACE_LOCKS", "--trace-locks", traceLocks ? "1" : nil), ("DSM_DELAY_US", "--delay-us", delayUS),
             ("DSM_PEER_TIMEOUT", "--peer-timeout", peerTimeout.map { String($0) }),

@@ -54,8 +54,10 @@ struct TestCluster {
     var nodes: [CoherenceNode]
     var inFlight: [InFlight] = []
 
-    init(nodes count: Int, container: ContainerID = 0, pages: Int = 8) {
-        nodes = (0..<count).map { CoherenceNode(node: $0, nodes: count) }
+    init(nodes count: Int, container: ContainerID = 0, pages: Int = 8, handsOverMigratoryPages: Bool = true) {
+        nodes = (0..<count).map {
+            CoherenceNode(node: $0, nodes: count, handsOverMigratoryPages: handsOverMigratoryPages)
+        }
         for index in nodes.indices { nodes[index].addContainer(container, pages: pages) }
     }
 

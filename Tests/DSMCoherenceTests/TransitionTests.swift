@@ -83,6 +83,20 @@ final class TransitionTests: XCTestCase {
         XCTAssertEqual(cluster.nodes[1].localState(page0), .shared, "no longer handed over")
     }
 
+    /// DSM_MIGRATORY=0: the same turns never make the page migrate.
+    func testWithoutMigratoryPagesReadsStayShared() {
+        var cluster = TestCluster(nodes: 3, handsOverMigratoryPages: false)
+        cluster.access(1, page0, .write)
+        for node in [2, 1, 2, 1] {
+            cluster.access(node, page0, .read)
+            cluster.access(node, page0, .write)
+        }
+        cluster.access(2, page0, .read)
+        XCTAssertEqual(cluster.nodes[2].localState(page0), .shared)
+        XCTAssertEqual(cluster.nodes[0].stats.migrationsFound, 0)
+        XCTAssertEqual(cluster.nodes[0].stats.handovers, 0)
+    }
+
     func testFirstTouchReadIsAZeroGrantWithoutData() {
         var cluster = TestCluster(nodes: 2)
         XCTAssertEqual(cluster.fault(1, page0, .read), [.send(.readRequest(page0, from: 1), to: 0)])
