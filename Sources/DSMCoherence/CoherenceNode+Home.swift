@@ -81,22 +81,23 @@ extension CoherenceNode {
                 return closeAndServeNext(page, &entry, &effects)
             }
             let owner = NodeID(entry.owner)
-            if entry.migratory {
-                if entry.copyset.bits == NodeSet(bits: 1 << UInt64(owner)).bits {
-                    // The reader will write next: hand the page over whole
-                    // (as for a write; the requester maps it read-only until
-                    // its first write), saving the upgrade's round trip.
-                    counters.handovers += 1
-                    effects.send(.forwardWrite(page, requester: requester, sendData: true), to: owner)
-                    entry.owner = Int8(requester)
-                    entry.copyset = NodeSet(bits: 1 << UInt64(requester))
-                    entry.phase = owner == node ? .awaitingSelfDone : .awaitingDone
-                    return
-                }
-                // Several nodes read it: it is shared, not migrating.
-                counters.migrationsEnded += 1
+            let ownerAlone = entry.copyset.bits == 1 << UInt64(owner)
+            if entry.migratory && ownerAlone {
+                // The reader will write next: hand the page over whole
+                // (as for a write; the requester maps it read-only until
+                // its first write), saving the upgrade's round trip.
+                counters.handovers += 1
+                effects.send(.forwardWrite(page, requester: requester, sendData: true), to: owner)
+                entry.owner = Int8(requester)
+                entry.copyset = NodeSet(bits: 1 << UInt64(requester))
+                entry.phase = owner == node ? .awaitingSelfDone : .awaitingDone
+                return
             }
-            if entry.copyset.bits != NodeSet(bits: 1 << UInt64(owner)).bits { entry.migrationEvidence = 0 }
+            if !ownerAlone {
+                // Several nodes read it: it is shared, not migrating.
+                if entry.migratory { counters.migrationsEnded += 1 }
+                entry.migrationEvidence = 0
+            }
             effects.send(.forwardRead(page, requester: requester), to: owner)
             entry.copyset.insert(requester)
             entry.phase = owner == node ? .awaitingSelfDone : .awaitingDone

@@ -1,7 +1,7 @@
 /// When the runtime thread should run real-time (SCHED_FIFO, the lowest
 /// priority) and when ordinary: the decisions alone, without the system
-/// calls, so that they can be tested. The node asks for the change this
-/// returns and reports whether it took (`realtimeTook`).
+/// calls, so that they can be tested. The node asks the kernel for the
+/// change each call returns and reports whether it took (`changed`).
 ///
 /// The runtime thread shares its CPU with the program's threads, and a peer
 /// waits on every request it serves: real-time, it runs as soon as a request
@@ -80,6 +80,6 @@ public struct RuntimeScheduling: Sendable {
 
     /// Once a round of the event loop: back to real-time after a quiet spell.
     public func idle(now: UInt64) -> Change {
-        adaptive && !realtime && now &- lastDense > Self.quietBeforeRealtime ? .becomeRealtime : .none
+        mayResume && now &- lastDense > Self.quietBeforeRealtime ? .becomeRealtime : .none
     }
 }
