@@ -45,11 +45,11 @@ final class ClusterService {
     var broadcasts: [UInt64: PendingBroadcast] = [:]
 
     /// Answers an attacher of `container` once every node knows it.
-    func answerWhenAnnounced(_ container: ContainerID, _ reply: ReplyDestination, _ answer: ServiceReply, node: Node) {
+    func answerWhenAnnounced(_ container: ContainerID, _ reply: ReplyDestination, _ answer: ServiceReply, router: CallRouter) {
         if let id = broadcasts.first(where: { $0.value.container == container })?.key {
             broadcasts[id]!.waiting.append((reply, answer))
         } else {
-            node.answer(reply, answer)
+            router.answer(reply, answer)
         }
     }
     var nextBroadcastID: UInt64 = 1 << 62
@@ -64,7 +64,7 @@ final class ClusterService {
         self.nextAddress = base
     }
 
-    func handle(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination, node: Node) {
+    func handle(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination, router: CallRouter) {
         switch request {
         case .imageStart(let fingerprint):
             if imageArrivals.contains(where: { $0.node == caller.node }) {
@@ -74,38 +74,38 @@ final class ClusterService {
             // One arrival per node, so node 0's is among them once all are in.
             if imageArrivals.count == nodes, let reference = imageArrivals.first(where: { $0.node == 0 })?.fingerprint {
                 for a in imageArrivals {
-                    node.answer(a.reply, a.fingerprint == reference ? ServiceReply(result: 0) : .error(.improperLink))
+                    router.answer(a.reply, a.fingerprint == reference ? ServiceReply(result: 0) : .error(.improperLink))
                 }
                 imageArrivals.removeAll()
             }
         case .barrier:
             barrierWaiters.append(reply)
             if barrierWaiters.count == nodes {
-                for w in barrierWaiters { node.answer(w, ServiceReply(result: 0)) }
+                for w in barrierWaiters { router.answer(w, ServiceReply(result: 0)) }
                 // The array keeps its storage: a barrier allocates nothing here.
                 barrierWaiters.removeAll(keepingCapacity: true)
             }
         case .exitArrive:
-            processExited(caller, node: node)
+            processExited(caller, router: router)
             exitWaiters.append(reply)
             if exitWaiters.count == nodes {
-                for w in exitWaiters where !w.isLocal { node.answer(w, ServiceReply(result: 0)) }
-                node.announceDeparture()
-                for w in exitWaiters where w.isLocal { node.answer(w, ServiceReply(result: 0)) }
+                for w in exitWaiters where !w.isLocal { router.answer(w, ServiceReply(result: 0)) }
+                router.leaveRun()
+                for w in exitWaiters where w.isLocal { router.answer(w, ServiceReply(result: 0)) }
                 exitWaiters.removeAll()
             }
         default:
-            handleSysV(request, caller: caller, reply: reply, node: node)
+            handleSysV(request, caller: caller, reply: reply, router: router)
         }
     }
 
     /// Announces a new container to every other node and answers `reply`
     /// once all have it ready: a fault on it may reach any node as home.
     func broadcastContainer(_ container: ContainerID, pages: UInt32, address: UInt64, then reply: ReplyDestination,
-                            with answer: ServiceReply, node: Node) {
-        node.ensureContainer(container, pages: pages, canonical: address)
+                            with answer: ServiceReply, router: CallRouter) {
+        router.pages.ensureContainer(container, pages: pages, canonical: address)
         if nodes == 1 {
-            node.answer(reply, answer)
+            router.answer(reply, answer)
             return
         }
         let id = nextBroadcastID
@@ -113,27 +113,27 @@ final class ClusterService {
         broadcasts[id] = PendingBroadcast(container: container, acknowledgementsMissing: nodes - 1, waiting: [(reply, answer)])
         let request = ServiceRequest.addContainer(container: container, pages: pages, address: address)
         for peer in 1..<nodes {
-            node.sendCall(request, caller: Caller.current(node: 0), callID: id, to: peer)
+            router.sendCall(request, caller: Caller.current(node: 0), callID: id, to: peer)
         }
     }
 
     /// A reply to one of node 0's own broadcasts.
-    func acknowledged(_ id: UInt64, node: Node) -> Bool {
+    func acknowledged(_ id: UInt64, router: CallRouter) -> Bool {
         guard var pending = broadcasts[id] else { return false }
         pending.acknowledgementsMissing -= 1
         if pending.acknowledgementsMissing == 0 {
             broadcasts[id] = nil
-            for (reply, answer) in pending.waiting { node.answer(reply, answer) }
+            for (reply, answer) in pending.waiting { router.answer(reply, answer) }
         } else {
             broadcasts[id] = pending
         }
         return true
     }
 
-    func destroyEverywhere(_ container: ContainerID, node: Node) {
-        _ = node.runLocally(.destroyContainer(container: container))
+    func destroyEverywhere(_ container: ContainerID, router: CallRouter) {
+        _ = router.runLocally(.destroyContainer(container: container))
         for peer in 1..<nodes {
-            node.sendCall(.destroyContainer(container: container), caller: Caller.current(node: 0), callID: 0, to: peer)
+            router.sendCall(.destroyContainer(container: container), caller: Caller.current(node: 0), callID: 0, to: peer)
         }
     }
 
@@ -145,24 +145,5 @@ extension ReplyDestination {
     var isLocal: Bool {
         if case .local = self { return true }
         return false
-    }
-}
-
-extension Node {
-    /// Writes out everything queued for every peer (at exit).
-    /// Gives up after 5 s: a peer that takes nothing is gone or stuck, and
-    /// the launcher deals with it.
-    func flushEverything() {
-        punchPendingDrops()
-        let deadline = monotonicMilliseconds() + 5_000
-        for case let connection? in mesh.peers {
-            while connection.hasPendingOutput && monotonicMilliseconds() < deadline {
-                do { try connection.flush() } catch { break }
-                if connection.hasPendingOutput {
-                    var p = pollfd(fd: connection.fd, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&p, 1, 100)
-                }
-            }
-        }
     }
 }

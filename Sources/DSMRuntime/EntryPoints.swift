@@ -69,8 +69,8 @@ public func dsmSwiftExit(_ status: Int32) {
     if node.configuration.image {
         // The program's status is node 0's, whatever it is: every node
         // leaves together once node 0 has told them the program ended.
-        if node.id == 0 { _ = node.perform(.endProgram) }
-        _ = node.perform(.exitArrive)
+        if node.id == 0 { _ = node.calls.perform(.endProgram) }
+        _ = node.calls.perform(.exitArrive)
         return
     }
     // A failing node leaves at once; the launcher stops the others. A node
@@ -78,7 +78,7 @@ public func dsmSwiftExit(_ status: Int32) {
     // Its streams are flushed first: forwarded to node 0, their text must
     // leave before node 0 may end.
     if node.output != nil { fflush(nil) }
-    if status == 0 { _ = node.perform(.exitArrive) }
+    if status == 0 { _ = node.calls.perform(.exitArrive) }
     node.output?.restore()
 }
 
@@ -89,13 +89,13 @@ public func dsmSwiftNodeID() -> Int32 { Int32(processConfiguration?.node ?? 0) }
 public func dsmSwiftNodes() -> Int32 { Int32(processConfiguration?.nodes ?? 1) }
 
 @_cdecl("dsm_swift_barrier")
-public func dsmSwiftBarrier() -> Int32 { Int32(runtimeNode.perform(.barrier).result) }
+public func dsmSwiftBarrier() -> Int32 { Int32(runtimeNode.calls.perform(.barrier).result) }
 
 // MARK: shared memory
 
 @_cdecl("dsm_swift_shmget")
 public func dsmSwiftShmget(_ key: Int32, _ size: UInt64, _ flags: Int32) -> Int {
-    Int(runtimeNode.perform(.shmget(key: key, size: size, flags: flags)).result)
+    Int(runtimeNode.calls.perform(.shmget(key: key, size: size, flags: flags)).result)
 }
 
 @_cdecl("dsm_swift_shmat")
@@ -112,7 +112,7 @@ public func dsmSwiftShmat(_ id: Int32, _ address: UInt64, _ flags: Int32) -> Int
     let readOnly = flags & SHM_RDONLY != 0
     let execute = flags & SysV.SHM_EXEC != 0
     let node = runtimeNode!
-    let attached = node.perform(.shmAttach(id: id, readOnly: readOnly, execute: execute))
+    let attached = node.calls.perform(.shmAttach(id: id, readOnly: readOnly, execute: execute))
     guard attached.result >= 0 else { return Int(attached.result) }
     var r = WireReader(attached.data)
     let container: UInt32 = r.get()
@@ -120,25 +120,25 @@ public func dsmSwiftShmat(_ id: Int32, _ address: UInt64, _ flags: Int32) -> Int
     let canonical: UInt64 = r.get()
     if r.failed { fatal("node 0 broke the protocol: a short answer to shmat") }
     if let problem = wireContainerProblem(container, pages: pages) { fatal("node 0 broke the protocol: \(problem)") }
-    let mapped = node.perform(.mapAttachment(container: container, pages: pages, canonical: canonical,
+    let mapped = node.calls.perform(.mapAttachment(container: container, pages: pages, canonical: canonical,
                                              address: address, fixed: address != 0, readOnly: readOnly, execute: execute, shmid: id))
-    if mapped.result < 0 { _ = node.perform(.shmDetach(id: id)) }
+    if mapped.result < 0 { _ = node.calls.perform(.shmDetach(id: id)) }
     return Int(mapped.result)
 }
 
 @_cdecl("dsm_swift_shmdt")
 public func dsmSwiftShmdt(_ address: UInt64) -> Int {
     let node = runtimeNode!
-    let unmapped = node.perform(.unmapAttachment(address: address))
+    let unmapped = node.calls.perform(.unmapAttachment(address: address))
     guard unmapped.result >= 0 else { return Int(unmapped.result) }
-    return Int(node.perform(.shmDetach(id: Int32(unmapped.result))).result)
+    return Int(node.calls.perform(.shmDetach(id: Int32(unmapped.result))).result)
 }
 
 @_cdecl("dsm_swift_shmctl")
 public func dsmSwiftShmctl(_ id: Int32, _ command: Int32, _ status: UnsafeMutablePointer<dsm_shm_status>,
                            _ info: UnsafeMutablePointer<dsm_ipc_info>) -> Int {
     let p = status.pointee.perm
-    let reply = runtimeNode.perform(.shmctl(id: id, command: command, uid: p.uid, gid: p.gid, mode: p.mode))
+    let reply = runtimeNode.calls.perform(.shmctl(id: id, command: command, uid: p.uid, gid: p.gid, mode: p.mode))
     if reply.result >= 0 && !reply.data.isEmpty {
         if command == SysV.IPC_INFO || command == SysV.SHM_INFO {
             InfoWire.decode(reply.data, into: info)
@@ -154,14 +154,14 @@ public func dsmSwiftShmctl(_ id: Int32, _ command: Int32, _ status: UnsafeMutabl
 
 @_cdecl("dsm_swift_semget")
 public func dsmSwiftSemget(_ key: Int32, _ count: Int32, _ flags: Int32) -> Int {
-    Int(runtimeNode.perform(.semget(key: key, count: count, flags: flags)).result)
+    Int(runtimeNode.calls.perform(.semget(key: key, count: count, flags: flags)).result)
 }
 
 @_cdecl("dsm_swift_semop")
 public func dsmSwiftSemop(_ id: Int32, _ operations: UnsafePointer<dsm_sem_operation>?, _ count: UInt64,
                           _ timeout: Int64) -> Int {
     let ops = Array(UnsafeBufferPointer(start: operations, count: Int(count)))
-    return Int(runtimeNode.performInterruptibly(.semop(id: id, operations: ops, timeoutNanoseconds: timeout)).result)
+    return Int(runtimeNode.calls.performInterruptibly(.semop(id: id, operations: ops, timeoutNanoseconds: timeout)).result)
 }
 
 @_cdecl("dsm_swift_semctl")
@@ -174,7 +174,7 @@ public func dsmSwiftSemctl(_ id: Int32, _ number: Int32, _ command: Int32, _ val
         // The set's size is needed to read the caller's array: ask first
         // (with the id and alter-permission checks the kernel makes before
         // it copies sem_nsems values).
-        let count = node.perform(.semaphoreCount(id: id))
+        let count = node.calls.perform(.semaphoreCount(id: id))
         if count.result < 0 { return Int(count.result) }
         toSet = [UInt16](repeating: 0, count: Int(count.result))
         if toSet.withUnsafeMutableBytes({ cdsm_copy_in($0.baseAddress, values, $0.count) }) != 0 { return -Int(EFAULT) }
@@ -182,7 +182,7 @@ public func dsmSwiftSemctl(_ id: Int32, _ number: Int32, _ command: Int32, _ val
         return -Int(EFAULT)
     }
     let p = status.pointee.perm
-    let reply = node.perform(.semctl(id: id, number: number, command: command, value: value, values: toSet,
+    let reply = node.calls.perform(.semctl(id: id, number: number, command: command, value: value, values: toSet,
                                      uid: p.uid, gid: p.gid, mode: p.mode))
     guard reply.result >= 0 else { return Int(reply.result) }
     var r = WireReader(reply.data)

@@ -20,7 +20,7 @@
 //    what takes a page away right after it came for a waiting thread waits
 //    for the page's hold window (HoldWindow.swift).
 // 4. Frames are queued and leave once per round of the event loop
-//    (`Node.flushQueued`).
+//    (`PeerLinks.flushQueued`).
 //
 // No heap allocation happens on this path in steady state: frames are
 // written into per-connection buffers, pages are copied from the runtime's
@@ -53,7 +53,7 @@ enum UffdOutcome {
     }
 }
 
-extension Node {
+extension PageEngine {
     /// Reads every queued fault and feeds it to the protocol.
     func drainFaults() {
         while true {
@@ -80,11 +80,11 @@ extension Node {
                         let now = monotonicNanoseconds()
                         container.counters.waitingSince[i] = now
                         faultsWaiting += 1
-                        liveness.latestWait = LatestWait(container: page.container, index: i, since: now)
+                        latestWait = LatestWait(container: page.container, index: i, since: now)
                     }
                 }
                 let missing = fault.flags & CDSM_UFFD_PAGEFAULT_FLAG_WP == 0
-                var effects = RuntimeEffects(node: self)
+                var effects = RuntimeEffects(engine: self)
                 coherence.fault(page, write ? .write : .read, &effects)
                 if missing {
                     readAhead(after: page, write: write)
@@ -139,7 +139,7 @@ extension Node {
     }
 
     private func prefetch(_ page: PageID, _ access: Access) {
-        var effects = RuntimeEffects(node: self)
+        var effects = RuntimeEffects(engine: self)
         if coherence.prefetch(page, access, &effects) { stats.prefetches &+= 1 }
     }
 
@@ -161,7 +161,7 @@ extension Node {
             fatal("node \(peer) broke the protocol: it sent a page of \(payload.count) bytes")
         }
         if holdsBack(message) { return }
-        var effects = RuntimeEffects(node: self, payload: payload)
+        var effects = RuntimeEffects(engine: self, payload: payload)
         coherence.receive(message, &effects)
         drainSelfMessages()
     }
@@ -172,7 +172,7 @@ extension Node {
             let message = selfQueue[selfQueueHead]
             selfQueueHead += 1
             if holdsBack(message) { continue }
-            var effects = RuntimeEffects(node: self)
+            var effects = RuntimeEffects(engine: self)
             coherence.receive(message, &effects)
         }
         selfQueue.removeAll(keepingCapacity: true)
@@ -182,14 +182,14 @@ extension Node {
 
 /// Carries out the state machine's decisions on this node.
 struct RuntimeEffects: CoherenceEffects {
-    unowned(unsafe) let node: Node
+    unowned(unsafe) let engine: PageEngine
     /// The contents that came with the `.data` message being handled.
     var payload: UnsafeRawBufferPointer?
     /// The page of the answer (`.data`, `.grant`) this handler last sent.
     private var answered: PageID?
 
-    init(node: Node, payload: UnsafeRawBufferPointer? = nil) {
-        self.node = node
+    init(engine: PageEngine, payload: UnsafeRawBufferPointer? = nil) {
+        self.engine = engine
         self.payload = payload
     }
 
@@ -198,30 +198,30 @@ struct RuntimeEffects: CoherenceEffects {
         case .data(let p, _, _), .grant(let p, _, _, _): answered = p
         default: break
         }
-        if destination == node.id {
+        if destination == engine.id {
             precondition(message.carriesPage == false, "a page is never sent to its own node")
-            node.selfQueue.append(message)
+            engine.selfQueue.append(message)
             return
         }
-        let header = message.frame(source: node.id)
+        let header = message.frame(source: engine.id)
         if message.carriesPage {
-            node.flushStagedRun()
-            guard let container = node.containers[header.container] else {
+            engine.flushStagedRun()
+            guard let container = engine.containers[header.container] else {
                 fatal("asked to send page \(header.container):\(header.index) of an unknown container")
             }
             let page = UnsafeRawBufferPointer(start: container.pageInView(header.index), count: dsmPageSize)
-            node.sendFrame(header, payload: page, to: destination)
-            node.stats.pagesSent &+= 1
+            engine.links.sendFrame(header, payload: page, to: destination)
+            engine.stats.pagesSent &+= 1
         } else {
-            node.sendFrame(header, payload: nil, to: destination)
+            engine.links.sendFrame(header, payload: nil, to: destination)
         }
     }
 
     mutating func writeProtect(_ page: PageID) {
-        guard let container = node.containers[page.container] else { return }
-        node.flushStagedRun()
+        guard let container = engine.containers[page.container] else { return }
+        engine.flushStagedRun()
         for a in container.attachments where !a.readOnly {
-            node.uffdCall("write-protect") { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 1, 1) }
+            engine.uffdCall("write-protect") { cdsm_uffd_writeprotect(engine.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 1, 1) }
         }
     }
 
@@ -234,15 +234,15 @@ struct RuntimeEffects: CoherenceEffects {
     /// and the hole is punched while it travels (the S->M upgrade would wait
     /// 7 us longer for the punch).
     mutating func drop(_ page: PageID) {
-        guard let container = node.containers[page.container] else { return }
-        node.flushStagedRun()
+        guard let container = engine.containers[page.container] else { return }
+        engine.flushStagedRun()
         container.counters.losses[Int(page.index)] &+= 1
         if answered == page {
-            node.flushQueued()
+            engine.links.flushQueued()
             let r = cdsm_punch_hole(container.memfd, UInt64(page.index) << 12, UInt64(dsmPageSize))
             if r != 0 { fatal("dropping page \(page) failed: \(Errno(rawValue: -r))") }
         } else {
-            node.pendDrop(page)
+            engine.pendDrop(page)
         }
     }
 
@@ -252,7 +252,7 @@ struct RuntimeEffects: CoherenceEffects {
     }
 
     mutating func installZero(_ page: PageID) {
-        place(page, contents: UnsafeRawPointer(node.zeroPage), writable: true)
+        place(page, contents: UnsafeRawPointer(engine.zeroPage), writable: true)
     }
 
     /// Puts a page into this node's copy: through the first attachment
@@ -261,38 +261,38 @@ struct RuntimeEffects: CoherenceEffects {
     /// attachment, pages that follow each other are staged and installed as
     /// a run with one ioctl (`flushStagedRun`).
     private func place(_ page: PageID, contents: UnsafeRawPointer, writable: Bool) {
-        guard let container = node.containers[page.container] else { return }
+        guard let container = engine.containers[page.container] else { return }
         if container.attachments.count == 1 {
             let protect: Int32 = (writable && !container.attachments[0].readOnly) ? 0 : 1
-            node.stage(page, contents: contents, protect: protect, container: container)
-            node.stats.pagesInstalled &+= 1
+            engine.stage(page, contents: contents, protect: protect, container: container)
+            engine.stats.pagesInstalled &+= 1
             return
         }
-        node.flushStagedRun()
+        engine.flushStagedRun()
         let offset = UInt64(page.index) << 12
         var placed = false
         for a in container.attachments {
             if !placed {
                 let protect: Int32 = (writable && !a.readOnly) ? 0 : 1
-                let r = node.uffdCall("copy") { cdsm_uffd_copy(node.uffd, a.start + offset, contents, UInt64(dsmPageSize), protect, 1) }
+                let r = engine.uffdCall("copy") { cdsm_uffd_copy(engine.uffd, a.start + offset, contents, UInt64(dsmPageSize), protect, 1) }
                 // An invalid page is absent from the memfd: finding one is a protocol bug.
                 if -r == EEXIST { fatal("page \(page) was already present when installed") }
                 placed = r == 0
             } else if !writable && !a.readOnly {
-                node.uffdCall("write-protect") { cdsm_uffd_writeprotect(node.uffd, a.start + offset, UInt64(dsmPageSize), 1, 1) }
+                engine.uffdCall("write-protect") { cdsm_uffd_writeprotect(engine.uffd, a.start + offset, UInt64(dsmPageSize), 1, 1) }
             }
         }
         if !placed {
             container.pageInView(page.index).copyMemory(from: contents, byteCount: dsmPageSize)
         }
-        node.stats.pagesInstalled &+= 1
+        engine.stats.pagesInstalled &+= 1
     }
 
     mutating func makeWritable(_ page: PageID) {
-        guard let container = node.containers[page.container] else { return }
-        node.flushStagedRun()
+        guard let container = engine.containers[page.container] else { return }
+        engine.flushStagedRun()
         for a in container.attachments where !a.readOnly {
-            node.uffdCall("unprotect") { cdsm_uffd_writeprotect(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 0, 1) }
+            engine.uffdCall("unprotect") { cdsm_uffd_writeprotect(engine.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 0, 1) }
         }
     }
 
@@ -301,24 +301,24 @@ struct RuntimeEffects: CoherenceEffects {
     }
 
     mutating func wake(_ page: PageID) {
-        guard let container = node.containers[page.container] else { return }
+        guard let container = engine.containers[page.container] else { return }
         let since = container.counters.waitingSince[Int(page.index)]
         if since != 0 {
             let now = monotonicNanoseconds()
-            node.startHold(container, Int(page.index), now: now)
-            node.stats.wait.record(now &- since)
+            engine.startHold(container, Int(page.index), now: now)
+            engine.stats.wait.record(now &- since)
             container.counters.waitingSince[Int(page.index)] = 0
-            node.faultsWaiting -= 1
+            engine.faultsWaiting -= 1
         }
         // A staged page's threads are woken by the run's install.
-        if node.isStaged(page) { return }
+        if engine.isStaged(page) { return }
         for a in container.attachments {
-            node.uffdCall("wake") { cdsm_uffd_wake(node.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize)) }
+            engine.uffdCall("wake") { cdsm_uffd_wake(engine.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize)) }
         }
     }
 }
 
-extension Node {
+extension PageEngine {
     /// Runs a uffd ioctl, retrying EAGAIN; benign errors are returned, the
     /// rest end the node (the page state would no longer be trustworthy).
     @discardableResult @inline(__always)
@@ -416,7 +416,7 @@ struct StagedRun {
     }
 }
 
-extension Node {
+extension PageEngine {
     func stage(_ page: PageID, contents: UnsafeRawPointer, protect: Int32, container: LocalContainer) {
         if staged.count > 0 && !(staged.container == page.container && page.index == staged.first &+ UInt32(staged.count)
                                  && staged.protect == protect && staged.count < StagedRun.capacity) {
@@ -482,7 +482,7 @@ struct PendingDrops {
     var count: UInt32 = 0
 }
 
-extension Node {
+extension PageEngine {
     func pendDrop(_ page: PageID) {
         if drops.count > 0 && !(drops.container == page.container && page.index == drops.first &+ drops.count) {
             punchPendingDrops()

@@ -21,7 +21,7 @@ struct HeldMessage {
     var release: UInt64
 }
 
-extension Node {
+extension PageEngine {
     /// Called when a thread that waited for `page` is woken: the page stays
     /// for `holdNanoseconds` (DSM_HOLD_US).
     @inline(__always)
@@ -70,7 +70,7 @@ extension Node {
                     let i = Int(page.index)
                     container.counters.heldMessages[i] -= 1
                     if container.counters.heldMessages[i] == 0 { container.counters.holdUntil[i] = 0 }
-                    var effects = RuntimeEffects(node: self)
+                    var effects = RuntimeEffects(engine: self)
                     coherence.receive(h.message, &effects)
                 }
             } else {

@@ -50,13 +50,13 @@ public func dsmSwiftImageSetup(_ ranges: UnsafePointer<UInt64>, _ count: Int32, 
     let data = (0..<min(Int(count), PageID.imageDataObjects)).map { i in
         ImageData(start: ranges[2 * i], pages: UInt32((ranges[2 * i + 1] - ranges[2 * i]) / UInt64(dsmPageSize)))
     }
-    let mapped = node.perform(.setUpImage(data: data, heapPages: heapPages))
+    let mapped = node.calls.perform(.setUpImage(data: data, heapPages: heapPages))
     if mapped.result < 0 { fatal("cannot map the program's image: \(Errno(rawValue: Int32(-mapped.result)))") }
     // Every node has the containers, and has them mapped, before any node
     // may fault on them: a read served by node 0 before its own mapping
     // existed would leave that mapping writable behind the protocol's back.
     // (Until then only the runtime runs here, which never touches them.)
-    let met = node.perform(.imageStart(fingerprint: fingerprint))
+    let met = node.calls.perform(.imageStart(fingerprint: fingerprint))
     if met.result == -Int64(EXDEV) {
         fatal("""
             this node's address-space layout differs from node 0's (the same binary and libraries must load at the \
@@ -68,7 +68,7 @@ public func dsmSwiftImageSetup(_ ranges: UnsafePointer<UInt64>, _ count: Int32, 
     return 0
 }
 
-extension Node {
+extension PageEngine {
     /// Runtime thread: creates the image containers and maps them over the
     /// program's address space; node 0 fills each data container with the
     /// program's current data, and owns every page of it.

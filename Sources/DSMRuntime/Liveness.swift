@@ -20,8 +20,6 @@ struct Liveness {
     /// (raw FrameKind; 0: none yet): what it was last doing, for the message.
     var lastSaid: [UInt8]
     var nextBeat: UInt64
-    /// SlowWaits.swift: the fault that began waiting last.
-    var latestWait = LatestWait()
 
     init(nodes: Int, timeoutNanoseconds: UInt64) {
         timeout = timeoutNanoseconds
@@ -47,17 +45,17 @@ extension Node {
             for peer in 0..<nodes { liveness.lastHeard[peer] = now }
         }
         liveness.nextBeat = now &+ liveness.interval
-        checkSlowFault(now: now)
-        for peer in 0..<nodes where peer != id && mesh.peers[peer] != nil {
+        pages.checkSlowFault(now: now)
+        for peer in 0..<nodes where peer != id && links.mesh.peers[peer] != nil {
             let silent = now &- liveness.lastHeard[peer]
-            if silent > liveness.timeout && !finishing {
+            if silent > liveness.timeout && !links.finishing {
                 let tenths = silent / 100_000_000
                 fatal("""
-                    node \(peer) (\(mesh.endpoints[peer].host)) has sent nothing for \(tenths / 10).\(tenths % 10) s: \
+                    node \(peer) (\(links.mesh.endpoints[peer].host)) has sent nothing for \(tenths / 10).\(tenths % 10) s: \
                     it is stopped or frozen, or its host cannot be reached (\(lastDoing(peer))); stopping the run (--peer-timeout)
                     """, status: NodeExitStatus.peerSilent)
             }
-            sendFrame(FrameHeader(kind: .heartbeat, source: id), payload: nil, to: peer)
+            links.sendFrame(FrameHeader(kind: .heartbeat, source: id), payload: nil, to: peer)
         }
     }
 

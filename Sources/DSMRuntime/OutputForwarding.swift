@@ -64,7 +64,7 @@ extension Node {
             while true {
                 let n = read(fd, output.buffer, 65_536)
                 if n > 0 {
-                    sendFrame(FrameHeader(kind: .output, source: id, a: UInt64(i + 1)),
+                    links.sendFrame(FrameHeader(kind: .output, source: id, a: UInt64(i + 1)),
                               payload: UnsafeRawBufferPointer(start: output.buffer, count: n), to: 0)
                     continue
                 }

@@ -49,17 +49,19 @@ func secondsText(_ nanoseconds: UInt64) -> String {
     return "\(tenths / 10).\(tenths % 10) s"
 }
 
-extension Node {
+extension Configuration {
     /// Half the peer timeout: longer than any healthy wait, shorter than
     /// the silence that ends the run.
-    var slowWaitNanoseconds: UInt64 { configuration.peerTimeoutNanoseconds / 2 }
+    var slowWaitNanoseconds: UInt64 { peerTimeoutNanoseconds / 2 }
+}
 
+extension PageEngine {
     /// Liveness tick: is the latest waiting fault still waiting, and for long?
     func checkSlowFault(now: UInt64) {
-        let w = liveness.latestWait
+        let w = latestWait
         guard w.index >= 0, let c = containers[w.container], w.index < c.pages,
-              c.counters.waitingSince[w.index] == w.since, now &- w.since > slowWaitNanoseconds else { return }
-        liveness.latestWait.index = -1
+              c.counters.waitingSince[w.index] == w.since, now &- w.since > configuration.slowWaitNanoseconds else { return }
+        latestWait.index = -1
         guard SlowWait.shouldTell(.page, verbose: configuration.verbose) else { return }
         let page = PageID(container: w.container, index: UInt32(w.index))
         let home = page.home(nodes: nodes)
@@ -68,13 +70,16 @@ extension Node {
             (its home is node \(home)\(home == id ? ", this one" : "")); every node still answers, so the run is slow, not hung
             """)
     }
+}
 
+extension CallRouter {
     /// dsm_barrier(): waits, saying so once it has waited long.
     func barrierWait(_ call: LocalCall) -> ServiceReply {
-        if cdsm_futex_wait_for(call.doneWord, 0, slowWaitNanoseconds) == 0
+        let slow = configuration.slowWaitNanoseconds
+        if cdsm_futex_wait_for(call.doneWord, 0, slow) == 0
             && SlowWait.shouldTell(.barrier, verbose: configuration.verbose) {
             log("""
-                a thread has waited \(secondsText(slowWaitNanoseconds)) in dsm_barrier(): not every node has called it yet \
+                a thread has waited \(secondsText(slow)) in dsm_barrier(): not every node has called it yet \
                 (it needs one call from each of the \(nodes) nodes\(configuration.image ? "; in image mode, one thread per node" : ""))
                 """)
         }
@@ -88,11 +93,11 @@ extension Node {
 public func dsmSwiftSlowLockWait(_ object: UInt64) {
     guard let node = runtimeNode, SlowWait.shouldTell(.lock, verbose: node.configuration.verbose) else { return }
     log("""
-        a thread has waited \(secondsText(node.slowWaitNanoseconds)) for the lock at 0x\(String(object, radix: 16)) \
+        a thread has waited \(secondsText(node.configuration.slowWaitNanoseconds)) for the lock at 0x\(String(object, radix: 16)) \
         (held on another node, or its token is on the way); every node still answers, so the program is slow, not hung
         """)
 }
 
 /// sync.c: how long a lock wait lasts before it is said (0: not yet known).
 @_cdecl("dsm_swift_slow_wait_nanoseconds")
-public func dsmSwiftSlowWaitNanoseconds() -> UInt64 { runtimeNode?.slowWaitNanoseconds ?? 0 }
+public func dsmSwiftSlowWaitNanoseconds() -> UInt64 { runtimeNode?.configuration.slowWaitNanoseconds ?? 0 }

@@ -47,23 +47,6 @@ struct LatencyHistogram {
 }
 
 /// What one node counts for `dsmrun --stats`.
-struct NodeStats {
-    var pagesSent: UInt64 = 0
-    var pagesInstalled: UInt64 = 0
-    var prefetches: UInt64 = 0
-    /// Messages held back by a page's hold window.
-    var heldMessages: UInt64 = 0
-    var messagesSent: UInt64 = 0
-    var messagesReceived: UInt64 = 0
-    var bytesSent: UInt64 = 0
-    var bytesReceived: UInt64 = 0
-    /// From a fault's arrival to the wake that resumed its page.
-    var wait = LatencyHistogram()
-}
-
-/// Per-page counters of one container on one node (allocated with the
-/// container, so counting on the fault path never allocates; zero tables,
-/// so pages never touched cost nothing).
 struct PageCounters {
     var faults: ZeroTable<UInt32>
     var writeFaults: ZeroTable<UInt32>
@@ -89,7 +72,9 @@ struct PageCounters {
 extension Node {
     /// This node's statistics (sent to dsmrun at exit; DSMCore's schema).
     func statisticsReport() -> NodeStatistics {
-        let c = coherence.stats
+        let c = pages.coherence.stats
+        let stats = pages.stats
+        let traffic = links.traffic
         var r = NodeStatistics()
         r.node = id
         r.readFaults = c.readFaults
@@ -104,20 +89,20 @@ extension Node {
         r.pagesInstalled = stats.pagesInstalled
         r.prefetches = stats.prefetches
         r.heldMessages = stats.heldMessages
-        r.messagesSent = stats.messagesSent
-        r.messagesReceived = stats.messagesReceived
-        r.bytesSent = stats.bytesSent
-        r.bytesReceived = stats.bytesReceived
+        r.messagesSent = traffic.messagesSent
+        r.messagesReceived = traffic.messagesReceived
+        r.bytesSent = traffic.bytesSent
+        r.bytesReceived = traffic.bytesReceived
         let w = stats.wait
         r.waitNs.count = w.count
         r.waitNs.p50 = w.percentile(0.5)
         r.waitNs.p90 = w.percentile(0.9)
         r.waitNs.p99 = w.percentile(0.99)
         r.waitNs.max = w.maximum
-        var pages = retiredPages
-        for container in containers.values { pages += container.busiestPages() }
-        pages.sort { ($0.faults, $0.losses) > ($1.faults, $1.losses) }
-        r.pages = pages.prefix(32).map {
+        var busiest = pages.retiredPages
+        for container in pages.containers.values { busiest += container.busiestPages() }
+        busiest.sort { ($0.faults, $0.losses) > ($1.faults, $1.losses) }
+        r.pages = busiest.prefix(32).map {
             NodeStatistics.Page(container: $0.container, page: Int($0.index), faults: $0.faults, writeFaults: $0.writes,
                                 losses: $0.losses)
         }
@@ -128,7 +113,7 @@ extension Node {
     func reportStatistics() {
         guard configuration.stats else { return }
         let json = Array(statisticsReport().json().utf8)
-        try? mesh.coordinator.sendBlocking(FrameHeader(kind: .stats, source: id), payload: json, timeoutMilliseconds: 5_000)
+        try? links.mesh.coordinator.sendBlocking(FrameHeader(kind: .stats, source: id), payload: json, timeoutMilliseconds: 5_000)
     }
 }
 

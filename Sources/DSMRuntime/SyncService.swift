@@ -3,6 +3,28 @@
 // to the object's home node (a hash of its address), where DSMSync's model
 // queues and grants them. The object's memory is never used as a lock word,
 // so no page moves for a lock; the data it protects moves by coherence.
+//
+// What happens on pthread_mutex_lock, in order:
+// 1. sync.c looks the mutex up in this node's lock table. While the node
+//    holds the mutex's token, its threads lock and unlock it there with no
+//    message (owner, recursion and error checks are local).
+// 2. Without the token, the first thread to miss it posts a
+//    DSM_TOKEN_ACQUIRE notice on behalf of the node
+//    (`dsm_swift_sync_notice` below: nobody waits for an answer) and waits
+//    on the entry's private futex word; the node's other threads wait on
+//    the same word without asking again.
+// 3. The call router sends the request to the home (`CallRouter.start`);
+//    the home's `handleSync` hands it to DSMSync's model, which grants the
+//    token at once or recalls it from the node that holds it
+//    (`SyncServiceEffects`: `.lockGranted`, `.lockRecalled` notices).
+// 4. The holder's runtime thread takes the recall (`lockTokenEvent`): its
+//    lock table gives the token back at once if the mutex is free and has
+//    been used a batch's worth, or keeps it until the mutex idles
+//    (`deferredRecalls`, `checkDeferredRecalls`), then tells the home
+//    (`.tokenRelease`).
+// 5. The home grants the token to the next node; its runtime thread flips
+//    the entry's token (`dsm_lock_granted`) and wakes the waiting threads,
+//    one of which takes the mutex as in step 1.
 
 import CDSMKernel
 import CDSMPreload
@@ -120,9 +142,9 @@ struct SyncRequest {
     }
 
     /// Who asks: a node for the lock token, the calling thread otherwise.
-    static func requester(_ code: Int32, node: Node) -> UInt64 {
+    static func requester(_ code: Int32, node: NodeID) -> UInt64 {
         switch Int(code) {
-        case Int(DSM_TOKEN_ACQUIRE), Int(DSM_TOKEN_TRY), Int(DSM_TOKEN_RELEASE), Int(DSM_TOKEN_BUSY): return UInt64(node.id)
+        case Int(DSM_TOKEN_ACQUIRE), Int(DSM_TOKEN_TRY), Int(DSM_TOKEN_RELEASE), Int(DSM_TOKEN_BUSY): return UInt64(node)
         default: return UInt64(pthread_self())
         }
     }
@@ -151,10 +173,10 @@ let traceLocks = processConfiguration?.tunables.traceLocks ?? false
 /// protocol's self-messages: handled at once, a grant can give the token
 /// straight back, which would call the model again from inside itself.
 struct SyncServiceEffects: SyncEffects {
-    unowned let node: Node
+    unowned let router: CallRouter
 
     func reply(_ waiter: ReplyDestination, _ result: Int64) {
-        node.answer(waiter, ServiceReply(result: result))
+        router.answer(waiter, ServiceReply(result: result))
     }
 
     func grant(_ object: UInt64, to target: Int) {
@@ -172,21 +194,21 @@ struct SyncServiceEffects: SyncEffects {
     }
 
     private func notify(_ notice: ServiceRequest, _ target: NodeID) {
-        if target == node.id {
-            node.selfSyncNotices.append(notice)
+        if target == router.id {
+            router.selfSyncNotices.append(notice)
         } else {
-            node.deliver(notice, to: target)
+            router.deliver(notice, to: target)
         }
     }
 }
 
-extension Node {
+extension CallRouter {
     /// A synchronisation request for an object homed here.
     func handleSync(_ request: SyncRequest, reply: ReplyDestination) {
         if traceLocks { log("home \(String(request.object, radix: 16)) \(request.operation) from \(request.thread)") }
         let deadline = request.timeoutNanoseconds >= 0
             ? monotonicNanoseconds() &+ UInt64(request.timeoutNanoseconds) : nil
-        var effects = SyncServiceEffects(node: self)
+        var effects = SyncServiceEffects(router: self)
         syncObjects.handle(request.object, request.operation, thread: request.thread, deadline: deadline,
                            waiter: reply, &effects)
         deliverSelfSyncNotices()
@@ -258,7 +280,7 @@ extension Node {
     /// Timed waits that ran out.
     func expireSyncDeadlines() {
         guard let next = syncObjects.nextDeadline, next <= monotonicNanoseconds() else { return }
-        var effects = SyncServiceEffects(node: self)
+        var effects = SyncServiceEffects(router: self)
         syncObjects.expire(now: monotonicNanoseconds(), &effects)
         deliverSelfSyncNotices()
     }
@@ -270,17 +292,17 @@ extension Node {
 public func dsmSwiftSync(_ object: UInt64, _ operation: Int32, _ argument: UInt64, _ timeout: Int64) -> Int {
     let node = runtimeNode!
     guard let request = SyncRequest(object: object, code: operation, argument: argument,
-                                    thread: SyncRequest.requester(operation, node: node), timeoutNanoseconds: timeout) else {
+                                    thread: SyncRequest.requester(operation, node: node.id), timeoutNanoseconds: timeout) else {
         return -Int(EINVAL)
     }
-    return Int(node.perform(.sync(request), caller: node.anonymousCaller).result)
+    return Int(node.calls.perform(.sync(request), caller: node.calls.anonymousCaller).result)
 }
 
 @_cdecl("dsm_swift_sync_notice")
 public func dsmSwiftSyncNotice(_ object: UInt64, _ operation: Int32, _ argument: UInt64) {
     let node = runtimeNode!
     guard var request = SyncRequest(object: object, code: operation, argument: argument,
-                                    thread: SyncRequest.requester(operation, node: node), timeoutNanoseconds: -1) else { return }
+                                    thread: SyncRequest.requester(operation, node: node.id), timeoutNanoseconds: -1) else { return }
     request.isNotice = true
-    node.post(.sync(request), caller: node.anonymousCaller)
+    node.calls.post(.sync(request), caller: node.calls.anonymousCaller)
 }

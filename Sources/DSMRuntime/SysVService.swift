@@ -9,18 +9,18 @@ import Glibc
 /// Node 0's System V service: every node's shm*/sem* call arrives here and
 /// is answered from the pure model (DSMSysV) with Linux's semantics.
 extension ClusterService {
-    func handleSysV(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination, node: Node) {
+    func handleSysV(_ request: ServiceRequest, caller: Caller, reply: ReplyDestination, router: CallRouter) {
         let credentials = IPCCredentials(uid: caller.uid, gid: caller.gid, supplementaryGroups: caller.groups,
                                          pid: caller.pid, node: caller.node)
         let now = Int64(time(nil))
         switch request {
         case .shmget(let key, let size, let flags):
-            node.answer(reply, ServiceReply(namespace.shmget(key: key, size: size, flags: flags, caller: credentials, now: now)))
+            router.answer(reply, ServiceReply(namespace.shmget(key: key, size: size, flags: flags, caller: credentials, now: now)))
 
         case .shmAttach(let id, let readOnly, let execute):
             switch namespace.shmAttach(id: id, readOnly: readOnly, execute: execute, caller: credentials, now: now) {
             case .failure(let e):
-                node.answer(reply, .error(e))
+                router.answer(reply, .error(e))
             case .success(let attachment):
                 let pages = UInt32((attachment.size + UInt64(dsmPageSize) - 1) / UInt64(dsmPageSize))
                 let address = placement(of: attachment.container, pages: pages)
@@ -29,31 +29,31 @@ extension ClusterService {
                 let answer = ServiceReply(result: 0, data: w.bytes)
                 if announced[attachment.container] == nil {
                     announced[attachment.container] = address
-                    broadcastContainer(attachment.container, pages: pages, address: address, then: reply, with: answer, node: node)
+                    broadcastContainer(attachment.container, pages: pages, address: address, then: reply, with: answer, router: router)
                 } else {
-                    answerWhenAnnounced(attachment.container, reply, answer, node: node)
+                    answerWhenAnnounced(attachment.container, reply, answer, router: router)
                 }
             }
 
         case .shmDetach(let id):
             switch namespace.shmDetach(id: id, caller: credentials, now: now) {
-            case .failure(let e): node.answer(reply, .error(e))
+            case .failure(let e): router.answer(reply, .error(e))
             case .success(let destroyed):
-                if let destroyed { destroy(destroyed, node: node) }
-                node.answer(reply, ServiceReply(result: 0))
+                if let destroyed { destroy(destroyed, router: router) }
+                router.answer(reply, ServiceReply(result: 0))
             }
 
         case .shmctl(let id, let command, let uid, let gid, let mode):
             guard let decoded = ShmCommand(linuxCommand: command, ownership: IPCOwnership(uid: uid, gid: gid, mode: mode)) else {
-                node.answer(reply, .error(.invalidArgument))
+                router.answer(reply, .error(.invalidArgument))
                 return
             }
             switch namespace.shmctl(id: id, command: decoded, caller: credentials, now: now) {
-            case .failure(let e): node.answer(reply, .error(e))
+            case .failure(let e): router.answer(reply, .error(e))
             case .success(let result):
                 var answer = ServiceReply(result: Int64(result.returnValue))
                 switch result {
-                case .removed(let destroyed?): destroy(destroyed, node: node)
+                case .removed(let destroyed?): destroy(destroyed, router: router)
                 case .status(let s, _):
                     var w = WireWriter()
                     ShmStatusWire.write(dsm_shm_status(s), into: &w)
@@ -65,11 +65,11 @@ extension ClusterService {
                                                    Int64(clamping: u.residentPages), Int64(clamping: u.swappedPages)])
                 default: break
                 }
-                node.answer(reply, answer)
+                router.answer(reply, answer)
             }
 
         case .semget(let key, let count, let flags):
-            node.answer(reply, ServiceReply(namespace.semget(key: key, count: count, flags: flags, caller: credentials, now: now)))
+            router.answer(reply, ServiceReply(namespace.semget(key: key, count: count, flags: flags, caller: credentials, now: now)))
 
         case .semop(let id, let operations, let timeout):
             let waiter = WaiterID(nextWaiter)
@@ -77,24 +77,24 @@ extension ClusterService {
             let ops = operations.map { SemOperation(number: $0.num, operation: $0.op, flags: $0.flags) }
             let semTimeout = timeout >= 0 ? SemTimeout(seconds: timeout / 1_000_000_000, nanoseconds: timeout % 1_000_000_000) : nil
             switch namespace.semop(id: id, operations: ops, timeout: semTimeout, waiter: waiter, caller: credentials, now: now) {
-            case .completed: node.answer(reply, ServiceReply(result: 0))
-            case .failed(let e): node.answer(reply, .error(e))
+            case .completed: router.answer(reply, ServiceReply(result: 0))
+            case .failed(let e): router.answer(reply, .error(e))
             case .blocked:
                 semWaiters[waiter.rawValue] = reply
                 if timeout >= 0 {
                     deadlines.append((deadline: monotonicNanoseconds() + UInt64(timeout), waiter: waiter.rawValue))
                 }
             }
-            answerCompletions(node: node)
+            answerCompletions(router: router)
 
         case .semctl(let id, let number, let command, let value, let values, let uid, let gid, let mode):
             guard let decoded = SemCommand(linuxCommand: command, value: value, values: values,
                                            ownership: IPCOwnership(uid: uid, gid: gid, mode: mode)) else {
-                node.answer(reply, .error(.invalidArgument))
+                router.answer(reply, .error(.invalidArgument))
                 return
             }
             switch namespace.semctl(id: id, number: number, command: decoded, caller: credentials, now: now) {
-            case .failure(let e): node.answer(reply, .error(e))
+            case .failure(let e): router.answer(reply, .error(e))
             case .success(let result):
                 var answer = ServiceReply(result: Int64(result.returnValue))
                 var w = WireWriter()
@@ -107,15 +107,15 @@ extension ClusterService {
                 default: break
                 }
                 answer.data = w.bytes
-                node.answer(reply, answer)
+                router.answer(reply, answer)
             }
-            answerCompletions(node: node)
+            answerCompletions(router: router)
 
         case .semaphoreCount(let id):
-            node.answer(reply, ServiceReply(namespace.semaphoreCountForSetAll(id: id, caller: credentials).map { Int32($0) }))
+            router.answer(reply, ServiceReply(namespace.semaphoreCountForSetAll(id: id, caller: credentials).map { Int32($0) }))
 
         case .interruptSemop(let callID):
-            interrupt(.remote(node: caller.node, callID: callID), node: node)
+            interrupt(.remote(node: caller.node, callID: callID), router: router)
 
         default:
             preconditionFailure("not a System V request")
@@ -133,32 +133,32 @@ extension ClusterService {
         return address
     }
 
-    private func destroy(_ container: ContainerID, node: Node) {
+    private func destroy(_ container: ContainerID, router: CallRouter) {
         guard announced.removeValue(forKey: container) != nil else { return }
-        destroyEverywhere(container, node: node)
+        destroyEverywhere(container, router: router)
     }
 
     /// Semops finished by the last change: answer their callers.
-    func answerCompletions(node: Node) {
+    func answerCompletions(router: CallRouter) {
         for wakeup in namespace.takeCompletions() {
             guard let reply = semWaiters.removeValue(forKey: wakeup.waiter.rawValue) else { continue }
             deadlines.removeAll { $0.waiter == wakeup.waiter.rawValue }
-            node.answer(reply, wakeup.error.map { ServiceReply.error($0) } ?? ServiceReply(result: 0))
+            router.answer(reply, wakeup.error.map { ServiceReply.error($0) } ?? ServiceReply(result: 0))
         }
     }
 
     /// The caller of a waiting semop was interrupted by a signal: EINTR,
     /// unless the semop completed already (then its answer stands).
-    func interrupt(_ destination: ReplyDestination, node: Node) {
+    func interrupt(_ destination: ReplyDestination, router: CallRouter) {
         guard let key = semWaiters.first(where: { $0.value.sameCall(as: destination) })?.key else { return }
         if namespace.cancelWait(WaiterID(key)), let reply = semWaiters.removeValue(forKey: key) {
             deadlines.removeAll { $0.waiter == key }
-            node.answer(reply, .error(.interrupted))
+            router.answer(reply, .error(.interrupted))
         }
     }
 
     /// Semops whose timeout passed give up with EAGAIN.
-    func expireDeadlines(node: Node) {
+    func expireDeadlines(router: CallRouter) {
         guard !deadlines.isEmpty else { return }
         let now = monotonicNanoseconds()
         let expired = deadlines.filter { $0.deadline <= now }
@@ -167,17 +167,17 @@ extension ClusterService {
         for entry in expired {
             let waiter = WaiterID(entry.waiter)
             if namespace.cancelWait(waiter), let reply = semWaiters.removeValue(forKey: entry.waiter) {
-                node.answer(reply, .error(.resourceTemporarilyUnavailable))
+                router.answer(reply, .error(.resourceTemporarilyUnavailable))
             }
         }
     }
 
     /// A node's program finished: its SEM_UNDO adjustments apply now, its
     /// attachments go (which may destroy removed segments).
-    func processExited(_ caller: Caller, node: Node) {
+    func processExited(_ caller: Caller, router: CallRouter) {
         let destroyed = namespace.processExited(IPCProcess(node: caller.node, pid: caller.pid), now: Int64(time(nil)))
-        for c in destroyed { destroy(c, node: node) }
-        answerCompletions(node: node)
+        for c in destroyed { destroy(c, router: router) }
+        answerCompletions(router: router)
     }
 }
 

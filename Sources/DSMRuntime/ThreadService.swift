@@ -37,7 +37,7 @@ enum Placement: String {
     case local
 }
 
-extension Node {
+extension CallRouter {
     func handleThreadRequest(_ request: ServiceRequest, reply: ReplyDestination) {
         switch request {
         case .spawnThread(let routine, let argument, let stackSize, let detached, _):
@@ -168,11 +168,11 @@ public func dsmSwiftThreadCreate(_ routine: UInt64, _ argument: UInt64, _ stackS
     }
     // Counted before it exists: node 0 then never sees the count drop to 0
     // while the new thread is on its way (main may be in pthread_exit).
-    node.post(.threadCount(delta: 1), caller: node.anonymousCaller)
-    let reply = node.perform(.spawnThread(routine: routine, argument: argument, stackSize: stackSize,
+    node.calls.post(.threadCount(delta: 1), caller: node.calls.anonymousCaller)
+    let reply = node.calls.perform(.spawnThread(routine: routine, argument: argument, stackSize: stackSize,
                                           detached: detached != 0, node: target))
     guard reply.result >= 0 else {
-        node.post(.threadCount(delta: -1), caller: node.anonymousCaller)
+        node.calls.post(.threadCount(delta: -1), caller: node.calls.anonymousCaller)
         return Int(reply.result)
     }
     var r = WireReader(reply.data)
@@ -182,22 +182,22 @@ public func dsmSwiftThreadCreate(_ routine: UInt64, _ argument: UInt64, _ stackS
 
 @_cdecl("dsm_swift_spawned")
 public func dsmSwiftSpawned(_ token: UInt64, _ thread: UInt64, _ error: Int32) {
-    _ = runtimeNode.perform(.spawned(token: token, thread: thread, error: error))
+    _ = runtimeNode.calls.perform(.spawned(token: token, thread: thread, error: error))
 }
 
 @_cdecl("dsm_swift_thread_finished")
 public func dsmSwiftThreadFinished(_ thread: UInt64, _ value: UInt64) {
-    _ = runtimeNode.perform(.threadFinished(thread: thread, value: value))
+    _ = runtimeNode.calls.perform(.threadFinished(thread: thread, value: value))
 }
 
 @_cdecl("dsm_swift_thread_reaped")
 public func dsmSwiftThreadReaped(_ thread: UInt64, _ stack: UInt64) {
-    _ = runtimeNode.perform(.threadReaped(thread: thread, stack: stack))
+    _ = runtimeNode.calls.perform(.threadReaped(thread: thread, stack: stack))
 }
 
 @_cdecl("dsm_swift_thread_join")
 public func dsmSwiftThreadJoin(_ thread: UInt64, _ node: Int32, _ value: UnsafeMutablePointer<UInt64>) -> Int {
-    let reply = runtimeNode.perform(.joinThread(thread: thread, node: Int(node)))
+    let reply = runtimeNode.calls.perform(.joinThread(thread: thread, node: Int(node)))
     guard reply.result >= 0 else { return Int(reply.result) }
     var r = WireReader(reply.data)
     value.pointee = r.get()
@@ -206,26 +206,26 @@ public func dsmSwiftThreadJoin(_ thread: UInt64, _ node: Int32, _ value: UnsafeM
 
 @_cdecl("dsm_swift_thread_detach")
 public func dsmSwiftThreadDetach(_ thread: UInt64, _ node: Int32) -> Int {
-    Int(runtimeNode.perform(.detachThread(thread: thread, node: Int(node))).result)
+    Int(runtimeNode.calls.perform(.detachThread(thread: thread, node: Int(node))).result)
 }
 
 @_cdecl("dsm_swift_remote_free")
 public func dsmSwiftRemoteFree(_ address: UInt64, _ node: Int32) {
-    _ = runtimeNode.perform(.remoteFree(address: address, node: Int(node)))
+    _ = runtimeNode.calls.perform(.remoteFree(address: address, node: Int(node)))
 }
 
 @_cdecl("dsm_swift_remote_usable_size")
 public func dsmSwiftRemoteUsableSize(_ address: UInt64, _ node: Int32) -> Int {
-    Int(runtimeNode.perform(.remoteUsableSize(address: address, node: Int(node))).result)
+    Int(runtimeNode.calls.perform(.remoteUsableSize(address: address, node: Int(node))).result)
 }
 
 /// main called pthread_exit: wait until no thread of the program is left.
 @_cdecl("dsm_swift_await_threads")
 public func dsmSwiftAwaitThreads() {
-    _ = runtimeNode.perform(.awaitThreads)
+    _ = runtimeNode.calls.perform(.awaitThreads)
 }
 
 @_cdecl("dsm_swift_program_exit")
 public func dsmSwiftProgramExit(_ status: Int32) {
-    _ = runtimeNode.perform(.programExit(status: status))
+    _ = runtimeNode.calls.perform(.programExit(status: status))
 }
