@@ -20,10 +20,13 @@ extension CoherenceNode {
         case .unwritten:
             migrationEnded(page, &effects)
         case .forwardRead(_, let requester):
+            if holdsBack(page, .forwardRead, requester: requester, &effects) { return }
             forwardRead(page, requester: requester, &effects)
         case .forwardWrite(_, let requester, let sendData):
+            if holdsBack(page, sendData ? .forwardWriteWithData : .forwardWrite, requester: requester, &effects) { return }
             forwardWrite(page, requester: requester, sendData: sendData, &effects)
         case .invalidate:
+            if holdsBack(page, .invalidate, requester: node, &effects) { return }
             invalidate(page, &effects)
         case .data(_, let writable, let closed):
             receiveData(page, writable: writable, closed: closed, &effects)

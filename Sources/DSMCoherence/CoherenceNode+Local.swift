@@ -18,6 +18,8 @@ extension CoherenceNode {
             counters.silentUpgrades += 1
             effects.makeWritable(page)
             local.state = .exclusive
+            // The thread writes when woken: its write is what the hold is for.
+            if holdsPages { local.holding = true }
             setLocalPage(page, local)
             effects.wake(page)
             return
@@ -28,6 +30,7 @@ extension CoherenceNode {
             effects.wake(page)
             return
         }
+        local.faultWaiting = true
         switch local.outstanding {
         case .write:
             counters.coalescedFaults += 1
@@ -173,6 +176,7 @@ extension CoherenceNode {
         effects.install(page, writable: mapWritable)
         local.state = !writable ? .shared : mapWritable ? .exclusive : .exclusiveUnwritten
         local.outstanding = .none
+        holdingAfterAnswer(&local)
         effects.wake(page)
         // `.done` first: the home must close this transaction before it sees
         // the follow-up request, which travels on the same FIFO channel. (A
@@ -212,6 +216,7 @@ extension CoherenceNode {
         local.state = .exclusive
         local.outstanding = .none
         local.wantWrite = false
+        holdingAfterAnswer(&local)
         setLocalPage(page, local)
         effects.wake(page)
         if !closed { effects.send(.done(page, from: node), to: page.home(nodes: nodes)) }

@@ -30,10 +30,19 @@ public struct CoherenceNode: Sendable {
     /// Whether this node, as home, hands migrating pages over whole
     /// (DSM_MIGRATORY=0: never; reads are always served shared).
     public let handsOverMigratoryPages: Bool
+    /// Whether a page brought in for a waiting thread stays a moment before
+    /// this node gives it up (Mirage's time window): a message that would
+    /// take it away waits until the runtime says the window has closed
+    /// (`endHold`). Without it two nodes writing one page can hand it back
+    /// and forth without either thread making progress: the runtime thread
+    /// can serve the other node's request in the same breath as it
+    /// installed the page, before the woken thread touched it.
+    public let holdsPages: Bool
     @usableFromInline var counters = CoherenceStats()
     @usableFromInline var containers = ContainerTable<ContainerPages>()
 
-    public init(node: NodeID, nodes: Int, maxMigrationPenalty: UInt8 = 5, handsOverMigratoryPages: Bool = true) {
+    public init(node: NodeID, nodes: Int, maxMigrationPenalty: UInt8 = 5, handsOverMigratoryPages: Bool = true,
+                holdsPages: Bool = false) {
         precondition(nodes > 0 && nodes <= maxNodes, "1 ... \(maxNodes) nodes")
         precondition(node >= 0 && node < nodes, "node \(node) out of 0..<\(nodes)")
         precondition(maxMigrationPenalty <= 6, "the evidence needed must fit a byte")
@@ -41,6 +50,7 @@ public struct CoherenceNode: Sendable {
         self.nodes = nodes
         self.maxMigrationPenalty = maxMigrationPenalty
         self.handsOverMigratoryPages = handsOverMigratoryPages
+        self.holdsPages = holdsPages
     }
 
     public var stats: CoherenceStats { counters }

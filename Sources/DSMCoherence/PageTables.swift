@@ -14,8 +14,25 @@ struct LocalPage: Hashable, Sendable {
     /// A write fault arrived while a read request was outstanding: ask for
     /// write access as soon as the read is answered.
     @usableFromInline var wantWrite = false
+    /// A thread faulted on the page and waits for its answer (a prefetch
+    /// alone does not set it): the answer starts a hold window.
+    @usableFromInline var faultWaiting = false
+    /// The page came for a waiting thread and is in its hold window (see
+    /// `CoherenceNode.holdsPages`) until `endHold`.
+    @usableFromInline var holding = false
+    /// The message that would take the page or its write access away, held
+    /// until the hold ends. One at most: the home serves one transaction
+    /// per page at a time, and this one cannot finish while it is held.
+    @usableFromInline var held: HeldTakeaway = .none
+    @usableFromInline var heldRequester: Int8 = 0
 
     @inlinable init() {}
+}
+
+/// A message held back by a page's hold window.
+@usableFromInline
+enum HeldTakeaway: UInt8, Hashable, Sendable {
+    case none, forwardRead, forwardWriteWithData, forwardWrite, invalidate
 }
 
 /// Where the home is in serving the current request of a page.

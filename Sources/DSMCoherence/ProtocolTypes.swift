@@ -98,6 +98,11 @@ public protocol CoherenceEffects {
     /// Resume the local threads blocked on this page; they retry the access
     /// and fault again if it is still not permitted.
     mutating func wake(_ page: PageID)
+    /// A message that would take `page` (or its write access) away waits
+    /// for the page's hold window: the runtime calls `endHold` when the
+    /// window closes. Defaults to nothing (a caller that ends holds on its
+    /// own schedule).
+    mutating func held(_ page: PageID)
     /// An event that cannot happen in a correct run (a bug in the runtime or
     /// in this protocol). The event has been ignored. Defaults to
     /// `assertionFailure`.
@@ -105,6 +110,9 @@ public protocol CoherenceEffects {
 }
 
 extension CoherenceEffects {
+    @inlinable
+    public mutating func held(_ page: PageID) {}
+
     @inlinable
     public mutating func protocolViolation(_ reason: StaticString, page: PageID) {
         assertionFailure("DSM coherence protocol violation on page \(page): \(reason)")
@@ -138,6 +146,8 @@ public struct CoherenceStats: Hashable, Sendable {
     public var dataSent = 0
     /// Events reported through `protocolViolation`.
     public var protocolViolations = 0
+    /// Messages that waited for a page's hold window.
+    public var heldMessages = 0
     /// As home: pages found migrating (written in turn, each time by a node
     /// that had just read them), read misses served by handing a migrating
     /// page over whole, and `.unwritten` hints that ended a migration.

@@ -160,7 +160,7 @@ extension PageEngine {
         if case .data = message, payload.count != dsmPageSize {
             fatal("node \(peer) broke the protocol: it sent a page of \(payload.count) bytes")
         }
-        if holdsBack(message) { return }
+        closeExpiredHold(before: message)
         var effects = RuntimeEffects(engine: self, payload: payload)
         coherence.receive(message, &effects)
         drainSelfMessages()
@@ -171,7 +171,7 @@ extension PageEngine {
         while selfQueueHead < selfQueue.count {
             let message = selfQueue[selfQueueHead]
             selfQueueHead += 1
-            if holdsBack(message) { continue }
+            closeExpiredHold(before: message)
             var effects = RuntimeEffects(engine: self)
             coherence.receive(message, &effects)
         }
@@ -294,6 +294,10 @@ struct RuntimeEffects: CoherenceEffects {
         for a in container.attachments where !a.readOnly {
             engine.uffdCall("unprotect") { cdsm_uffd_writeprotect(engine.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 0, 1) }
         }
+    }
+
+    func held(_ page: PageID) {
+        engine.heldBack(page)
     }
 
     func protocolViolation(_ reason: StaticString, page: PageID) {

@@ -7,54 +7,62 @@
 // guarantees that thread its access (img_api's cross-node atomics: 31.5 s
 // without a hold, with a FIFO runtime thread).
 //
-// Held: what takes the page or its write access away (`forwardRead`,
-// `forwardWrite`, `invalidate`). A held message keeps the messages about
-// the same page that come after it behind it, so each page's messages are
-// still handled in the order they came; other pages' go on.
+// Which messages wait, and when a window opens, is the protocol's
+// (DSMCoherence's HoldWindow.swift, explored with the rest): a page that came
+// for a waiting thread holds, and a message that would take it or its write
+// access away (`forwardRead`, `forwardWrite`, `invalidate`) waits for
+// `endHold`. The time is the runtime's: a window lasts `holdNanoseconds`
+// from the wake (DSM_HOLD_US), and the loop ends it when it is due.
 
 import DSMCoherence
 import DSMCore
 import DSMTransport
 
-struct HeldMessage {
-    var message: ProtocolMessage
+/// A page whose hold window keeps a message, and when the window closes.
+struct HeldPage {
+    var page: PageID
     var release: UInt64
 }
 
 extension PageEngine {
-    /// Called when a thread that waited for `page` is woken: the page stays
-    /// for `holdNanoseconds` (DSM_HOLD_US).
+    /// Called when a thread that waited for `page` is woken: the page's
+    /// window lasts `holdNanoseconds` (DSM_HOLD_US).
     @inline(__always)
     func startHold(_ container: LocalContainer, _ index: Int, now: UInt64) {
         if holdNanoseconds > 0 { container.counters.holdUntil[index] = now &+ holdNanoseconds }
     }
 
-    /// Whether `message` must wait; if so it has been set aside.
-    func holdsBack(_ message: ProtocolMessage) -> Bool {
+    /// Before a message that a hold could keep: a window whose time has
+    /// passed closes first, so that the message is handled at once.
+    @inline(__always)
+    func closeExpiredHold(before message: ProtocolMessage) {
         let page: PageID
         switch message {
         case .forwardRead(let p, _), .forwardWrite(let p, _, _), .invalidate(let p): page = p
-        default: return false
+        default: return
         }
-        guard let container = containers[page.container] else { return false }
+        guard let container = containers[page.container] else { return }
         let i = Int(page.index)
         let until = container.counters.holdUntil[i]
-        if container.counters.heldMessages[i] == 0 {
-            if until == 0 { return false }
-            if monotonicNanoseconds() >= until {
-                container.counters.holdUntil[i] = 0
-                return false
-            }
-        }
-        container.counters.heldMessages[i] += 1
-        held.append(HeldMessage(message: message, release: until))
-        earliestRelease = min(earliestRelease, until)
-        stats.heldMessages &+= 1
-        return true
+        if until != 0 && monotonicNanoseconds() < until { return }
+        container.counters.holdUntil[i] = 0
+        var effects = RuntimeEffects(engine: self)
+        coherence.endHold(page, &effects)
     }
 
-    /// Hands the held messages whose time has come to the protocol, in the
-    /// order they came.
+    /// The protocol keeps a message until `page`'s window closes.
+    func heldBack(_ page: PageID) {
+        var release = monotonicNanoseconds()
+        if let container = containers[page.container] {
+            let until = container.counters.holdUntil[Int(page.index)]
+            if until > release { release = until }
+        }
+        held.append(HeldPage(page: page, release: release))
+        earliestRelease = min(earliestRelease, release)
+    }
+
+    /// Closes the windows whose time has come, each handing its message to
+    /// the protocol, in the order they were held.
     func releaseHeldMessages() {
         guard !held.isEmpty else { return }
         let now = monotonicNanoseconds()
@@ -65,13 +73,10 @@ extension PageEngine {
         for k in 0..<count {
             let h = held[k]
             if h.release <= now {
-                let page = h.message.page
-                if let container = containers[page.container] {
-                    let i = Int(page.index)
-                    container.counters.heldMessages[i] -= 1
-                    if container.counters.heldMessages[i] == 0 { container.counters.holdUntil[i] = 0 }
+                if let container = containers[h.page.container] {
+                    container.counters.holdUntil[Int(h.page.index)] = 0
                     var effects = RuntimeEffects(engine: self)
-                    coherence.receive(h.message, &effects)
+                    coherence.endHold(h.page, &effects)
                 }
             } else {
                 held[kept] = h
@@ -79,8 +84,8 @@ extension PageEngine {
                 next = min(next, h.release)
             }
         }
-        // Releasing only queues self-messages (drained below): nothing is
-        // held meanwhile.
+        // Ending a hold only queues self-messages (drained below): nothing
+        // is held meanwhile.
         assert(held.count == count)
         held.removeLast(count - kept)
         earliestRelease = next

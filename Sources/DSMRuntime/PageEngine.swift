@@ -20,8 +20,6 @@ struct PageStats {
     var pagesSent: UInt64 = 0
     var pagesInstalled: UInt64 = 0
     var prefetches: UInt64 = 0
-    /// Coherence messages set aside by a hold window.
-    var heldMessages: UInt64 = 0
     /// How long faults waited, from the first fault on a page to its wake.
     var wait = LatencyHistogram()
 }
@@ -52,7 +50,7 @@ final class PageEngine {
     var latestWait = LatestWait()
     /// Coherence messages held back by hold windows (HoldWindow.swift), and
     /// the earliest time one of them is due.
-    var held: [HeldMessage] = []
+    var held: [HeldPage] = []
     var earliestRelease = UInt64.max
     /// Installs waiting to go as one run (FaultPath.swift).
     var staged = StagedRun()
@@ -72,7 +70,8 @@ final class PageEngine {
         holdNanoseconds = configuration.tunables.holdNanoseconds
         buddyPrefetch = configuration.tunables.buddyPrefetch
         coherence = CoherenceNode(node: configuration.node, nodes: configuration.nodes,
-                                  handsOverMigratoryPages: configuration.tunables.migratoryPages)
+                                  handsOverMigratoryPages: configuration.tunables.migratoryPages,
+                                  holdsPages: configuration.tunables.holdNanoseconds > 0)
         faultBatch = .allocate(capacity: faultBatchCapacity)
         zeroPage = UnsafeMutableRawPointer.allocate(byteCount: dsmPageSize, alignment: dsmPageSize)
         zeroPage.initializeMemory(as: UInt8.self, repeating: 0, count: dsmPageSize)

@@ -54,16 +54,13 @@ struct PageCounters {
     var losses: ZeroTable<UInt32>
     /// When the first still-unanswered fault on the page arrived (0: none).
     var waitingSince: ZeroTable<UInt64>
-    /// Until when the page stays here whatever others ask (HoldWindow.swift; 0: no hold).
+    /// When the page's hold window closes (HoldWindow.swift; 0: none open).
     var holdUntil: ZeroTable<UInt64>
-    /// Messages about the page held back until then.
-    var heldMessages: ZeroTable<UInt32>
 
     init(pages: Int) {
         faults = ZeroTable(count: pages)
         writeFaults = ZeroTable(count: pages)
         losses = ZeroTable(count: pages)
-        heldMessages = ZeroTable(count: pages)
         waitingSince = ZeroTable(count: pages)
         holdUntil = ZeroTable(count: pages)
     }
@@ -88,7 +85,7 @@ extension Node {
         r.pagesSent = stats.pagesSent
         r.pagesInstalled = stats.pagesInstalled
         r.prefetches = stats.prefetches
-        r.heldMessages = stats.heldMessages
+        r.heldMessages = UInt64(c.heldMessages)
         r.messagesSent = traffic.messagesSent
         r.messagesReceived = traffic.messagesReceived
         r.bytesSent = traffic.bytesSent

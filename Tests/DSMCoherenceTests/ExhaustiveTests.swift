@@ -82,6 +82,30 @@ final class ExhaustiveTests: XCTestCase {
         assertCovered(results, [.unwritten])
     }
 
+    /// Hold windows: a page brought in for a waiting thread keeps the
+    /// message that would take it away until its window closes, which may
+    /// happen at any moment. Every check holds in every interleaving, with
+    /// each kind of message held, including on a page handed over whole.
+    func testHoldWindows() {
+        var twoNodes = ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 3)
+        twoNodes.holdWindows = true
+        var threeNodes = ModelConfiguration(nodes: 3, pages: 1, threads: [(0, 2), (1, 2), (2, 1)])
+        threeNodes.holdWindows = true
+        var twoThreads = ModelConfiguration(nodes: 2, pages: 1, threads: [(0, 2), (1, 2), (1, 1)])
+        twoThreads.holdWindows = true
+        var prefetching = ModelConfiguration(nodes: 2, pages: 1, threads: [(0, 2), (1, 2)])
+        prefetching.holdWindows = true
+        prefetching.prefetchesPerNode = 1
+        let results = explore([twoNodes, threeNodes, twoThreads, prefetching])
+        var total = CoherenceStats()
+        for result in results { total.accumulate(result.stats) }
+        XCTAssertGreaterThan(total.heldMessages, 0)
+        XCTAssertGreaterThan(total.handovers, 0)
+        for kind in [HeldKind.forwardRead, .forwardWrite, .invalidate] {
+            XCTAssertGreaterThan(results.reduce(0) { $0 + $1.heldDeliveries(kind) }, 0, "\(kind) never held")
+        }
+    }
+
     // MARK: The checker can fail
 
     func testSharerKeepingItsCopyIsCaughtByEachDataCheck() {
@@ -109,6 +133,19 @@ final class ExhaustiveTests: XCTestCase {
         expectViolation(config, only: .singleWriter, kind: .twoWriters)
         expectViolation(config, only: .freshReads, kind: .staleRead)
         expectViolation(config, only: .mappingsMatchStates, kind: .mappingMismatch)
+    }
+
+    /// A hold window that ends without handing its message to the protocol,
+    /// or never ends, leaves the page's transaction open for ever.
+    func testBrokenHoldWindowsAreCaught() {
+        var config = ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 2)
+        config.holdWindows = true
+        config.mutation = .heldMessageForgotten
+        expectViolation(config, only: .noDeadlock, kind: .deadlock)
+        expectViolation(config, only: .canAlwaysFinish, kind: .cannotFinish)
+        config.mutation = .holdNeverEnds
+        expectViolation(config, only: .noDeadlock, kind: .deadlock)
+        expectViolation(config, only: .canAlwaysFinish, kind: .cannotFinish)
     }
 
     func testLostDoneIsCaughtAsDeadlock() {

@@ -23,6 +23,10 @@ struct ModelConfiguration: CustomStringConvertible {
     /// Requests each node may send ahead of any fault (readahead), for any
     /// page and either access, at any moment.
     var prefetchesPerNode = 0
+    /// Pages brought in for a waiting thread hold (`CoherenceNode.holdsPages`):
+    /// a message taking one away waits until its window closes, which may
+    /// happen at any moment after it opened.
+    var holdWindows = false
 
     /// One thread per node, each making `accessesPerThread` accesses.
     init(nodes: Int, pages: Int, accessesPerThread: Int) {
@@ -39,7 +43,7 @@ struct ModelConfiguration: CustomStringConvertible {
 
     var description: String {
         let threads = zip(threadNodes, threadAccesses).map { "n\($0.0):\($0.1)" }.joined(separator: " ")
-        return "\(nodes) nodes, \(pages) page\(pages == 1 ? "" : "s"), threads [\(threads)]"
+        return "\(nodes) nodes, \(pages) page\(pages == 1 ? "" : "s"), threads [\(threads)]" + (holdWindows ? ", hold windows" : "")
     }
 }
 
@@ -87,6 +91,10 @@ enum ModelMutation {
     /// once: its first write goes unseen, and the node later gives it away
     /// as unwritten without write-protecting it.
     case handedOverPageMappedWritable
+    /// The runtime ends a hold window but loses the message it held.
+    case heldMessageForgotten
+    /// The runtime never ends a hold window that holds a message.
+    case holdNeverEnds
 }
 
 enum ViolationKind: Equatable {
@@ -153,6 +161,8 @@ enum ModelStep: CustomStringConvertible {
     case deliver(from: NodeID, to: NodeID, position: Int)
     /// The node's runtime asks for a page ahead of any fault.
     case prefetch(node: NodeID, page: Int, access: Access)
+    /// The hold window of the page on the node closes.
+    case endHold(node: NodeID, page: Int)
 
     var description: String {
         switch self {
@@ -162,6 +172,7 @@ enum ModelStep: CustomStringConvertible {
         case .deliver(let from, let to, let position):
             "deliver \(from) -> \(to)" + (position == 0 ? "" : " (message \(position) in the channel)")
         case .prefetch(let node, let page, let access): "node \(node) prefetches page \(page) for \(access)"
+        case .endHold(let node, let page): "node \(node)'s hold window on page \(page) closes"
         }
     }
 }
@@ -179,7 +190,9 @@ struct ModelWorld {
     init(_ config: ModelConfiguration) {
         // The smallest penalty cap that still takes every path (a penalty
         // raised, a cap reached): the real cap multiplies states, not paths.
-        nodes = (0..<config.nodes).map { CoherenceNode(node: $0, nodes: config.nodes, maxMigrationPenalty: 1) }
+        nodes = (0..<config.nodes).map {
+            CoherenceNode(node: $0, nodes: config.nodes, maxMigrationPenalty: 1, holdsPages: config.holdWindows)
+        }
         for index in nodes.indices { nodes[index].addContainer(0, pages: config.pages) }
         channels = Array(repeating: [], count: config.nodes * config.nodes)
         copies = Array(repeating: MappedCopy(), count: config.nodes * config.pages)
@@ -212,6 +225,14 @@ struct ModelWorld {
                 steps.append(.prefetch(node: node, page: page, access: .write))
             }
         }
+        if config.holdWindows {
+            for node in 0..<config.nodes {
+                for page in 0..<config.pages where nodes[node].isHolding(Self.page(page)) {
+                    if config.mutation == .holdNeverEnds, nodes[node].containers[0]!.local[page].held != .none { continue }
+                    steps.append(.endHold(node: node, page: page))
+                }
+            }
+        }
         for from in 0..<config.nodes {
             for to in 0..<config.nodes {
                 let waiting = channels[from * config.nodes + to].count
@@ -241,6 +262,17 @@ struct ModelWorld {
             prefetchesLeft[node] -= 1
             var sink = RecordingEffects()
             nodes[node].prefetch(Self.page(page), access, &sink)
+            try perform(sink.effects, on: node, handling: nil, config)
+        case .endHold(let node, let page):
+            if config.mutation == .heldMessageForgotten {
+                var local = nodes[node].containers[0]!.local[page]
+                local.holding = false
+                local.held = .none
+                nodes[node].setLocalPage(Self.page(page), local)
+                return
+            }
+            var sink = RecordingEffects()
+            nodes[node].endHold(Self.page(page), &sink)
             try perform(sink.effects, on: node, handling: nil, config)
         case .deliver(let from, let to, let position):
             let delivered = channels[from * config.nodes + to].remove(at: position)
@@ -328,6 +360,9 @@ struct ModelWorld {
                     && Int(threads[thread].page) == Int(page.index) {
                     threads[thread].phase = .ready
                 }
+            case .held:
+                // The window may close at any moment (`.endHold`).
+                break
             case .violation(let reason, let page):
                 throw ModelViolation(kind: .protocolViolation, detail: "node \(node), page \(page): \(reason)")
             }
@@ -339,6 +374,7 @@ struct ModelWorld {
     /// Every thread has made all its accesses and no message is in flight.
     var isFinished: Bool {
         threads.allSatisfy { $0.phase == .idle && $0.remaining == 0 } && channels.allSatisfy(\.isEmpty)
+            && nodes.allSatisfy { node in node.containers[0]!.local.allSatisfy { $0.held == .none } }
     }
 
     func checkInvariants(_ config: ModelConfiguration, terminal: Bool) throws(ModelViolation) {
@@ -396,6 +432,10 @@ struct ModelWorld {
                 while page < config.pages {
                     let local = pages.local[page]
                     writer.put(local.state.rawValue | local.outstanding.rawValue << 2 | (local.wantWrite ? 16 : 0))
+                    if config.holdWindows {
+                        writer.put((local.faultWaiting ? 1 : 0) | (local.holding ? 2 : 0) | local.held.rawValue << 2
+                                   | UInt8(bitPattern: local.heldRequester) << 5)
+                    }
                     if page % config.nodes == n {
                         let entry = pages.home[page / config.nodes]
                         writer.put(UInt8(bitPattern: entry.owner &+ 1) | entry.phase.rawValue << 4)
@@ -509,11 +549,14 @@ struct ModelExplorer {
         var stats = CoherenceStats()
         /// Deliveries per message kind (indexed by `MessageKind`).
         var delivered = Array(repeating: 0, count: MessageKind.allCases.count)
+        /// Hold windows that closed on a held message, per kind (`HeldKind`).
+        var heldReleased = Array(repeating: 0, count: HeldKind.allCases.count)
         var violation: ModelViolation?
         /// The steps from the initial state to the violation.
         var trace: [String] = []
 
         func deliveries(_ kind: MessageKind) -> Int { delivered[kind.rawValue] }
+        func heldDeliveries(_ kind: HeldKind) -> Int { heldReleased[kind.rawValue] }
 
         var summary: String {
             "\(states) states, \(transitions) transitions, \(terminalStates) terminal states, depth \(maxDepth)"
@@ -567,6 +610,9 @@ struct ModelExplorer {
             if case .deliver(let from, let to, let position) = step {
                 let message = world.channels[from * config.nodes + to][position].message
                 result.delivered[MessageKind(message).rawValue] += 1
+            }
+            if case .endHold(let node, let page) = step, let kind = HeldKind(world.nodes[node].containers[0]!.local[page].held) {
+                result.heldReleased[kind.rawValue] += 1
             }
             do throws(ModelViolation) {
                 try world.apply(step, config)
@@ -659,6 +705,20 @@ enum MessageKind: Int, CaseIterable {
     }
 }
 
+/// Kinds of messages a hold window can hold.
+enum HeldKind: Int, CaseIterable {
+    case forwardRead, forwardWrite, invalidate
+
+    init?(_ held: HeldTakeaway) {
+        switch held {
+        case .none: return nil
+        case .forwardRead: self = .forwardRead
+        case .forwardWrite, .forwardWriteWithData: self = .forwardWrite
+        case .invalidate: self = .invalidate
+        }
+    }
+}
+
 extension CoherenceStats {
     mutating func accumulate(_ other: CoherenceStats) {
         readFaults += other.readFaults
@@ -678,5 +738,6 @@ extension CoherenceStats {
         handovers += other.handovers
         migrationsEnded += other.migrationsEnded
         silentUpgrades += other.silentUpgrades
+        heldMessages += other.heldMessages
     }
 }

@@ -10,6 +10,7 @@ enum Effect: Equatable, CustomStringConvertible {
     case installZero(PageID)
     case makeWritable(PageID)
     case wake(PageID)
+    case held(PageID)
     case violation(String, PageID)
 
     var description: String {
@@ -21,6 +22,7 @@ enum Effect: Equatable, CustomStringConvertible {
         case .installZero(let page): "installZero \(page)"
         case .makeWritable(let page): "makeWritable \(page)"
         case .wake(let page): "wake \(page)"
+        case .held(let page): "held \(page)"
         case .violation(let reason, let page): "VIOLATION \(reason) on \(page)"
         }
     }
@@ -37,6 +39,7 @@ struct RecordingEffects: CoherenceEffects {
     mutating func installZero(_ page: PageID) { effects.append(.installZero(page)) }
     mutating func makeWritable(_ page: PageID) { effects.append(.makeWritable(page)) }
     mutating func wake(_ page: PageID) { effects.append(.wake(page)) }
+    mutating func held(_ page: PageID) { effects.append(.held(page)) }
     mutating func protocolViolation(_ reason: StaticString, page: PageID) {
         effects.append(.violation("\(reason)", page))
     }
@@ -54,9 +57,11 @@ struct TestCluster {
     var nodes: [CoherenceNode]
     var inFlight: [InFlight] = []
 
-    init(nodes count: Int, container: ContainerID = 0, pages: Int = 8, handsOverMigratoryPages: Bool = true) {
+    init(nodes count: Int, container: ContainerID = 0, pages: Int = 8, handsOverMigratoryPages: Bool = true,
+         holdsPages: Bool = false) {
         nodes = (0..<count).map {
-            CoherenceNode(node: $0, nodes: count, handsOverMigratoryPages: handsOverMigratoryPages)
+            CoherenceNode(node: $0, nodes: count, handsOverMigratoryPages: handsOverMigratoryPages,
+                          holdsPages: holdsPages)
         }
         for index in nodes.indices { nodes[index].addContainer(container, pages: pages) }
     }
@@ -78,6 +83,15 @@ struct TestCluster {
         nodes[next.to].receive(next.message, &sink)
         enqueueSends(of: sink.effects, from: next.to)
         return (next, sink.effects)
+    }
+
+    /// Ends `page`'s hold window on `node`; returns the node's effects.
+    @discardableResult
+    mutating func endHold(_ node: NodeID, _ page: PageID) -> [Effect] {
+        var sink = RecordingEffects()
+        nodes[node].endHold(page, &sink)
+        enqueueSends(of: sink.effects, from: node)
+        return sink.effects
     }
 
     /// Delivers until nothing is in flight; returns every delivered message.

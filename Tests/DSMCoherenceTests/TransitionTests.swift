@@ -97,6 +97,38 @@ final class TransitionTests: XCTestCase {
         XCTAssertEqual(cluster.nodes[0].stats.handovers, 0)
     }
 
+    /// A page that came for a waiting thread holds: the request that would
+    /// take it away waits for the window to close, then is served as
+    /// usual. A prefetched page nobody waited for does not hold, and the
+    /// home's own requests are never held.
+    func testHoldWindowKeepsTheTakeawayUntilItCloses() {
+        var cluster = TestCluster(nodes: 2, holdsPages: true)
+        cluster.access(1, page0, .write)
+        XCTAssertTrue(cluster.nodes[1].isHolding(page0))
+        cluster.fault(0, page0, .write)
+        XCTAssertEqual(cluster.deliverNext().1, [.send(.forwardWrite(page0, requester: 0, sendData: true), to: 1)])
+        XCTAssertEqual(cluster.deliverNext().1, [.held(page0)], "node 1 keeps the forward")
+        XCTAssertTrue(cluster.inFlight.isEmpty)
+        XCTAssertEqual(cluster.nodes[1].stats.heldMessages, 1)
+        XCTAssertEqual(cluster.endHold(1, page0), [
+            .writeProtect(page0), .send(.data(page0, writable: true, closed: false), to: 0), .drop(page0),
+        ])
+        XCTAssertFalse(cluster.nodes[1].isHolding(page0))
+        cluster.settle()
+        XCTAssertEqual(cluster.nodes[0].localState(page0), .exclusive)
+        XCTAssertTrue(cluster.nodes[0].isHolding(page0), "the writer waited: its page holds")
+        XCTAssertEqual(cluster.endHold(0, page0), [], "a window that held nothing closes quietly")
+
+        var prefetched = TestCluster(nodes: 2, holdsPages: true)
+        var sink = RecordingEffects()
+        prefetched.nodes[1].prefetch(page1, .read, &sink)
+        XCTAssertEqual(sink.effects, [.send(.readRequest(page1, from: 1), to: 1)])
+        prefetched.inFlight.append(.init(from: 1, to: 1, message: .readRequest(page1, from: 1)))
+        prefetched.settle()
+        XCTAssertEqual(prefetched.nodes[1].localState(page1), .exclusive)
+        XCTAssertFalse(prefetched.nodes[1].isHolding(page1), "nobody waited for it")
+    }
+
     func testFirstTouchReadIsAZeroGrantWithoutData() {
         var cluster = TestCluster(nodes: 2)
         XCTAssertEqual(cluster.fault(1, page0, .read), [.send(.readRequest(page0, from: 1), to: 0)])
