@@ -76,7 +76,9 @@ extension ClusterService {
             nextWaiter += 1
             let ops = operations.map { SemOperation(number: $0.num, operation: $0.op, flags: $0.flags) }
             let semTimeout = timeout >= 0 ? SemTimeout(seconds: timeout / 1_000_000_000, nanoseconds: timeout % 1_000_000_000) : nil
-            switch namespace.semop(id: id, operations: ops, timeout: semTimeout, waiter: waiter, caller: credentials, now: now) {
+            var effects = SysVServiceEffects(service: self, router: router)
+            switch namespace.semop(id: id, operations: ops, timeout: semTimeout, waiter: waiter, caller: credentials,
+                                   now: now, &effects) {
             case .completed: router.answer(reply, ServiceReply(result: 0))
             case .failed(let e): router.answer(reply, .error(e))
             case .blocked:
@@ -85,7 +87,6 @@ extension ClusterService {
                     deadlines.append((deadline: monotonicNanoseconds() + UInt64(timeout), waiter: waiter.rawValue))
                 }
             }
-            answerCompletions(router: router)
 
         case .semctl(let id, let number, let command, let value, let values, let uid, let gid, let mode):
             guard let decoded = SemCommand(linuxCommand: command, value: value, values: values,
@@ -93,7 +94,8 @@ extension ClusterService {
                 router.answer(reply, .error(.invalidArgument))
                 return
             }
-            switch namespace.semctl(id: id, number: number, command: decoded, caller: credentials, now: now) {
+            var effects = SysVServiceEffects(service: self, router: router)
+            switch namespace.semctl(id: id, number: number, command: decoded, caller: credentials, now: now, &effects) {
             case .failure(let e): router.answer(reply, .error(e))
             case .success(let result):
                 var answer = ServiceReply(result: Int64(result.returnValue))
@@ -109,7 +111,6 @@ extension ClusterService {
                 answer.data = w.bytes
                 router.answer(reply, answer)
             }
-            answerCompletions(router: router)
 
         case .semaphoreCount(let id):
             router.answer(reply, ServiceReply(namespace.semaphoreCountForSetAll(id: id, caller: credentials).map { Int32($0) }))
@@ -138,13 +139,11 @@ extension ClusterService {
         destroyEverywhere(container, router: router)
     }
 
-    /// Semops finished by the last change: answer their callers.
-    func answerCompletions(router: CallRouter) {
-        for wakeup in namespace.takeCompletions() {
-            guard let reply = semWaiters.removeValue(forKey: wakeup.waiter.rawValue) else { continue }
-            deadlines.removeAll { $0.waiter == wakeup.waiter.rawValue }
-            router.answer(reply, wakeup.error.map { ServiceReply.error($0) } ?? ServiceReply(result: 0))
-        }
+    /// A semop another call finished: answer its caller.
+    func finished(_ wakeup: SemaphoreWakeup, router: CallRouter) {
+        guard let reply = semWaiters.removeValue(forKey: wakeup.waiter.rawValue) else { return }
+        deadlines.removeAll { $0.waiter == wakeup.waiter.rawValue }
+        router.answer(reply, wakeup.error.map { ServiceReply.error($0) } ?? ServiceReply(result: 0))
     }
 
     /// The caller of a waiting semop was interrupted by a signal: EINTR,
@@ -175,9 +174,21 @@ extension ClusterService {
     /// A node's program finished: its SEM_UNDO adjustments apply now, its
     /// attachments go (which may destroy removed segments).
     func processExited(_ caller: Caller, router: CallRouter) {
-        let destroyed = namespace.processExited(IPCProcess(node: caller.node, pid: caller.pid), now: Int64(time(nil)))
+        var effects = SysVServiceEffects(service: self, router: router)
+        let destroyed = namespace.processExited(IPCProcess(node: caller.node, pid: caller.pid), now: Int64(time(nil)),
+                                                &effects)
         for c in destroyed { destroy(c, router: router) }
-        answerCompletions(router: router)
+    }
+}
+
+/// Carries out what a System V call did to other callers: each semop it
+/// finished is answered as it is reported.
+struct SysVServiceEffects: SysVEffects {
+    unowned let service: ClusterService
+    unowned let router: CallRouter
+
+    func wake(_ wakeup: SemaphoreWakeup) {
+        service.finished(wakeup, router: router)
     }
 }
 

@@ -272,8 +272,9 @@ public enum SemopOutcome: Equatable, Sendable {
     case completed
     /// Failed now: semop returns -1 with this errno.
     case failed(Errno)
-    /// Queued under the caller's WaiterID: answer it when takeCompletions()
-    /// reports it, or after cancelWait (EAGAIN on timeout, EINTR on a signal).
+    /// Queued under the caller's WaiterID: answer it when a later call
+    /// reports it (`SysVEffects.wake`), or after cancelWait (EAGAIN on
+    /// timeout, EINTR on a signal).
     case blocked
 }
 

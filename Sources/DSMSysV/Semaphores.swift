@@ -409,8 +409,10 @@ extension SysVNamespace {
     /// semop()/semtimedop(). On `.blocked` the semop waits under `waiter`
     /// (which must not be waiting already): the caller arms its timeout, if
     /// any, and calls cancelWait when it expires or a signal interrupts.
-    public mutating func semop(id: Int32, operations: [SemOperation], timeout: SemTimeout? = nil,
-                               waiter: WaiterID, caller: IPCCredentials, now: Int64) -> SemopOutcome {
+    public mutating func semop<E: SysVEffects>(id: Int32, operations: [SemOperation], timeout: SemTimeout? = nil,
+                                              waiter: WaiterID, caller: IPCCredentials, now: Int64,
+                                              _ effects: inout E) -> SemopOutcome {
+        defer { report(&effects) }
         if let error = semopPrecheck(id: id, operationCount: operations.count) { return .failed(error) }
         if let timeout, !timeout.isValid { return .failed(.invalidArgument) }
         var highestNumber = 0
@@ -464,15 +466,16 @@ extension SysVNamespace {
 
     /// A waiting semop gives up (timeout: the caller answers EAGAIN; signal:
     /// EINTR). False when it is not queued any more: it already completed
-    /// or failed and is (or was) in takeCompletions(), which wins.
+    /// or failed and was reported to a sink, which wins.
     public mutating func cancelWait(_ waiter: WaiterID) -> Bool {
         guard let record = waiters.removeValue(forKey: waiter) else { return false }
         guard let slot = semaphoreSets.slot(forIdentifier: record.setID) else { return false }
         return semaphoreSets[slot].cancel(waiter, firstNumber: record.firstNumber)
     }
 
-    public mutating func semctl(id: Int32, number: Int32, command: SemCommand, caller: IPCCredentials,
-                                now: Int64) -> Result<SemControlResult, Errno> {
+    public mutating func semctl<E: SysVEffects>(id: Int32, number: Int32, command: SemCommand, caller: IPCCredentials,
+                                               now: Int64, _ effects: inout E) -> Result<SemControlResult, Errno> {
+        defer { report(&effects) }
         guard id >= 0 else { return .failure(.invalidArgument) }
         switch command {
         case .limits, .usage:

@@ -10,9 +10,10 @@ import DSMCore
 /// time (seconds since the epoch) with every call.
 ///
 /// Answering blocked callers: a semop that must wait returns `.blocked` and
-/// stays queued under its WaiterID. Any later call may finish queued semops;
-/// after each mutating call, `takeCompletions()` lists them in the order
-/// Linux wakes them.
+/// stays queued under its WaiterID. Any later call may finish queued semops:
+/// each call that can takes the caller's `SysVEffects` sink, and reports
+/// them into it (`wake`) in the order Linux wakes them, as DSMCoherence and
+/// DSMSync report their effects. The call's own answer is its return value.
 public struct SysVNamespace: Sendable {
     public let limits: SysVLimits
 
@@ -30,6 +31,7 @@ public struct SysVNamespace: Sendable {
     /// Linux keeps its undo list in, and so applies it at exit).
     var undoSets: [IPCProcess: [Int32]] = [:]
     var waiters: [WaiterID: WaiterRecord] = [:]
+    /// The semops the current call finished, until it hands them to its sink.
     var completions: [SemaphoreWakeup] = []
 
     /// - Parameter firstContainer: the first container id handed to a new
@@ -39,12 +41,11 @@ public struct SysVNamespace: Sendable {
         self.nextContainer = firstContainer
     }
 
-    /// The semops that finished (or failed: EIDRM when their set was
-    /// removed) since the last call, in wake order. Their callers are waiting
-    /// for these answers.
-    public mutating func takeCompletions() -> [SemaphoreWakeup] {
-        defer { completions.removeAll() }
-        return completions
+    /// Hands the semops the current call finished to its sink, in order.
+    mutating func report<E: SysVEffects>(_ effects: inout E) {
+        guard !completions.isEmpty else { return }
+        for wakeup in completions { effects.wake(wakeup) }
+        completions.removeAll(keepingCapacity: true)
     }
 
     /// Whether a semop is still queued under `waiter`.
@@ -92,26 +93,35 @@ public struct SysVNamespace: Sendable {
     /// The process is gone: its queued semops are dropped unanswered, its
     /// attachments detached, and its SEM_UNDO adjustments applied (clamped
     /// to 0...SEMVMX, as Linux's exit_sem does), which may finish other
-    /// semops (see takeCompletions). Returns the containers destroyed.
-    public mutating func processExited(_ process: IPCProcess, now: Int64) -> [ContainerID] {
+    /// semops (reported into `effects`). Returns the containers destroyed.
+    public mutating func processExited<E: SysVEffects>(_ process: IPCProcess, now: Int64,
+                                                      _ effects: inout E) -> [ContainerID] {
         for (waiter, record) in waiters where record.process == process {
             _ = cancelWait(waiter)
         }
         let destroyed = detachAll(process, now: now)
         applyUndo(of: process, now: now)
+        report(&effects)
         return destroyed
     }
 
     /// A node left the cluster: all its processes count as exited.
-    public mutating func nodeLeft(_ node: NodeID, now: Int64) -> [ContainerID] {
+    public mutating func nodeLeft<E: SysVEffects>(_ node: NodeID, now: Int64, _ effects: inout E) -> [ContainerID] {
         var processes = Set<IPCProcess>()
         processes.formUnion(attachments.keys.filter { $0.node == node })
         processes.formUnion(undoSets.keys.filter { $0.node == node })
         processes.formUnion(waiters.values.map(\.process).filter { $0.node == node })
         var destroyed: [ContainerID] = []
         for process in processes.sorted(by: { $0.pid < $1.pid }) {
-            destroyed += processExited(process, now: now)
+            destroyed += processExited(process, now: now, &effects)
         }
         return destroyed
     }
+}
+
+/// Where the namespace reports what a call did to other callers: a queued
+/// semop finished, or failed (EIDRM when its set was removed), because of
+/// it. Its caller waits for this answer.
+public protocol SysVEffects {
+    mutating func wake(_ wakeup: SemaphoreWakeup)
 }

@@ -8,6 +8,11 @@ import XCTest
 /// on the model; every return value, errno and reported field must agree.
 /// Whatever a script creates is removed at the end, failed or not.
 final class KernelComparisonTests: XCTestCase {
+    override func setUp() {
+        super.setUp()
+        reportedWakeups.removeAll()
+    }
+
     let creat = SysV.IPC_CREAT
     let excl = SysV.IPC_EXCL
     let undo = SysV.SEM_UNDO

@@ -483,7 +483,7 @@ final class Twin {
     }
 
     private func recordModelCompletions() {
-        for wakeup in model.takeCompletions() { modelFinished[wakeup.waiter.rawValue] = wakeup.error?.rawValue ?? 0 }
+        for wakeup in takeWakeups() { modelFinished[wakeup.waiter.rawValue] = wakeup.error?.rawValue ?? 0 }
     }
 
     /// The kernel's blocked threads and the model's answered waiters agree,

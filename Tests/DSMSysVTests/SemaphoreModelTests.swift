@@ -3,6 +3,11 @@ import XCTest
 @testable import DSMSysV
 
 final class SemaphoreModelTests: XCTestCase {
+    override func setUp() {
+        super.setUp()
+        reportedWakeups.removeAll()
+    }
+
     let root = Callers.root
     let undo = SysV.SEM_UNDO
     let noWait = SysV.IPC_NOWAIT
@@ -112,17 +117,17 @@ final class SemaphoreModelTests: XCTestCase {
         XCTAssertEqual(ns.op(id, [sop(0, -1)], waiter: 2), .blocked)
         XCTAssertEqual(ns.op(id, [sop(0, -1)], waiter: 3), .blocked)
         XCTAssertEqual(ns.count(id, 0, zero: false), 3)
-        XCTAssertTrue(ns.takeCompletions().isEmpty)
+        XCTAssertTrue(takeWakeups().isEmpty)
 
         XCTAssertEqual(ns.op(id, [sop(0, 1)], caller: Callers.user(0, pid: 77), now: 50), .completed)
-        XCTAssertEqual(ns.takeCompletions(), [wake(2)], "the first waiter needs 2: the next one gets the unit")
+        XCTAssertEqual(takeWakeups(), [wake(2)], "the first waiter needs 2: the next one gets the unit")
         XCTAssertEqual(ns.value(id, 0), 0)
         XCTAssertEqual(ns.semctl(id: id, number: 0, command: .getPID, caller: root, now: 0).value, .value(100),
                        "the waiter's process performed the last change")
         XCTAssertEqual(ns.semStatus(id)?.operationTime, 50)
 
         XCTAssertEqual(ns.op(id, [sop(0, 3)]), .completed)
-        XCTAssertEqual(ns.takeCompletions(), [wake(1), wake(3)])
+        XCTAssertEqual(takeWakeups(), [wake(1), wake(3)])
         XCTAssertEqual(ns.value(id, 0), 0)
         XCTAssertEqual(ns.count(id, 0, zero: false), 0)
         XCTAssertFalse(ns.isWaiting(WaiterID(1)))
@@ -137,9 +142,9 @@ final class SemaphoreModelTests: XCTestCase {
         XCTAssertEqual(ns.count(id, 1, zero: true), 0)
         XCTAssertEqual(ns.op(id, [sop(0, 0)], waiter: 3, caller: root), .blocked)
         XCTAssertEqual(ns.op(id, [sop(0, -1)]), .completed)
-        XCTAssertTrue(ns.takeCompletions().isEmpty)
+        XCTAssertTrue(takeWakeups().isEmpty)
         XCTAssertEqual(ns.op(id, [sop(0, -1)]), .completed)
-        XCTAssertEqual(ns.takeCompletions(), [wake(1), wake(3), wake(2)],
+        XCTAssertEqual(takeWakeups(), [wake(1), wake(3), wake(2)],
                        "single zero-waiters of the semaphore first, then the set's")
         XCTAssertEqual(ns.op(id, [sop(1, 0), sop(0, 0)]), .completed, "zero-waits complete at once when satisfied")
     }
@@ -152,7 +157,7 @@ final class SemaphoreModelTests: XCTestCase {
                        [1, 0, 0])
         // Now it gets past semaphore 0 and blocks on waiting for 1 to be zero.
         XCTAssertEqual(ns.op(id, [sop(0, 1), sop(1, 1)]), .completed)
-        XCTAssertTrue(ns.takeCompletions().isEmpty)
+        XCTAssertTrue(takeWakeups().isEmpty)
         XCTAssertEqual([ns.count(id, 0, zero: false), ns.count(id, 1, zero: false), ns.count(id, 1, zero: true)],
                        [0, 0, 1])
         XCTAssertEqual(ns.semctl(id: id, number: 2, command: .getNCount, caller: root, now: 0).error, .invalidArgument)
@@ -168,13 +173,13 @@ final class SemaphoreModelTests: XCTestCase {
         XCTAssertEqual(ns.op(id, [sop(0, -1), sop(1, -1)], waiter: 3), .blocked)
         XCTAssertEqual(ns.op(id, [sop(0, -1)], waiter: 4), .blocked)
         _ = try XCTUnwrapSuccess(ns.semctl(id: id, number: 0, command: .setAll([2, 2]), caller: root, now: 5))
-        XCTAssertEqual(ns.takeCompletions(), [wake(2), wake(1), wake(3)])
+        XCTAssertEqual(takeWakeups(), [wake(2), wake(1), wake(3)])
         XCTAssertEqual(ns.values(id), [0, 0])
         XCTAssertEqual(ns.count(id, 0, zero: false), 1)
         XCTAssertEqual(ns.semStatus(id)?.operationTime, 5, "a woken semop stamps sem_otime")
         // Once no multi-operation waiter is left the queues split again.
         XCTAssertEqual(ns.op(id, [sop(0, 1)]), .completed)
-        XCTAssertEqual(ns.takeCompletions(), [wake(4)])
+        XCTAssertEqual(takeWakeups(), [wake(4)])
     }
 
     func testRetryHittingNoWaitFailsTheWaiter() throws {
@@ -182,7 +187,7 @@ final class SemaphoreModelTests: XCTestCase {
         let id = try makeSet(&ns, count: 2)
         XCTAssertEqual(ns.op(id, [sop(0, -1), sop(1, -1, noWait)], waiter: 1), .blocked)
         XCTAssertEqual(ns.op(id, [sop(0, 1)]), .completed)
-        XCTAssertEqual(ns.takeCompletions(), [wake(1, .resourceTemporarilyUnavailable)])
+        XCTAssertEqual(takeWakeups(), [wake(1, .resourceTemporarilyUnavailable)])
         XCTAssertEqual(ns.values(id), [1, 0])
     }
 
@@ -198,7 +203,7 @@ final class SemaphoreModelTests: XCTestCase {
         XCTAssertTrue(ns.cancelWait(WaiterID(1)))
         XCTAssertEqual(ns.count(id, 0, zero: false), 1)
         XCTAssertEqual(ns.op(id, [sop(0, 1)]), .completed)
-        XCTAssertEqual(ns.takeCompletions(), [wake(3)])
+        XCTAssertEqual(takeWakeups(), [wake(3)])
         XCTAssertFalse(ns.cancelWait(WaiterID(3)), "already completed: the completion wins")
         XCTAssertFalse(ns.cancelWait(WaiterID(99)))
         // The id can be used again once it is not waiting.
@@ -214,7 +219,7 @@ final class SemaphoreModelTests: XCTestCase {
         XCTAssertEqual(ns.op(id, [sop(1, 0), sop(0, 0)], waiter: 4), .blocked)
         XCTAssertFails(ns.semctl(id: id, number: 0, command: .remove, caller: Callers.user(1000), now: 1), .notPermitted)
         XCTAssertEqual(ns.semctl(id: id, number: 0, command: .remove, caller: root, now: 1).value, .done)
-        XCTAssertEqual(ns.takeCompletions(), [wake(4, .identifierRemoved), wake(1, .identifierRemoved),
+        XCTAssertEqual(takeWakeups(), [wake(4, .identifierRemoved), wake(1, .identifierRemoved),
                                               wake(3, .identifierRemoved), wake(2, .identifierRemoved)],
                        "set const, set alter, then each semaphore's")
         XCTAssertFalse(ns.cancelWait(WaiterID(1)))
@@ -249,7 +254,7 @@ final class SemaphoreModelTests: XCTestCase {
         XCTAssertEqual(ns.op(id, [sop(0, -1, undo)], caller: holder), .completed)
         XCTAssertEqual(ns.op(id, [sop(0, -1, undo)], waiter: 5, caller: waiter), .blocked)
         XCTAssertEqual(ns.processExited(holder.process, now: 3), [])
-        XCTAssertEqual(ns.takeCompletions(), [wake(5)])
+        XCTAssertEqual(takeWakeups(), [wake(5)])
         XCTAssertEqual(ns.value(id, 0), 0)
         // The exiting process's own waiters are dropped, not answered.
         XCTAssertEqual(ns.op(id, [sop(0, -1)], waiter: 6, caller: holder), .blocked)
@@ -270,7 +275,7 @@ final class SemaphoreModelTests: XCTestCase {
         XCTAssertEqual(ns.op(first, [sop(0, -1)], waiter: 1), .blocked)
         XCTAssertEqual(ns.op(second, [sop(0, -1)], waiter: 2), .blocked)
         _ = ns.processExited(a.process, now: 1)
-        XCTAssertEqual(ns.takeCompletions(), [wake(2), wake(1)])
+        XCTAssertEqual(takeWakeups(), [wake(2), wake(1)])
     }
 
     func testSetValueAndSetAll() throws {
@@ -295,7 +300,7 @@ final class SemaphoreModelTests: XCTestCase {
         XCTAssertEqual(ns.op(id, [sop(0, -5)], waiter: 1), .blocked)
         XCTAssertEqual(ns.semctl(id: id, number: 0, command: .setValue(10), caller: Callers.user(0, pid: 33), now: 7)
                        .value, .done)
-        XCTAssertEqual(ns.takeCompletions(), [wake(1)])
+        XCTAssertEqual(takeWakeups(), [wake(1)])
         XCTAssertEqual(ns.semStatus(id)?.changeTime, 7)
         XCTAssertEqual(ns.semctl(id: id, number: 0, command: .getPID, caller: root, now: 0).value, .value(100),
                        "the woken semop changed it last")

@@ -3,6 +3,11 @@ import XCTest
 @testable import DSMSysV
 
 final class SharedMemoryModelTests: XCTestCase {
+    override func setUp() {
+        super.setUp()
+        reportedWakeups.removeAll()
+    }
+
     let create = SysV.IPC_CREAT | 0o600
     let exclusive = SysV.IPC_CREAT | SysV.IPC_EXCL | 0o600
 

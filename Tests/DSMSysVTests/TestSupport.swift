@@ -40,7 +40,50 @@ func XCTUnwrapSuccess<T>(_ result: Result<T, Errno>, _ message: String = "",
     }
 }
 
+/// Records what the namespace reports, for tests to compare.
+struct RecordingSysVEffects: SysVEffects {
+    var wakeups: [SemaphoreWakeup] = []
+    mutating func wake(_ wakeup: SemaphoreWakeup) { wakeups.append(wakeup) }
+}
+
+/// What the shorthands below reported since the last `takeWakeups()` (tests
+/// run one at a time; each model test class clears it in `setUp`).
+nonisolated(unsafe) var reportedWakeups: [SemaphoreWakeup] = []
+
+func takeWakeups() -> [SemaphoreWakeup] {
+    defer { reportedWakeups.removeAll() }
+    return reportedWakeups
+}
+
 extension SysVNamespace {
+    // Shorthands for the calls that report into a sink: a recording one,
+    // whose wakeups `takeWakeups()` returns.
+    mutating func semop(id: Int32, operations: [SemOperation], timeout: SemTimeout? = nil,
+                        waiter: WaiterID, caller: IPCCredentials, now: Int64) -> SemopOutcome {
+        var effects = RecordingSysVEffects()
+        defer { reportedWakeups += effects.wakeups }
+        return semop(id: id, operations: operations, timeout: timeout, waiter: waiter, caller: caller, now: now, &effects)
+    }
+
+    mutating func semctl(id: Int32, number: Int32, command: SemCommand, caller: IPCCredentials,
+                         now: Int64) -> Result<SemControlResult, Errno> {
+        var effects = RecordingSysVEffects()
+        defer { reportedWakeups += effects.wakeups }
+        return semctl(id: id, number: number, command: command, caller: caller, now: now, &effects)
+    }
+
+    mutating func processExited(_ process: IPCProcess, now: Int64) -> [ContainerID] {
+        var effects = RecordingSysVEffects()
+        defer { reportedWakeups += effects.wakeups }
+        return processExited(process, now: now, &effects)
+    }
+
+    mutating func nodeLeft(_ node: NodeID, now: Int64) -> [ContainerID] {
+        var effects = RecordingSysVEffects()
+        defer { reportedWakeups += effects.wakeups }
+        return nodeLeft(node, now: now, &effects)
+    }
+
     /// Test shorthand: one semop with a caller-chosen waiter id.
     mutating func op(_ id: Int32, _ operations: [SemOperation], waiter: UInt64 = 0,
                      caller: IPCCredentials = Callers.root, now: Int64 = 1000) -> SemopOutcome {
