@@ -81,70 +81,78 @@ struct SyncRequest {
         self.init(object: object, operation: operation, thread: thread, timeoutNanoseconds: timeoutNanoseconds)
     }
 
+    /// The operation of a code of `dsm_sync_operation` (CDSMPreload.h, the
+    /// one table), nil for a code that is none. The switch is exhaustive:
+    /// a code added there must be mapped here.
     static func operation(code: Int32, argument: UInt64) -> SyncOperation? {
-        switch Int(code) {
-        case Int(DSM_TOKEN_ACQUIRE): return .tokenAcquire
-        case Int(DSM_TOKEN_TRY): return .tokenTry
-        case Int(DSM_TOKEN_RELEASE): return .tokenRelease
-        case Int(DSM_TOKEN_BUSY): return .tokenBusy
-        case Int(DSM_COND_ENQUEUE): return .condEnqueue
-        case Int(DSM_COND_AWAIT): return .condAwait(ticket: argument)
-        case Int(DSM_COND_SIGNAL): return .condSignal
-        case Int(DSM_COND_BROADCAST): return .condBroadcast
-        case Int(DSM_COND_DESTROY): return .condDestroy
-        case Int(DSM_BARRIER_INIT): return .barrierInit(count: UInt32(truncatingIfNeeded: argument))
-        case Int(DSM_BARRIER_WAIT): return .barrierWait
-        case Int(DSM_BARRIER_DESTROY): return .barrierDestroy
-        case Int(DSM_RW_READ), Int(DSM_RW_TRYREAD): return .readLock(tryOnly: Int(code) == Int(DSM_RW_TRYREAD))
-        case Int(DSM_RW_WRITE), Int(DSM_RW_TRYWRITE): return .writeLock(tryOnly: Int(code) == Int(DSM_RW_TRYWRITE))
-        case Int(DSM_RW_UNLOCK): return .rwUnlock
-        case Int(DSM_RW_DESTROY): return .rwDestroy
-        case Int(DSM_SEM_INIT): return .semInit(value: UInt32(truncatingIfNeeded: argument))
-        case Int(DSM_SEM_WAIT), Int(DSM_SEM_TRYWAIT): return .semWait(tryOnly: Int(code) == Int(DSM_SEM_TRYWAIT))
-        case Int(DSM_SEM_POST): return .semPost
-        case Int(DSM_SEM_VALUE): return .semValue
-        case Int(DSM_SEM_DESTROY): return .semDestroy
-        case Int(DSM_FUTEX_SEQUENCE): return .futexSequence
-        case Int(DSM_FUTEX_WAIT): return .futexWait(sequence: argument)
-        case Int(DSM_FUTEX_WAKE): return .futexWake(count: Int32(truncatingIfNeeded: argument))
-        default: return nil
+        guard code >= 0, let known = dsm_sync_operation(rawValue: numericCast(code)) else { return nil }
+        switch known {
+        case .DSM_TOKEN_ACQUIRE: return .tokenAcquire
+        case .DSM_TOKEN_TRY: return .tokenTry
+        case .DSM_TOKEN_RELEASE: return .tokenRelease
+        case .DSM_TOKEN_BUSY: return .tokenBusy
+        case .DSM_COND_ENQUEUE: return .condEnqueue
+        case .DSM_COND_AWAIT: return .condAwait(ticket: argument)
+        case .DSM_COND_SIGNAL: return .condSignal
+        case .DSM_COND_BROADCAST: return .condBroadcast
+        case .DSM_COND_DESTROY: return .condDestroy
+        case .DSM_BARRIER_INIT: return .barrierInit(count: UInt32(truncatingIfNeeded: argument))
+        case .DSM_BARRIER_WAIT: return .barrierWait
+        case .DSM_BARRIER_DESTROY: return .barrierDestroy
+        case .DSM_RW_READ, .DSM_RW_TRYREAD: return .readLock(tryOnly: known == .DSM_RW_TRYREAD)
+        case .DSM_RW_WRITE, .DSM_RW_TRYWRITE: return .writeLock(tryOnly: known == .DSM_RW_TRYWRITE)
+        case .DSM_RW_UNLOCK: return .rwUnlock
+        case .DSM_RW_DESTROY: return .rwDestroy
+        case .DSM_SEM_INIT: return .semInit(value: UInt32(truncatingIfNeeded: argument))
+        case .DSM_SEM_WAIT, .DSM_SEM_TRYWAIT: return .semWait(tryOnly: known == .DSM_SEM_TRYWAIT)
+        case .DSM_SEM_POST: return .semPost
+        case .DSM_SEM_VALUE: return .semValue
+        case .DSM_SEM_DESTROY: return .semDestroy
+        case .DSM_FUTEX_SEQUENCE: return .futexSequence
+        case .DSM_FUTEX_WAIT: return .futexWait(sequence: argument)
+        case .DSM_FUTEX_WAKE: return .futexWake(count: Int32(truncatingIfNeeded: argument))
         }
     }
 
     /// The operation as (code, argument), for the wire.
     var code: (Int32, UInt64) {
+        let (known, argument) = codeAndArgument
+        return (Int32(known.rawValue), argument)
+    }
+
+    private var codeAndArgument: (dsm_sync_operation, UInt64) {
         switch operation {
-        case .tokenAcquire: return (Int32(DSM_TOKEN_ACQUIRE), 0)
-        case .tokenTry: return (Int32(DSM_TOKEN_TRY), 0)
-        case .tokenRelease: return (Int32(DSM_TOKEN_RELEASE), 0)
-        case .tokenBusy: return (Int32(DSM_TOKEN_BUSY), 0)
-        case .condEnqueue: return (Int32(DSM_COND_ENQUEUE), 0)
-        case .condAwait(let ticket): return (Int32(DSM_COND_AWAIT), ticket)
-        case .condSignal: return (Int32(DSM_COND_SIGNAL), 0)
-        case .condBroadcast: return (Int32(DSM_COND_BROADCAST), 0)
-        case .condDestroy: return (Int32(DSM_COND_DESTROY), 0)
-        case .barrierInit(let count): return (Int32(DSM_BARRIER_INIT), UInt64(count))
-        case .barrierWait: return (Int32(DSM_BARRIER_WAIT), 0)
-        case .barrierDestroy: return (Int32(DSM_BARRIER_DESTROY), 0)
-        case .readLock(let tryOnly): return (Int32(tryOnly ? DSM_RW_TRYREAD : DSM_RW_READ), 0)
-        case .writeLock(let tryOnly): return (Int32(tryOnly ? DSM_RW_TRYWRITE : DSM_RW_WRITE), 0)
-        case .rwUnlock: return (Int32(DSM_RW_UNLOCK), 0)
-        case .rwDestroy: return (Int32(DSM_RW_DESTROY), 0)
-        case .semInit(let value): return (Int32(DSM_SEM_INIT), UInt64(value))
-        case .semWait(let tryOnly): return (Int32(tryOnly ? DSM_SEM_TRYWAIT : DSM_SEM_WAIT), 0)
-        case .semPost: return (Int32(DSM_SEM_POST), 0)
-        case .semValue: return (Int32(DSM_SEM_VALUE), 0)
-        case .semDestroy: return (Int32(DSM_SEM_DESTROY), 0)
-        case .futexSequence: return (Int32(DSM_FUTEX_SEQUENCE), 0)
-        case .futexWait(let sequence): return (Int32(DSM_FUTEX_WAIT), sequence)
-        case .futexWake(let count): return (Int32(DSM_FUTEX_WAKE), UInt64(UInt32(bitPattern: count)))
+        case .tokenAcquire: return (.DSM_TOKEN_ACQUIRE, 0)
+        case .tokenTry: return (.DSM_TOKEN_TRY, 0)
+        case .tokenRelease: return (.DSM_TOKEN_RELEASE, 0)
+        case .tokenBusy: return (.DSM_TOKEN_BUSY, 0)
+        case .condEnqueue: return (.DSM_COND_ENQUEUE, 0)
+        case .condAwait(let ticket): return (.DSM_COND_AWAIT, ticket)
+        case .condSignal: return (.DSM_COND_SIGNAL, 0)
+        case .condBroadcast: return (.DSM_COND_BROADCAST, 0)
+        case .condDestroy: return (.DSM_COND_DESTROY, 0)
+        case .barrierInit(let count): return (.DSM_BARRIER_INIT, UInt64(count))
+        case .barrierWait: return (.DSM_BARRIER_WAIT, 0)
+        case .barrierDestroy: return (.DSM_BARRIER_DESTROY, 0)
+        case .readLock(let tryOnly): return (tryOnly ? .DSM_RW_TRYREAD : .DSM_RW_READ, 0)
+        case .writeLock(let tryOnly): return (tryOnly ? .DSM_RW_TRYWRITE : .DSM_RW_WRITE, 0)
+        case .rwUnlock: return (.DSM_RW_UNLOCK, 0)
+        case .rwDestroy: return (.DSM_RW_DESTROY, 0)
+        case .semInit(let value): return (.DSM_SEM_INIT, UInt64(value))
+        case .semWait(let tryOnly): return (tryOnly ? .DSM_SEM_TRYWAIT : .DSM_SEM_WAIT, 0)
+        case .semPost: return (.DSM_SEM_POST, 0)
+        case .semValue: return (.DSM_SEM_VALUE, 0)
+        case .semDestroy: return (.DSM_SEM_DESTROY, 0)
+        case .futexSequence: return (.DSM_FUTEX_SEQUENCE, 0)
+        case .futexWait(let sequence): return (.DSM_FUTEX_WAIT, sequence)
+        case .futexWake(let count): return (.DSM_FUTEX_WAKE, UInt64(UInt32(bitPattern: count)))
         }
     }
 
     /// Who asks: a node for the lock token, the calling thread otherwise.
     static func requester(_ code: Int32, node: NodeID) -> UInt64 {
-        switch Int(code) {
-        case Int(DSM_TOKEN_ACQUIRE), Int(DSM_TOKEN_TRY), Int(DSM_TOKEN_RELEASE), Int(DSM_TOKEN_BUSY): return UInt64(node)
+        switch operation(code: code, argument: 0) {
+        case .tokenAcquire?, .tokenTry?, .tokenRelease?, .tokenBusy?: return UInt64(node)
         default: return UInt64(pthread_self())
         }
     }

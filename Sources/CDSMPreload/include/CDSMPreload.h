@@ -107,8 +107,10 @@ void dsm_swift_program_exit(int32_t status);
 void dsm_swift_await_threads(void);
 
 /// Synchronisation objects of image mode, served at their home node
-/// (Sources/CDSMPreload/sync.c, DSMRuntime/SyncService.swift).
-enum {
+/// (Sources/CDSMPreload/sync.c, DSMRuntime/SyncService.swift). The one table
+/// of their operation codes: Swift imports it as a closed enum, so a code
+/// added here and not to DSMSync's SyncOperation does not compile.
+typedef enum __attribute__((enum_extensibility(closed))) dsm_sync_operation {
     DSM_TOKEN_ACQUIRE = 1, /* a mutex's token for this node (notice; granted by message) */
     DSM_TOKEN_TRY,         /* the token if free: 1, or -EBUSY */
     DSM_TOKEN_RELEASE,     /* notice */
@@ -136,7 +138,7 @@ enum {
     DSM_FUTEX_SEQUENCE,
     DSM_FUTEX_WAIT, /* argument: the sequence */
     DSM_FUTEX_WAKE, /* argument: how many */
-};
+} dsm_sync_operation;
 /// One synchronisation operation on the object at `object`; timeout_ns < 0:
 /// none. Returns >= 0 or -errno (mutex lock: 1 = tell the kind).
 long dsm_swift_sync(uint64_t object, int32_t operation, uint64_t argument, int64_t timeout_ns);
