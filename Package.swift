@@ -26,8 +26,11 @@ let package = Package(
         .target(name: "DSMCoherence", dependencies: ["DSMCore"]),
         // The pure System V (shm/sem) object model with Linux semantics.
         .target(name: "DSMSysV", dependencies: ["DSMCore"]),
-        // The pure model of mutexes, conditions, barriers, rwlocks, semaphores, futexes at their home.
-        .target(name: "DSMSync"),
+        // A node's state of one mutex's lock token, one C declaration for sync.c and DSMSync.
+        .target(name: "CDSMLockState"),
+        // The pure model of mutexes, conditions, barriers, rwlocks, semaphores, futexes at their home,
+        // and of a node's lock tokens.
+        .target(name: "DSMSync", dependencies: ["CDSMLockState"]),
         // Wire format, TCP mesh, in-process loopback.
         .target(name: "DSMTransport", dependencies: ["DSMCore", "CDSMKernel"]),
         // PMIx (libpmix, loaded with dlopen): rank, size and endpoint exchange under srun / mpirun.
@@ -35,7 +38,7 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-I/usr/lib/x86_64-linux-gnu/pmix2/include", "-I/usr/include/pmix"])],
                 linkerSettings: [.linkedLibrary("dl")]),
         // Interposers and the start-up hook; they call the runtime's @_cdecl entry points.
-        .target(name: "CDSMPreload", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CDSMPreload", dependencies: ["CDSMLockState"], linkerSettings: [.linkedLibrary("dl")]),
         // The preloaded library.
         .target(
             name: "DSMRuntime",

@@ -17,6 +17,7 @@
 #include <semaphore.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -48,34 +49,20 @@ static int64_t timeout_until_on(clockid_t clock, const struct timespec *deadline
 
 // --- mutexes: node-cached lock tokens -----------------------------------------
 
-/* A mutex is owned by a node, not a thread: while this node holds the
- * mutex's token (granted by the mutex's home), its threads lock and unlock
- * it here, with no message at all. When another node asks, the home recalls
- * the token; this node gives it back once it has used it LOCK_BATCH times
- * since it came, or as soon as the mutex has been free for LOCK_IDLE_NS (a
- * thread in a tight lock/unlock loop keeps it for a batch: one hand-over
- * costs a few messages and the page of the data it protects). Owner,
- * recursion count and the error checks are local, since only this node's
- * threads can hold the mutex while the token is here. Threads wait on a private futex word of
- * the entry; the runtime thread flips `token` when grants and recalls come.
+/* A mutex is owned by a node, not a thread: DSMSync's NodeLock decides what
+ * its lock token does here (kept for a batch of locks, given back when
+ * recalled, ...), on the state sync.c keeps per mutex. Here: the table of
+ * entries, the spin lock around each decision, and the waits. Threads wait
+ * on the private futex word `seq` of the entry's state; the runtime thread
+ * changes the state when grants and recalls come (dsm_lock_entry).
  *
  * Entries live in a private table, never in DSM memory: neither a program
  * thread holding an entry's spin lock nor the runtime thread can fault. */
 typedef struct {
     uint64_t object; /* 0: free slot */
     volatile int lock;
-    uint32_t seq; /* futex word: bumped at every change a waiter may need */
-    uint32_t waiters;
-    uint32_t count;
-    pthread_t owner;
-    uint8_t kind; /* 0 normal, 1 recursive, 2 error-checking */
-    uint32_t uses; /* since the token came */
-    int64_t last_unlock;
-    uint8_t token, requesting, recall, locked;
+    dsm_lock_state state;
 } lock_entry;
-
-#define LOCK_BATCH 16
-#define LOCK_IDLE_NS 50000
 
 /* Entries are never freed (a mutex's kind and token outlive a destroy);
  * they are taken in order from one large reserved region, so the memory
@@ -117,7 +104,7 @@ static lock_entry *lock_entry_of(const volatile void *object, int kind) {
             uint32_t i = lock_used++;
             found = &lock_table[i];
             found->object = key;
-            found->kind = (uint8_t)kind;
+            found->state.kind = (uint8_t)kind;
             lock_next[i] = lock_buckets[bucket];
             lock_buckets[bucket] = (int32_t)(i + 1);
         }
@@ -148,70 +135,44 @@ static int kind_in_object(const pthread_mutex_t *m) { return m->__data.__kind & 
 
 /* The token goes back to the home (the caller sends the release). Called
  * with the entry locked. */
-static void give_up_token(lock_entry *e) {
-    e->token = 0;
-    e->recall = 0;
-    e->seq++;
-}
-
 /* SlowWaits.swift's threshold, read once. */
 static int64_t slow_wait_ns;
-
-/* Free, nobody here waiting, and unused for LOCK_IDLE_NS: a recalled token
- * can go. Called with the entry locked. */
-static int idles(const lock_entry *e) {
-    return !e->locked && e->waiters == 0 && monotonic_ns() - e->last_unlock >= LOCK_IDLE_NS;
-}
 
 /* `e`: the object's entry (NULL: the table is full). timeout_ns < 0: none.
  * `try`: never wait. */
 static int token_lock(lock_entry *e, const volatile void *object, int try, int64_t timeout_ns) {
     if (!e) return EAGAIN;
-    pthread_t self = pthread_self();
+    uint64_t self = (uint64_t)pthread_self();
     int64_t deadline = timeout_ns >= 0 ? monotonic_ns() + timeout_ns : -1;
     int64_t waiting_since = -1;
     int noticed = 0;
+    /* Each attempt is made in the same spin-locked section as what led to
+     * it (the end of a wait, a try token's arrival): between the two, the
+     * runtime thread could hand a just-granted token back as idle before
+     * the woken thread took it, over and over (found by exploring every
+     * interleaving, DSMSyncTests). */
+    spin(&e->lock);
     for (;;) {
-        spin(&e->lock);
-        if (e->token && e->locked && pthread_equal(e->owner, self)) {
-            if (e->kind == 1) {
-                e->count++;
-                unspin(&e->lock);
-                return 0;
-            }
-            if (e->kind == 2 || try) {
-                unspin(&e->lock);
-                return try ? EBUSY : EDEADLK;
-            }
-            /* A normal mutex locked twice by its owner: deadlock, as glibc. */
-        }
-        if (e->token && !e->locked && !(e->recall && e->uses >= LOCK_BATCH)) {
-            e->locked = 1;
-            e->uses++;
-            e->owner = self;
-            e->count = 1;
-            unspin(&e->lock);
-            return 0;
-        }
-        if (try) {
-            int ask = !e->token && !e->requesting;
-            unspin(&e->lock);
-            if (!ask) return EBUSY;
-            long r = sync_call(object, DSM_TOKEN_TRY, 0, -1);
-            if (r != 1) return EBUSY;
-            spin(&e->lock);
-            e->token = 1;
-            e->recall = 0;
-            e->uses = 0;
-            unspin(&e->lock);
-            continue;
-        }
-        int ask = !e->token && !e->requesting;
-        if (ask) e->requesting = 1;
-        e->waiters++;
-        uint32_t seen = e->seq;
+        uint32_t seen = 0;
+        dsm_lock_attempt step = dsm_swift_lock_attempt(&e->state, self, try, &seen);
         unspin(&e->lock);
-        if (ask) sync_notice(object, DSM_TOKEN_ACQUIRE, 0);
+        switch (step) {
+        case DSM_LOCK_ACQUIRED: return 0;
+        case DSM_LOCK_BUSY: return EBUSY;
+        case DSM_LOCK_DEADLOCK: return EDEADLK;
+        case DSM_LOCK_ASK_TRY: {
+            /* A yes has put the token in the state already (the runtime
+             * thread, SyncService.swift). */
+            long r = sync_call(object, DSM_TOKEN_TRY, 0, -1);
+            spin(&e->lock);
+            dsm_swift_lock_end_wait(&e->state, 0);
+            if (r == 1) continue;
+            unspin(&e->lock);
+            return EBUSY;
+        }
+        case DSM_LOCK_ASK_AND_WAIT: sync_notice(object, DSM_TOKEN_ACQUIRE, 0); break;
+        case DSM_LOCK_WAIT: break;
+        }
         /* A wait far longer than a token takes to move is said once
          * (SlowWaits.swift), and the wait goes on. */
         if (waiting_since < 0) {
@@ -229,24 +190,21 @@ static int token_lock(lock_entry *e, const volatile void *object, int try, int64
             left.tv_nsec = ns % 1000000000LL;
             wait_for = &left;
         }
-        if (!wait_for || left.tv_sec || left.tv_nsec) futex_wait_private(&e->seq, seen, wait_for);
+        if (!wait_for || left.tv_sec || left.tv_nsec) futex_wait_private(&e->state.seq, seen, wait_for);
         if (!noticed && slow_wait_ns > 0 && monotonic_ns() - waiting_since >= slow_wait_ns) {
             noticed = 1;
             /* A holder on this node is the program's own affair, as natively. */
-            if (!__atomic_load_n(&e->token, __ATOMIC_RELAXED))
+            if (!__atomic_load_n(&e->state.token, __ATOMIC_RELAXED))
                 IN_RUNTIME_VOID(dsm_swift_slow_lock_wait((uint64_t)(uintptr_t)object));
         }
-        spin(&e->lock);
-        e->waiters--;
         int timed_out = deadline >= 0 && monotonic_ns() >= deadline;
-        int give_back = 0;
-        if (timed_out && e->waiters == 0 && e->token && !e->locked && e->recall) {
-            give_up_token(e);
-            give_back = 1;
+        spin(&e->lock);
+        int give_back = dsm_swift_lock_end_wait(&e->state, timed_out);
+        if (timed_out) {
+            unspin(&e->lock);
+            if (give_back) sync_notice(object, DSM_TOKEN_RELEASE, 0);
+            return ETIMEDOUT;
         }
-        unspin(&e->lock);
-        if (give_back) sync_notice(object, DSM_TOKEN_RELEASE, 0);
-        if (timed_out) return ETIMEDOUT;
     }
 }
 
@@ -254,98 +212,37 @@ static int token_unlock(const volatile void *object) {
     lock_entry *e = lock_entry_of(object, -1);
     if (!e) return EPERM;
     spin(&e->lock);
-    if (!e->token || !e->locked || (!pthread_equal(e->owner, pthread_self()) && e->kind != 0)) {
-        int kind = e->kind;
-        unspin(&e->lock);
-        return kind == 0 ? 0 : EPERM;
-    }
-    if (e->kind == 1 && e->count > 1) {
-        e->count--;
-        unspin(&e->lock);
-        return 0;
-    }
-    e->locked = 0;
-    e->count = 0;
-    e->last_unlock = monotonic_ns();
-    int give_back = e->recall && e->uses >= LOCK_BATCH;
-    if (give_back) give_up_token(e);
-    else e->seq++;
-    uint32_t waiters = e->waiters;
+    dsm_unlock_step step = dsm_swift_lock_unlock(&e->state, (uint64_t)pthread_self(), monotonic_ns());
+    uint32_t waiters = e->state.waiters;
     unspin(&e->lock);
-    if (give_back) sync_notice(object, DSM_TOKEN_RELEASE, 0);
-    if (waiters) futex_wake_private(&e->seq, 1);
+    switch (step) {
+    case DSM_UNLOCK_IGNORED: return 0;
+    case DSM_UNLOCK_NOT_OWNER: return EPERM;
+    case DSM_UNLOCK_STILL_HELD: return 0;
+    case DSM_UNLOCK_GIVE_BACK: sync_notice(object, DSM_TOKEN_RELEASE, 0); break;
+    case DSM_UNLOCK_RELEASED: break;
+    }
+    if (waiters) futex_wake_private(&e->state.seq, 1);
     return 0;
 }
 
-/* Runtime thread: the token arrived. 1: nobody wants it any more (a timed
- * lock gave up), give it back. */
-int dsm_lock_granted(uint64_t object) {
-    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, 0);
-    if (!e) return 1;
+/* Runtime thread (SyncService.swift): the state of `object`'s token with
+ * its entry locked, for NodeLock to decide on a grant or a recall; NULL
+ * when the node has no entry for it (create: make one, as a grant does). */
+dsm_lock_state *dsm_lock_entry(uint64_t object, int create) {
+    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, create ? 0 : -1);
+    if (!e) return NULL;
     spin(&e->lock);
-    e->token = 1;
-    e->requesting = 0;
-    e->recall = 0;
-    e->uses = 0;
-    e->seq++;
-    int give_back = e->waiters == 0;
-    if (give_back) e->token = 0;
-    unspin(&e->lock);
-    futex_wake_private(&e->seq, INT_MAX);
-    return give_back;
+    return &e->state;
 }
 
-/* Runtime thread: another node wants the token. 1: give it back now;
- * 2: later (an unlock will, or dsm_lock_recall_due once the mutex idles). */
-int dsm_lock_recalled(uint64_t object) {
-    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, -1);
-    if (!e) return 0;
-    spin(&e->lock);
-    int outcome = 0;
-    if (e->token) {
-        e->recall = 1;
-        if (idles(e) || (!e->locked && e->uses >= LOCK_BATCH)) {
-            give_up_token(e);
-            outcome = 1;
-        } else {
-            outcome = 2;
-        }
-    }
+/* Unlocks the entry dsm_lock_entry returned, waking `wake` of its threads. */
+void dsm_lock_entry_done(dsm_lock_state *state, int wake) {
+    lock_entry *e = (lock_entry *)((char *)state - offsetof(lock_entry, state));
     unspin(&e->lock);
-    return outcome;
+    if (wake) futex_wake_private(&e->state.seq, wake);
 }
 
-/* Runtime thread: a trylock on another node. 1: the mutex is free here,
- * the token goes; 0: it is locked (busy). */
-int dsm_lock_try_recalled(uint64_t object) {
-    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, -1);
-    if (!e) return 1;
-    spin(&e->lock);
-    int give = 1;
-    if (e->token) {
-        if (e->locked) give = 0;
-        else give_up_token(e);
-    }
-    unspin(&e->lock);
-    return give;
-}
-
-/* Runtime thread, for a recall it deferred: 1: give the token back now
- * (the mutex idles); 0: not yet; -1: nothing left to do (gone already). */
-int dsm_lock_recall_due(uint64_t object) {
-    lock_entry *e = lock_entry_of((void *)(uintptr_t)object, -1);
-    if (!e) return -1;
-    spin(&e->lock);
-    int outcome = 0;
-    if (!e->token || !e->recall) {
-        outcome = -1;
-    } else if (idles(e)) {
-        give_up_token(e);
-        outcome = 1;
-    }
-    unspin(&e->lock);
-    return outcome;
-}
 
 int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *attr) {
     REAL(pthread_mutex_init);
@@ -355,7 +252,7 @@ int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *attr) {
     lock_entry *e = lock_entry_of(m, kind);
     if (e) {
         spin(&e->lock);
-        e->kind = (uint8_t)kind;
+        e->state.kind = (uint8_t)kind;
         unspin(&e->lock);
     }
     return 0;
@@ -413,7 +310,7 @@ int pthread_mutex_destroy(pthread_mutex_t *m) {
     lock_entry *e = lock_entry_of(m, -1);
     if (e) {
         spin(&e->lock);
-        int busy = e->locked || e->waiters;
+        int busy = e->state.locked || e->state.waiters;
         unspin(&e->lock);
         if (busy) return EBUSY;
     }

@@ -249,8 +249,7 @@ final class CallRouter {
     func answer(_ destination: ReplyDestination, _ reply: ServiceReply) {
         switch destination {
         case .local(let call):
-            callsWaiting -= 1
-            call.complete(reply)
+            finish(call, reply)
         case .remote(let node, let callID): sendReply(reply, callID: callID, to: node)
         case .none: break
         }
@@ -330,8 +329,18 @@ final class CallRouter {
         let result: Int64 = r.get()
         if r.failed { fatal("node \(peer) broke the protocol: a reply of \(payload.count) bytes") }
         if case .exitArrive = call.request { leaveRun() }
+        finish(call, ServiceReply(result: result, data: r.rest()))
+    }
+
+    /// A call of this node's threads is answered. A try-lock's yes puts
+    /// the token in the node's lock table first (NodeLock.tryTokenArrived):
+    /// whatever the home sends after it, a recall, finds it there.
+    private func finish(_ call: LocalCall, _ reply: ServiceReply) {
+        if case .sync(let s) = call.request, s.operation == .tokenTry, reply.result == 1 {
+            tryTokenArrived(s.object)
+        }
         callsWaiting -= 1
-        call.complete(ServiceReply(result: result, data: r.rest()))
+        call.complete(reply)
     }
 
     /// What a peer may not ask, whatever its bytes say: a lock token on

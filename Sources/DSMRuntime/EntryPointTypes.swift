@@ -37,4 +37,7 @@ private func entryPointsMatchTheirPrototypes() {
     sameType(dsm_swift_image_setup, dsmSwiftImageSetup)
     sameType(dsm_swift_sync, dsmSwiftSync)
     sameType(dsm_swift_sync_notice, dsmSwiftSyncNotice)
+    sameType(dsm_swift_lock_attempt, dsmSwiftLockAttempt)
+    sameType(dsm_swift_lock_end_wait, dsmSwiftLockEndWait)
+    sameType(dsm_swift_lock_unlock, dsmSwiftLockUnlock)
 }

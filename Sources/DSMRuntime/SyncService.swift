@@ -5,9 +5,11 @@
 // so no page moves for a lock; the data it protects moves by coherence.
 //
 // What happens on pthread_mutex_lock, in order:
-// 1. sync.c looks the mutex up in this node's lock table. While the node
-//    holds the mutex's token, its threads lock and unlock it there with no
-//    message (owner, recursion and error checks are local).
+// 1. sync.c looks the mutex up in this node's lock table and, under the
+//    entry's spin lock, asks DSMSync's NodeLock (`dsm_swift_lock_attempt`
+//    below). While the node holds the mutex's token, its threads lock and
+//    unlock it there with no message (owner, recursion and error checks are
+//    local).
 // 2. Without the token, the first thread to miss it posts a
 //    DSM_TOKEN_ACQUIRE notice on behalf of the node
 //    (`dsm_swift_sync_notice` below: nobody waits for an answer) and waits
@@ -17,14 +19,14 @@
 //    the home's `handleSync` hands it to DSMSync's model, which grants the
 //    token at once or recalls it from the node that holds it
 //    (`SyncServiceEffects`: `.lockGranted`, `.lockRecalled` notices).
-// 4. The holder's runtime thread takes the recall (`lockTokenEvent`): its
-//    lock table gives the token back at once if the mutex is free and has
+// 4. The holder's runtime thread takes the recall (`lockTokenEvent`):
+//    NodeLock gives the token back at once if the mutex is free and has
 //    been used a batch's worth, or keeps it until the mutex idles
 //    (`deferredRecalls`, `checkDeferredRecalls`), then tells the home
 //    (`.tokenRelease`).
-// 5. The home grants the token to the next node; its runtime thread flips
-//    the entry's token (`dsm_lock_granted`) and wakes the waiting threads,
-//    one of which takes the mutex as in step 1.
+// 5. The home grants the token to the next node; its runtime thread hands
+//    the grant to NodeLock and wakes the waiting threads
+//    (`dsm_lock_entry_done`), one of which takes the mutex as in step 1.
 
 import CDSMKernel
 import CDSMPreload
@@ -83,10 +85,15 @@ struct SyncRequest {
 
     /// The operation of a code of `dsm_sync_operation` (CDSMPreload.h, the
     /// one table), nil for a code that is none. The switch is exhaustive:
-    /// a code added there must be mapped here.
+    /// a code added there must be mapped here. The range is checked first:
+    /// Swift makes an imported C enum of any number, and a switch over one
+    /// that names no case traps (a peer's bytes must never trap).
     static func operation(code: Int32, argument: UInt64) -> SyncOperation? {
-        guard code >= 0, let known = dsm_sync_operation(rawValue: numericCast(code)) else { return nil }
+        let first = Int32(dsm_sync_operation.DSM_TOKEN_ACQUIRE.rawValue)
+        let end = Int32(dsm_sync_operation.DSM_SYNC_OPERATIONS_END.rawValue)
+        guard code >= first && code < end, let known = dsm_sync_operation(rawValue: numericCast(code)) else { return nil }
         switch known {
+        case .DSM_SYNC_OPERATIONS_END: return nil
         case .DSM_TOKEN_ACQUIRE: return .tokenAcquire
         case .DSM_TOKEN_TRY: return .tokenTry
         case .DSM_TOKEN_RELEASE: return .tokenRelease
@@ -238,28 +245,48 @@ extension CallRouter {
         deliveringSelfSyncNotices = false
     }
 
-    /// A token arrived or is asked back: the node's lock table decides
-    /// whether it goes straight back to its home.
+    /// A token arrived or is asked back: NodeLock decides, on the state of
+    /// the mutex in this node's lock table, whether it goes straight back
+    /// to its home.
     func lockTokenEvent(_ request: ServiceRequest) {
         let giveBack: Bool
         let object: UInt64
         switch request {
         case .lockGranted(let o, _):
             object = o
-            giveBack = dsm_lock_granted(o) != 0
+            guard let state = dsm_lock_entry(o, 1) else {
+                giveBack = true
+                break
+            }
+            giveBack = NodeLock.granted(&state.pointee)
+            dsm_lock_entry_done(state, Int32.max)
         case .lockRecalled(let o, _):
             object = o
-            let outcome = dsm_lock_recalled(o)
-            if outcome == 2 && !deferredRecalls.contains(o) { deferredRecalls.append(o) }
-            giveBack = outcome == 1
+            guard let state = dsm_lock_entry(o, 0) else { return }
+            let recall = NodeLock.recalled(&state.pointee, now: Int64(monotonicNanoseconds()))
+            dsm_lock_entry_done(state, 0)
+            if recall == .later && !deferredRecalls.contains(o) { deferredRecalls.append(o) }
+            giveBack = recall == .giveBack
         case .lockTryRecalled(let o, _):
             object = o
-            giveBack = dsm_lock_try_recalled(o) == 1
+            if let state = dsm_lock_entry(o, 0) {
+                giveBack = NodeLock.tryRecalled(&state.pointee)
+                dsm_lock_entry_done(state, 0)
+            } else {
+                giveBack = true
+            }
             if !giveBack { tellHome(.tokenBusy, object: o) }
         default: return
         }
         if traceLocks { log("event \(request) giveBack=\(giveBack)") }
         if giveBack { tellHome(.tokenRelease, object: object) }
+    }
+
+    /// The home said yes to a try-lock of this node's.
+    func tryTokenArrived(_ object: UInt64) {
+        guard let state = dsm_lock_entry(object, 1) else { return }
+        NodeLock.tryTokenArrived(&state.pointee)
+        dsm_lock_entry_done(state, 0)
     }
 
     /// This node's word about a lock token, to the object's home.
@@ -271,16 +298,22 @@ extension CallRouter {
     /// Recalled tokens kept for a batch: given back once their mutex idles.
     func checkDeferredRecalls() {
         guard !deferredRecalls.isEmpty else { return }
+        let now = Int64(monotonicNanoseconds())
         var i = 0
         while i < deferredRecalls.count {
             let object = deferredRecalls[i]
-            switch dsm_lock_recall_due(object) {
-            case 1:
+            var due = NodeLock.Due.settled
+            if let state = dsm_lock_entry(object, 0) {
+                due = NodeLock.recallDue(&state.pointee, now: now)
+                dsm_lock_entry_done(state, 0)
+            }
+            switch due {
+            case .giveBack:
                 if traceLocks { log("deferred release \(String(object, radix: 16))") }
                 tellHome(.tokenRelease, object: object)
                 deferredRecalls.remove(at: i)
-            case -1: deferredRecalls.remove(at: i)
-            default: i += 1
+            case .settled: deferredRecalls.remove(at: i)
+            case .notYet: i += 1
             }
         }
     }
@@ -313,4 +346,35 @@ public func dsmSwiftSyncNotice(_ object: UInt64, _ operation: Int32, _ argument:
                                     thread: SyncRequest.requester(operation, node: node.id), timeoutNanoseconds: -1) else { return }
     request.isNotice = true
     node.calls.post(.sync(request), caller: node.calls.anonymousCaller)
+}
+
+// MARK: the node side of lock tokens, for sync.c (each with the entry locked)
+
+@_cdecl("dsm_swift_lock_attempt")
+public func dsmSwiftLockAttempt(_ state: UnsafeMutablePointer<dsm_lock_state>, _ thread: UInt64, _ tryOnly: Int32,
+                                _ seen: UnsafeMutablePointer<UInt32>) -> dsm_lock_attempt {
+    switch NodeLock.lock(&state.pointee, thread: thread, tryOnly: tryOnly != 0) {
+    case .acquired: return .DSM_LOCK_ACQUIRED
+    case .refused(.busy): return .DSM_LOCK_BUSY
+    case .refused(.deadlock): return .DSM_LOCK_DEADLOCK
+    case .askTry: return .DSM_LOCK_ASK_TRY
+    case .wait(let ask, let sequence):
+        seen.pointee = sequence
+        return ask ? .DSM_LOCK_ASK_AND_WAIT : .DSM_LOCK_WAIT
+    }
+}
+
+@_cdecl("dsm_swift_lock_end_wait")
+public func dsmSwiftLockEndWait(_ state: UnsafeMutablePointer<dsm_lock_state>, _ timedOut: Int32) -> Int32 {
+    NodeLock.endWait(&state.pointee, timedOut: timedOut != 0) ? 1 : 0
+}
+
+@_cdecl("dsm_swift_lock_unlock")
+public func dsmSwiftLockUnlock(_ state: UnsafeMutablePointer<dsm_lock_state>, _ thread: UInt64,
+                               _ now: Int64) -> dsm_unlock_step {
+    switch NodeLock.unlock(&state.pointee, thread: thread, now: now) {
+    case .notHeld(let permitted): return permitted ? .DSM_UNLOCK_IGNORED : .DSM_UNLOCK_NOT_OWNER
+    case .stillHeld: return .DSM_UNLOCK_STILL_HELD
+    case .released(let giveBack, _): return giveBack ? .DSM_UNLOCK_GIVE_BACK : .DSM_UNLOCK_RELEASED
+    }
 }

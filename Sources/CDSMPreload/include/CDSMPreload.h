@@ -6,6 +6,7 @@
 #ifndef CDSM_PRELOAD_H
 #define CDSM_PRELOAD_H
 
+#include "CDSMLockState.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -138,6 +139,7 @@ typedef enum __attribute__((enum_extensibility(closed))) dsm_sync_operation {
     DSM_FUTEX_SEQUENCE,
     DSM_FUTEX_WAIT, /* argument: the sequence */
     DSM_FUTEX_WAKE, /* argument: how many */
+    DSM_SYNC_OPERATIONS_END, /* not an operation: one past the last */
 } dsm_sync_operation;
 /// One synchronisation operation on the object at `object`; timeout_ns < 0:
 /// none. Returns >= 0 or -errno (mutex lock: 1 = tell the kind).
@@ -159,13 +161,35 @@ enum {
     DSM_HOST_END = 4,   /* the program ended: flush, leave */
 };
 void dsm_host_post(int kind, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
-/// The lock token of `object` arrived (granted) or is asked back
-/// (recalled). 1: give it back to its home now.
-int dsm_lock_granted(uint64_t object);
-int dsm_lock_recalled(uint64_t object);
-int dsm_lock_recall_due(uint64_t object);
-/// A trylock elsewhere: 1: the mutex is free, the token goes; 0: busy.
-int dsm_lock_try_recalled(uint64_t object);
+/// Runtime thread: the state of the lock token of the mutex at `object`,
+/// its entry locked, for DSMSync's NodeLock to decide on a grant or a recall
+/// (create: make the entry if absent, as a grant does); NULL when there is
+/// none. `dsm_lock_entry_done` unlocks it and wakes `wake` of the node's
+/// threads waiting for the mutex (0, 1, or INT_MAX for all).
+dsm_lock_state *dsm_lock_entry(uint64_t object, int create);
+void dsm_lock_entry_done(dsm_lock_state *state, int wake);
+
+/// NodeLock's decisions for sync.c's program threads, each made with the
+/// entry's spin lock held (DSMRuntime/SyncService.swift).
+typedef enum __attribute__((enum_extensibility(closed))) dsm_lock_attempt {
+    DSM_LOCK_ACQUIRED,
+    DSM_LOCK_WAIT,         /* wait on state->seq while it reads *seen */
+    DSM_LOCK_ASK_AND_WAIT, /* the same, after asking the home for the token */
+    DSM_LOCK_ASK_TRY,      /* ask the home (DSM_TOKEN_TRY), end the wait, and on 1 try again */
+    DSM_LOCK_BUSY,
+    DSM_LOCK_DEADLOCK,
+} dsm_lock_attempt;
+dsm_lock_attempt dsm_swift_lock_attempt(dsm_lock_state *state, uint64_t thread, int32_t try_only, uint32_t *seen);
+/// A wait ended; 1: the token goes back to the home (send DSM_TOKEN_RELEASE).
+int32_t dsm_swift_lock_end_wait(dsm_lock_state *state, int32_t timed_out);
+typedef enum __attribute__((enum_extensibility(closed))) dsm_unlock_step {
+    DSM_UNLOCK_IGNORED,    /* not held, a normal mutex: 0, as glibc */
+    DSM_UNLOCK_NOT_OWNER,  /* EPERM */
+    DSM_UNLOCK_STILL_HELD, /* a recursive mutex */
+    DSM_UNLOCK_RELEASED,
+    DSM_UNLOCK_GIVE_BACK, /* released, and the token goes back to the home */
+} dsm_unlock_step;
+dsm_unlock_step dsm_swift_lock_unlock(dsm_lock_state *state, uint64_t thread, int64_t now);
 /// Frees a block of this node's heap arena (a remote free arriving).
 void dsm_heap_free_here(void *p);
 /// Frees a thread stack made by the host thread, guard included.
