@@ -106,6 +106,26 @@ final class ExhaustiveTests: XCTestCase {
         }
     }
 
+    /// Deferred drops: a sharer's copy stays mapped, read-only, after the
+    /// protocol dropped it, until the node's frames next leave (punched
+    /// just before them, its acknowledgement among them); an owner's
+    /// answer leaves before its drop. Threads may read the copy meanwhile;
+    /// every check holds in every interleaving.
+    func testDeferredDrops() {
+        var twoNodes = ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 3)
+        twoNodes.deferredDrops = true
+        var threeNodes = ModelConfiguration(nodes: 3, pages: 1, threads: [(0, 2), (1, 2), (2, 1)])
+        threeNodes.deferredDrops = true
+        var twoThreads = ModelConfiguration(nodes: 2, pages: 1, threads: [(0, 2), (1, 2), (1, 1)])
+        twoThreads.deferredDrops = true
+        var withHolds = ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 3)
+        withHolds.deferredDrops = true
+        withHolds.holdWindows = true
+        let results = explore([twoNodes, threeNodes, twoThreads, withHolds])
+        XCTAssertGreaterThan(results.reduce(0) { $0 + $1.deliveries(.invalidate) }, 0)
+        XCTAssertGreaterThan(results.reduce(0) { $0 + $1.flushesWithPendingDrops }, 0, "no drop ever waited")
+    }
+
     // MARK: The checker can fail
 
     func testSharerKeepingItsCopyIsCaughtByEachDataCheck() {
@@ -146,6 +166,16 @@ final class ExhaustiveTests: XCTestCase {
         config.mutation = .holdNeverEnds
         expectViolation(config, only: .noDeadlock, kind: .deadlock)
         expectViolation(config, only: .canAlwaysFinish, kind: .cannotFinish)
+    }
+
+    /// An acknowledgement that leaves before its drop is punched lets the
+    /// writer in while the sharer still maps the page.
+    func testAcknowledgementOvertakingItsDropIsCaught() {
+        var config = ModelConfiguration(nodes: 2, pages: 1, accessesPerThread: 3)
+        config.deferredDrops = true
+        config.mutation = .ackLeavesBeforeThePunch
+        expectViolation(config, only: .singleWriter, kind: .twoWriters)
+        expectViolation(config, only: .freshReads, kind: .staleRead)
     }
 
     func testLostDoneIsCaughtAsDeadlock() {

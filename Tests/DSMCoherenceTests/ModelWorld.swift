@@ -27,6 +27,12 @@ struct ModelConfiguration: CustomStringConvertible {
     /// a message taking one away waits until its window closes, which may
     /// happen at any moment after it opened.
     var holdWindows = false
+    /// A sharer's drop waits, still mapped read-only, until the node's
+    /// frames next leave (the runtime's pending drops, punched just before
+    /// them); frames to other nodes wait in an outbox meanwhile. An owner's
+    /// drop after its answer (answer-before-drop) goes at once, its answer
+    /// and everything queued before it leaving first.
+    var deferredDrops = false
 
     /// One thread per node, each making `accessesPerThread` accesses.
     init(nodes: Int, pages: Int, accessesPerThread: Int) {
@@ -44,6 +50,7 @@ struct ModelConfiguration: CustomStringConvertible {
     var description: String {
         let threads = zip(threadNodes, threadAccesses).map { "n\($0.0):\($0.1)" }.joined(separator: " ")
         return "\(nodes) nodes, \(pages) page\(pages == 1 ? "" : "s"), threads [\(threads)]" + (holdWindows ? ", hold windows" : "")
+            + (deferredDrops ? ", deferred drops" : "")
     }
 }
 
@@ -95,6 +102,9 @@ enum ModelMutation {
     case heldMessageForgotten
     /// The runtime never ends a hold window that holds a message.
     case holdNeverEnds
+    /// Frames leave while a drop is still pending: the acknowledgement of
+    /// an invalidation overtakes the punch.
+    case ackLeavesBeforeThePunch
 }
 
 enum ViolationKind: Equatable {
@@ -163,6 +173,8 @@ enum ModelStep: CustomStringConvertible {
     case prefetch(node: NodeID, page: Int, access: Access)
     /// The hold window of the page on the node closes.
     case endHold(node: NodeID, page: Int)
+    /// The node's pending drops are punched and its queued frames leave.
+    case flush(node: NodeID)
 
     var description: String {
         switch self {
@@ -173,6 +185,7 @@ enum ModelStep: CustomStringConvertible {
             "deliver \(from) -> \(to)" + (position == 0 ? "" : " (message \(position) in the channel)")
         case .prefetch(let node, let page, let access): "node \(node) prefetches page \(page) for \(access)"
         case .endHold(let node, let page): "node \(node)'s hold window on page \(page) closes"
+        case .flush(let node): "node \(node) punches its drops and sends its frames"
         }
     }
 }
@@ -186,6 +199,10 @@ struct ModelWorld {
     var threads: [ModelThread]
     var lastWritten: [UInt8]
     var prefetchesLeft: [UInt8]
+    /// Deferred drops: copies dropped by the protocol but still mapped, and
+    /// each node's frames for other nodes waiting for them to be punched.
+    var pendingDrops: [Bool]
+    var outbox: [[(message: InFlightMessage, to: NodeID)]]
 
     init(_ config: ModelConfiguration) {
         // The smallest penalty cap that still takes every path (a penalty
@@ -199,6 +216,8 @@ struct ModelWorld {
         threads = config.threadAccesses.map { ModelThread(remaining: UInt8($0)) }
         lastWritten = Array(repeating: 0, count: config.pages)
         prefetchesLeft = Array(repeating: UInt8(config.prefetchesPerNode), count: config.nodes)
+        pendingDrops = Array(repeating: false, count: config.nodes * config.pages)
+        outbox = Array(repeating: [], count: config.nodes)
     }
 
     static func page(_ index: Int) -> PageID { PageID(container: 0, index: UInt32(index)) }
@@ -223,6 +242,11 @@ struct ModelWorld {
             for page in 0..<config.pages {
                 steps.append(.prefetch(node: node, page: page, access: .read))
                 steps.append(.prefetch(node: node, page: page, access: .write))
+            }
+        }
+        if config.deferredDrops {
+            for node in 0..<config.nodes where !outbox[node].isEmpty || hasPendingDrop(node, config) {
+                steps.append(.flush(node: node))
             }
         }
         if config.holdWindows {
@@ -274,6 +298,8 @@ struct ModelWorld {
             var sink = RecordingEffects()
             nodes[node].endHold(Self.page(page), &sink)
             try perform(sink.effects, on: node, handling: nil, config)
+        case .flush(let node):
+            flush(node, config)
         case .deliver(let from, let to, let position):
             let delivered = channels[from * config.nodes + to].remove(at: position)
             var sink = RecordingEffects()
@@ -306,6 +332,26 @@ struct ModelWorld {
         threads[index].remaining -= 1
     }
 
+    private func hasPendingDrop(_ node: NodeID, _ config: ModelConfiguration) -> Bool {
+        var page = 0
+        while page < config.pages {
+            if pendingDrops[node * config.pages + page] { return true }
+            page += 1
+        }
+        return false
+    }
+
+    /// The runtime's `flushQueued`: pending drops are punched, then the
+    /// queued frames leave, in order.
+    private mutating func flush(_ node: NodeID, _ config: ModelConfiguration) {
+        for page in 0..<config.pages where pendingDrops[node * config.pages + page] {
+            pendingDrops[node * config.pages + page] = false
+            copies[node * config.pages + page] = MappedCopy()
+        }
+        for queued in outbox[node] { channels[node * config.nodes + queued.to].append(queued.message) }
+        outbox[node] = []
+    }
+
     /// Carries out a node's effects, in order, as the runtime would.
     private mutating func perform(
         _ effects: [Effect], on node: NodeID, handling delivered: InFlightMessage?, _ config: ModelConfiguration
@@ -314,6 +360,8 @@ struct ModelWorld {
         func mismatch(_ detail: String) -> ModelViolation {
             ModelViolation(kind: .mappingMismatch, detail: "node \(node): \(detail)")
         }
+        // The page of the answer this handler last sent (RuntimeEffects).
+        var answered: Int?
         for effect in effects {
             switch effect {
             case .send(let message, let to):
@@ -321,26 +369,51 @@ struct ModelWorld {
                 var version: UInt8 = 0
                 if case .data(let page, _, _) = message {
                     let copy = copies[node * config.pages + Int(page.index)]
-                    if strict, copy.mapping == .none { throw mismatch("sends data of unmapped page \(page)") }
+                    if strict, copy.mapping == .none || pendingDrops[node * config.pages + Int(page.index)] {
+                        throw mismatch("sends data of unmapped page \(page)")
+                    }
                     version = copy.version
                 }
-                channels[node * config.nodes + to].append(InFlightMessage(message: message, version: version))
+                switch message {
+                case .data(let p, _, _), .grant(let p, _, _, _): answered = Int(p.index)
+                default: break
+                }
+                let inFlight = InFlightMessage(message: message, version: version)
+                // Frames to other nodes wait behind a pending drop, and
+                // behind what waits already; a node's own go at once.
+                if config.deferredDrops, to != node, config.mutation != .ackLeavesBeforeThePunch,
+                   !outbox[node].isEmpty || hasPendingDrop(node, config) {
+                    outbox[node].append((inFlight, to))
+                } else {
+                    channels[node * config.nodes + to].append(inFlight)
+                }
             case .writeProtect(let page):
                 if config.mutation == .ownerSkipsWriteProtect { continue }
                 let index = node * config.pages + Int(page.index)
-                if strict, copies[index].mapping != .readWrite { throw mismatch("writeProtect of non-RW page \(page)") }
+                if strict, copies[index].mapping != .readWrite || pendingDrops[index] { throw mismatch("writeProtect of non-RW page \(page)") }
                 copies[index].mapping = .readOnly
             case .drop(let page):
                 if config.mutation == .sharerKeepsCopyOnInvalidate, case .invalidate = delivered?.message { continue }
                 let index = node * config.pages + Int(page.index)
-                if strict, copies[index].mapping == .none { throw mismatch("drop of unmapped page \(page)") }
+                if strict, copies[index].mapping == .none || pendingDrops[index] { throw mismatch("drop of unmapped page \(page)") }
+                if config.deferredDrops {
+                    if answered == Int(page.index) {
+                        // Answer-before-drop: the answer leaves now, with
+                        // everything queued (pending drops punched first).
+                        flush(node, config)
+                    } else {
+                        if strict, copies[index].mapping == .readWrite { throw mismatch("pending drop of a writable page \(page)") }
+                        pendingDrops[index] = true
+                        continue
+                    }
+                }
                 copies[index] = MappedCopy()
             case .install(let page, let writable):
                 let index = node * config.pages + Int(page.index)
                 guard let delivered, case .data = delivered.message else {
                     throw mismatch("install without a .data message")
                 }
-                if strict, copies[index].mapping != .none { throw mismatch("install over a mapped page \(page)") }
+                if strict, copies[index].mapping != .none || pendingDrops[index] { throw mismatch("install over a mapped page \(page)") }
                 var writable = writable
                 if config.mutation == .handedOverPageMappedWritable, case .data(_, true, _) = delivered.message {
                     writable = true
@@ -352,7 +425,7 @@ struct ModelWorld {
                 copies[index] = MappedCopy(mapping: .readWrite, version: 0)
             case .makeWritable(let page):
                 let index = node * config.pages + Int(page.index)
-                if strict, copies[index].mapping != .readOnly { throw mismatch("makeWritable of non-RO page \(page)") }
+                if strict, copies[index].mapping != .readOnly || pendingDrops[index] { throw mismatch("makeWritable of non-RO page \(page)") }
                 copies[index].mapping = .readWrite
             case .wake(let page):
                 for thread in threads.indices
@@ -375,6 +448,7 @@ struct ModelWorld {
     var isFinished: Bool {
         threads.allSatisfy { $0.phase == .idle && $0.remaining == 0 } && channels.allSatisfy(\.isEmpty)
             && nodes.allSatisfy { node in node.containers[0]!.local.allSatisfy { $0.held == .none } }
+            && outbox.allSatisfy(\.isEmpty) && !pendingDrops.contains(true)
     }
 
     func checkInvariants(_ config: ModelConfiguration, terminal: Bool) throws(ModelViolation) {
@@ -395,7 +469,9 @@ struct ModelWorld {
                     case .shared, .exclusiveUnwritten: .readOnly
                     case .exclusive: .readWrite
                     }
-                    if copy.mapping != expected {
+                    // A pending drop is still mapped read-only.
+                    let pending = pendingDrops[node * config.pages + page] && copy.mapping == .readOnly && expected == .none
+                    if copy.mapping != expected && !pending {
                         throw ModelViolation(kind: .mappingMismatch, detail:
                             "node \(node) page \(page): state \(state) but mapping \(copy.mapping)")
                     }
@@ -472,6 +548,25 @@ struct ModelWorld {
             while index < prefetchesLeft.count {
                 writer.put(prefetchesLeft[index])
                 index += 1
+            }
+            if config.deferredDrops {
+                index = 0
+                while index < pendingDrops.count {
+                    writer.put(pendingDrops[index] ? 1 : 0)
+                    index += 1
+                }
+                index = 0
+                while index < outbox.count {
+                    let queued = outbox[index]
+                    writer.put(UInt8(queued.count))
+                    var position = 0
+                    while position < queued.count {
+                        writer.put(UInt8(queued[position].to))
+                        Self.encode(queued[position].message, &writer)
+                        position += 1
+                    }
+                    index += 1
+                }
             }
             index = 0
             while index < channels.count {
@@ -551,6 +646,8 @@ struct ModelExplorer {
         var delivered = Array(repeating: 0, count: MessageKind.allCases.count)
         /// Hold windows that closed on a held message, per kind (`HeldKind`).
         var heldReleased = Array(repeating: 0, count: HeldKind.allCases.count)
+        /// Flush steps that punched at least one pending drop.
+        var flushesWithPendingDrops = 0
         var violation: ModelViolation?
         /// The steps from the initial state to the violation.
         var trace: [String] = []
@@ -610,6 +707,10 @@ struct ModelExplorer {
             if case .deliver(let from, let to, let position) = step {
                 let message = world.channels[from * config.nodes + to][position].message
                 result.delivered[MessageKind(message).rawValue] += 1
+            }
+            if case .flush(let node) = step,
+               world.pendingDrops[(node * config.pages)..<((node + 1) * config.pages)].contains(true) {
+                result.flushesWithPendingDrops += 1
             }
             if case .endHold(let node, let page) = step, let kind = HeldKind(world.nodes[node].containers[0]!.local[page].held) {
                 result.heldReleased[kind.rawValue] += 1
