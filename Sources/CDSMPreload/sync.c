@@ -133,8 +133,6 @@ static int64_t monotonic_ns(void) {
  * fault). */
 static int kind_in_object(const pthread_mutex_t *m) { return m->__data.__kind & 3; }
 
-/* The token goes back to the home (the caller sends the release). Called
- * with the entry locked. */
 /* SlowWaits.swift's threshold, read once. */
 static int64_t slow_wait_ns;
 

@@ -350,10 +350,8 @@ final class CallRouter {
     private func validate(_ request: ServiceRequest, from peer: NodeID) -> String? {
         switch request {
         case .sync(let s):
-            switch s.operation {
-            case .tokenAcquire, .tokenTry, .tokenRelease, .tokenBusy:
-                if s.thread != UInt64(peer) { return "a lock token operation on behalf of node \(s.thread)" }
-            default: break
+            if s.operation.isTokenOperation && s.thread != UInt64(peer) {
+                return "a lock token operation on behalf of node \(s.thread)"
             }
         case .addContainer(let container, let pages, _):
             return wireContainerProblem(container, pages: pages)

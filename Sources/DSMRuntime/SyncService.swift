@@ -77,9 +77,12 @@ struct SyncRequest {
         self.timeoutNanoseconds = timeoutNanoseconds
     }
 
-    /// From the C entry point's operation code.
-    init?(object: UInt64, code: Int32, argument: UInt64, thread: UInt64, timeoutNanoseconds: Int64) {
+    /// From the C entry point's operation code, called on the asking
+    /// thread of node `node`: a token operation is the node's, any other
+    /// the thread's.
+    init?(object: UInt64, code: Int32, argument: UInt64, node: NodeID, timeoutNanoseconds: Int64) {
         guard let operation = SyncRequest.operation(code: code, argument: argument) else { return nil }
+        let thread = operation.isTokenOperation ? UInt64(node) : UInt64(pthread_self())
         self.init(object: object, operation: operation, thread: thread, timeoutNanoseconds: timeoutNanoseconds)
     }
 
@@ -156,14 +159,6 @@ struct SyncRequest {
         }
     }
 
-    /// Who asks: a node for the lock token, the calling thread otherwise.
-    static func requester(_ code: Int32, node: NodeID) -> UInt64 {
-        switch operation(code: code, argument: 0) {
-        case .tokenAcquire?, .tokenTry?, .tokenRelease?, .tokenBusy?: return UInt64(node)
-        default: return UInt64(pthread_self())
-        }
-    }
-
     func encode(into w: inout WireWriter) {
         let (c, argument) = code
         w.put(object); w.put(thread); w.put(timeoutNanoseconds); w.put(c); w.put(argument)
@@ -175,7 +170,8 @@ struct SyncRequest {
         let timeout: Int64 = r.get()
         let code: Int32 = r.get()
         let argument: UInt64 = r.get()
-        return SyncRequest(object: object, code: code, argument: argument, thread: thread, timeoutNanoseconds: timeout)
+        guard let operation = SyncRequest.operation(code: code, argument: argument) else { return nil }
+        return SyncRequest(object: object, operation: operation, thread: thread, timeoutNanoseconds: timeout)
     }
 }
 
@@ -254,27 +250,17 @@ extension CallRouter {
         switch request {
         case .lockGranted(let o, _):
             object = o
-            guard let state = dsm_lock_entry(o, 1) else {
-                giveBack = true
-                break
-            }
-            giveBack = NodeLock.granted(&state.pointee)
-            dsm_lock_entry_done(state, Int32.max)
+            // No entry (the table is full): nobody here can want it.
+            giveBack = withLockState(o, create: true, wake: .max) { NodeLock.granted(&$0) } ?? true
         case .lockRecalled(let o, _):
             object = o
-            guard let state = dsm_lock_entry(o, 0) else { return }
-            let recall = NodeLock.recalled(&state.pointee, now: Int64(monotonicNanoseconds()))
-            dsm_lock_entry_done(state, 0)
+            let now = Int64(monotonicNanoseconds())
+            guard let recall = withLockState(o, { NodeLock.recalled(&$0, now: now) }) else { return }
             if recall == .later && !deferredRecalls.contains(o) { deferredRecalls.append(o) }
             giveBack = recall == .giveBack
         case .lockTryRecalled(let o, _):
             object = o
-            if let state = dsm_lock_entry(o, 0) {
-                giveBack = NodeLock.tryRecalled(&state.pointee)
-                dsm_lock_entry_done(state, 0)
-            } else {
-                giveBack = true
-            }
+            giveBack = withLockState(o) { NodeLock.tryRecalled(&$0) } ?? true
             if !giveBack { tellHome(.tokenBusy, object: o) }
         default: return
         }
@@ -284,9 +270,20 @@ extension CallRouter {
 
     /// The home said yes to a try-lock of this node's.
     func tryTokenArrived(_ object: UInt64) {
-        guard let state = dsm_lock_entry(object, 1) else { return }
-        NodeLock.tryTokenArrived(&state.pointee)
-        dsm_lock_entry_done(state, 0)
+        withLockState(object, create: true) { NodeLock.tryTokenArrived(&$0) }
+    }
+
+    /// Runs one of NodeLock's decisions on the state of `object`'s token in
+    /// this node's lock table, with its entry locked (create: make the entry
+    /// if absent), then unlocks it and wakes `wake` of the threads waiting
+    /// there. Nil when the node has no entry for it.
+    @discardableResult
+    private func withLockState<T>(_ object: UInt64, create: Bool = false, wake: Int32 = 0,
+                                  _ decide: (inout dsm_lock_state) -> T) -> T? {
+        guard let state = dsm_lock_entry(object, create ? 1 : 0) else { return nil }
+        let result = decide(&state.pointee)
+        dsm_lock_entry_done(state, wake)
+        return result
     }
 
     /// This node's word about a lock token, to the object's home.
@@ -302,12 +299,7 @@ extension CallRouter {
         var i = 0
         while i < deferredRecalls.count {
             let object = deferredRecalls[i]
-            var due = NodeLock.Due.settled
-            if let state = dsm_lock_entry(object, 0) {
-                due = NodeLock.recallDue(&state.pointee, now: now)
-                dsm_lock_entry_done(state, 0)
-            }
-            switch due {
+            switch withLockState(object, { NodeLock.recallDue(&$0, now: now) }) ?? .settled {
             case .giveBack:
                 if traceLocks { log("deferred release \(String(object, radix: 16))") }
                 tellHome(.tokenRelease, object: object)
@@ -332,8 +324,8 @@ extension CallRouter {
 @_cdecl("dsm_swift_sync")
 public func dsmSwiftSync(_ object: UInt64, _ operation: Int32, _ argument: UInt64, _ timeout: Int64) -> Int {
     let node = runtimeNode!
-    guard let request = SyncRequest(object: object, code: operation, argument: argument,
-                                    thread: SyncRequest.requester(operation, node: node.id), timeoutNanoseconds: timeout) else {
+    guard let request = SyncRequest(object: object, code: operation, argument: argument, node: node.id,
+                                    timeoutNanoseconds: timeout) else {
         return -Int(EINVAL)
     }
     return Int(node.calls.perform(.sync(request), caller: node.calls.anonymousCaller).result)
@@ -342,8 +334,8 @@ public func dsmSwiftSync(_ object: UInt64, _ operation: Int32, _ argument: UInt6
 @_cdecl("dsm_swift_sync_notice")
 public func dsmSwiftSyncNotice(_ object: UInt64, _ operation: Int32, _ argument: UInt64) {
     let node = runtimeNode!
-    guard var request = SyncRequest(object: object, code: operation, argument: argument,
-                                    thread: SyncRequest.requester(operation, node: node.id), timeoutNanoseconds: -1) else { return }
+    guard var request = SyncRequest(object: object, code: operation, argument: argument, node: node.id,
+                                    timeoutNanoseconds: -1) else { return }
     request.isNotice = true
     node.calls.post(.sync(request), caller: node.calls.anonymousCaller)
 }

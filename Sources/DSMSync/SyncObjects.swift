@@ -421,6 +421,17 @@ public enum SyncOperation: Equatable, Sendable {
     case futexWake(count: Int32)
 }
 
+extension SyncOperation {
+    /// The lock token's operations, whose `thread` names a node; the
+    /// others name the calling thread.
+    public var isTokenOperation: Bool {
+        switch self {
+        case .tokenAcquire, .tokenTry, .tokenRelease, .tokenBusy: true
+        default: false
+        }
+    }
+}
+
 /// What the model asks the runtime to do, in order.
 public protocol SyncEffects {
     associatedtype Waiter
