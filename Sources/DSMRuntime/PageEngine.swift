@@ -25,9 +25,9 @@ struct PageStats {
 }
 
 final class PageEngine {
-    let id: NodeID
-    let nodes: Int
     let configuration: Configuration
+    var id: NodeID { configuration.node }
+    var nodes: Int { configuration.nodes }
     let uffd: Int32
     unowned(unsafe) let links: PeerLinks
 
@@ -63,8 +63,6 @@ final class PageEngine {
 
     init(configuration: Configuration, uffd: Int32, links: PeerLinks) {
         self.configuration = configuration
-        id = configuration.node
-        nodes = configuration.nodes
         self.uffd = uffd
         self.links = links
         holdNanoseconds = configuration.tunables.holdNanoseconds
