@@ -18,7 +18,9 @@ threads); img_mgs_counter is img_mgs written with globals and a
 mutex-protected progress counter next to them, img_workqueue a Mandelbrot
 image whose rows threads take from a mutex-protected index, img_jacobi a
 stencil with a mutex-protected reduction per step (the size is n; both run
-as `prog size N` like the others).
+as `prog size N` like the others). `prog@release` runs a program under
+`--consistency release` (`--programs img_workqueue,img_workqueue@release`
+puts both memory models side by side).
 
 Prints tables and writes Benchmarks/results/{bench.csv,bench.json,speedup.png}
 (the plot needs matplotlib: `pip install matplotlib`). Each configuration is
@@ -128,7 +130,10 @@ def speedups(args):
     keeps the median of each (the machines are shared and noisy)."""
     rows = []
     kinds = ("native", "dsm", "hosts") if args.testbed_args else ("native", "dsm")
-    for program in args.programs:
+    for spec in args.programs:
+        # "img_workqueue@release": the program under --consistency release.
+        program, _, model = spec.partition("@")
+        model_args = ["--consistency", model] if model else []
         for size in args.sizes:
             base = {}
             for nodes in args.nodes:
@@ -139,7 +144,7 @@ def speedups(args):
                         if kind == "native":
                             t, _ = run_native(program, nodes, size)
                         else:
-                            extra = args.dsm_args + (args.testbed_args if kind == "hosts" else [])
+                            extra = model_args + args.dsm_args + (args.testbed_args if kind == "hosts" else [])
                             t, s = run_dsm(program, nodes, size, extra)
                             stats.setdefault(kind, []).append((t, s))
                         times[kind].append(t)
@@ -148,7 +153,7 @@ def speedups(args):
                 spread = {k: (max(v) - min(v)) / statistics.median(v) for k, v in times.items()}
                 if nodes == 1:
                     base = dict(median)
-                row = {"program": program, "size": size, "nodes": nodes,
+                row = {"program": spec, "size": size, "nodes": nodes,
                        "native_s": median["native"], "dsm_s": median["dsm"], "repeats": args.repeat,
                        "native_spread": spread["native"], "dsm_spread": spread["dsm"]}
                 row["native_speedup"] = base["native"] / median["native"] if base else float("nan")
@@ -258,16 +263,18 @@ def distance(args):
     for rtt in args.round_trips:
         delay = max(0, round((rtt - floor_rtt) / 2))
         miss = statistics.median(fault_latency(2, args.dsm_args, delay)["read_miss"] for _ in range(args.repeat))
-        for program in args.programs:
+        for spec in args.programs:
+            program, _, model = spec.partition("@")
+            dsm_args = (["--consistency", model] if model else []) + args.dsm_args
             for size in args.sizes:
                 times = {"native1": [], "native2": [], "dsm1": [], "dsm2": []}
                 for _ in range(args.repeat):
                     times["native1"].append(run_native(program, 1, size)[0])
                     times["native2"].append(run_native(program, 2, size)[0])
-                    times["dsm1"].append(run_dsm(program, 1, size, args.dsm_args, delay)[0])
-                    times["dsm2"].append(run_dsm(program, 2, size, args.dsm_args, delay)[0])
+                    times["dsm1"].append(run_dsm(program, 1, size, dsm_args, delay)[0])
+                    times["dsm2"].append(run_dsm(program, 2, size, dsm_args, delay)[0])
                 m = {k: statistics.median(v) for k, v in times.items()}
-                row = {"rtt_us": rtt, "delay_us": delay, "program": program, "size": size,
+                row = {"rtt_us": rtt, "delay_us": delay, "program": spec, "size": size,
                        "native_speedup": m["native1"] / m["native2"], "dsm_speedup": m["dsm1"] / m["dsm2"],
                        "read_miss_us": miss}
                 row["fraction_of_native"] = row["dsm_speedup"] / row["native_speedup"]
@@ -333,7 +340,8 @@ def plot(rows, path):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--programs", default="mgs,matmul")
+    p.add_argument("--programs", default="mgs,matmul",
+                   help="comma-separated; program@release runs it under --consistency release")
     p.add_argument("--sizes", default="256,512,1024")
     p.add_argument("--nodes", default="1,2,3,4")
     p.add_argument("--repeat", type=int, default=3)

@@ -310,6 +310,7 @@ static void resolve_thread_functions(void) {
 static void hosted_finish(void *value) {
     if (hosted_finished) return;
     hosted_finished = 1;
+    dsm_release_point();
     IN_RUNTIME_VOID(dsm_swift_thread_finished((uint64_t)pthread_self(), (uint64_t)(uintptr_t)value));
     dsm_host_post(DSM_HOST_REAP, (uint64_t)pthread_self(), (uint64_t)(uintptr_t)hosted_self, 0, 0);
 }
@@ -317,6 +318,7 @@ static void hosted_finish(void *value) {
 static void *hosted_trampoline(void *p) {
     hosted_start *start = p;
     hosted_self = start;
+    dsm_acquire_point();
     void *value = start->start(start->arg);
     hosted_finish(value);
     return value;
@@ -434,6 +436,7 @@ int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)
         pthread_attr_getdetachstate(attr, &detach_state);
     }
     uint64_t id = 0;
+    dsm_release_point();
     long r = IN_RUNTIME(dsm_swift_thread_create((uint64_t)(uintptr_t)start, (uint64_t)(uintptr_t)arg, stack_size,
                                                 detach_state == PTHREAD_CREATE_DETACHED, &id));
     if (r < 0) return (int)-r;
@@ -449,6 +452,7 @@ int pthread_join(pthread_t thread, void **value) {
     uint64_t v = 0;
     long r = IN_RUNTIME(dsm_swift_thread_join((uint64_t)thread, node, &v));
     if (r < 0) return (int)-r;
+    dsm_acquire_point();
     if (value) *value = (void *)(uintptr_t)v;
     return 0;
 }

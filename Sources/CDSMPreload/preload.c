@@ -328,7 +328,11 @@ static int dsm_semop(int id, struct sembuf *operations, size_t count, const stru
         ops[i].op = given[i].sem_op;
         ops[i].flags = given[i].sem_flg;
     }
-    return (int)as_result(IN_RUNTIME(dsm_swift_semop(id, ops, count, timeout_ns)));
+    /* A semop may post or wait: it releases before and acquires after. */
+    dsm_release_point();
+    int r = (int)as_result(IN_RUNTIME(dsm_swift_semop(id, ops, count, timeout_ns)));
+    dsm_acquire_point();
+    return r;
 }
 
 int semop(int id, struct sembuf *operations, size_t count) {

@@ -32,6 +32,39 @@ static void sync_notice(const volatile void *object, int operation, uint64_t arg
     IN_RUNTIME_VOID(dsm_swift_sync_notice((uint64_t)(uintptr_t)object, operation, argument));
 }
 
+// --- release consistency -----------------------------------------------------
+
+/* Set once before main; the counts by the runtime thread as pages change. */
+static int release_enabled;
+static int64_t release_written, release_copies;
+
+void dsm_release_enable(void) { release_enabled = 1; }
+
+void dsm_release_publish(int64_t written, int64_t copies) {
+    __atomic_store_n(&release_written, written, __ATOMIC_RELEASE);
+    __atomic_store_n(&release_copies, copies, __ATOMIC_RELEASE);
+}
+
+/* A thread's own writes are counted before it resumes from their fault, so
+ * a zero here means it wrote nothing since the node's last release. */
+void dsm_release_point(void) {
+    if (!release_enabled || dsm_runtime_thread || dsm_in_runtime) return;
+    if (__atomic_load_n(&release_written, __ATOMIC_ACQUIRE) == 0) return;
+    int saved = errno;
+    IN_RUNTIME_VOID(dsm_swift_release());
+    errno = saved;
+}
+
+void dsm_acquire_point(void) {
+    if (!release_enabled || dsm_runtime_thread || dsm_in_runtime) return;
+    if (__atomic_load_n(&release_written, __ATOMIC_ACQUIRE) == 0 &&
+        __atomic_load_n(&release_copies, __ATOMIC_ACQUIRE) == 0)
+        return;
+    int saved = errno;
+    IN_RUNTIME_VOID(dsm_swift_acquire());
+    errno = saved;
+}
+
 /* pthread functions return the error number; the service answers -errno. */
 static int as_error(long r) { return r < 0 ? (int)-r : 0; }
 
@@ -200,7 +233,10 @@ static int token_lock(lock_entry *e, const volatile void *object, int try, int64
         int give_back = dsm_swift_lock_end_wait(&e->state, timed_out);
         if (timed_out) {
             unspin(&e->lock);
-            if (give_back) sync_notice(object, DSM_TOKEN_RELEASE, 0);
+            if (give_back) {
+                dsm_release_point();
+                sync_notice(object, DSM_TOKEN_RELEASE, 0);
+            }
             return ETIMEDOUT;
         }
     }
@@ -217,7 +253,14 @@ static int token_unlock(const volatile void *object) {
     case DSM_UNLOCK_IGNORED: return 0;
     case DSM_UNLOCK_NOT_OWNER: return EPERM;
     case DSM_UNLOCK_STILL_HELD: return 0;
-    case DSM_UNLOCK_GIVE_BACK: sync_notice(object, DSM_TOKEN_RELEASE, 0); break;
+    case DSM_UNLOCK_GIVE_BACK:
+        /* Release consistency: a lock releases when its token leaves the
+         * node, not at every unlock; what the node wrote goes home first
+         * (the runtime thread does the same for a recalled token), and
+         * the token's arrival elsewhere is that node's acquire. */
+        dsm_release_point();
+        sync_notice(object, DSM_TOKEN_RELEASE, 0);
+        break;
     case DSM_UNLOCK_RELEASED: break;
     }
     if (waiters) futex_wake_private(&e->state.seq, 1);
@@ -345,6 +388,7 @@ static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t timeout) {
     if (unlocked) return unlocked;
     int r = as_error(sync_call(c, DSM_COND_AWAIT, (uint64_t)ticket, timeout));
     int relock = mutex_lock(m, 0, -1);
+    dsm_acquire_point();
     return r ? r : relock;
 }
 
@@ -376,6 +420,7 @@ int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t cloc
 int pthread_cond_signal(pthread_cond_t *c) {
     REAL(pthread_cond_signal);
     if (!dsm_sync_object(c)) return real_pthread_cond_signal(c);
+    dsm_release_point();
     sync_notice(c, DSM_COND_SIGNAL, 0);
     return 0;
 }
@@ -383,6 +428,7 @@ int pthread_cond_signal(pthread_cond_t *c) {
 int pthread_cond_broadcast(pthread_cond_t *c) {
     REAL(pthread_cond_broadcast);
     if (!dsm_sync_object(c)) return real_pthread_cond_broadcast(c);
+    dsm_release_point();
     sync_notice(c, DSM_COND_BROADCAST, 0);
     return 0;
 }
@@ -404,7 +450,9 @@ int pthread_barrier_init(pthread_barrier_t *b, const pthread_barrierattr_t *attr
 int pthread_barrier_wait(pthread_barrier_t *b) {
     REAL(pthread_barrier_wait);
     if (!dsm_sync_object(b)) return real_pthread_barrier_wait(b);
+    dsm_release_point();
     long r = sync_call(b, DSM_BARRIER_WAIT, 0, -1);
+    dsm_acquire_point();
     if (r == 1) return PTHREAD_BARRIER_SERIAL_THREAD;
     return as_error(r);
 }
@@ -423,11 +471,19 @@ int pthread_rwlock_init(pthread_rwlock_t *l, const pthread_rwlockattr_t *attr) {
     return 0;
 }
 
+/* An unlock releases; a lock (or a refusal) acquires. */
+static int rwlock_call(pthread_rwlock_t *l, int operation, int64_t timeout) {
+    if (operation == DSM_RW_UNLOCK) dsm_release_point();
+    int r = as_error(sync_call(l, operation, 0, timeout));
+    if (operation != DSM_RW_UNLOCK && operation != DSM_RW_DESTROY) dsm_acquire_point();
+    return r;
+}
+
 #define RWLOCK_OP(name, operation)                                                                                \
     int name(pthread_rwlock_t *l) {                                                                               \
         REAL(name);                                                                                               \
         if (!dsm_sync_object(l)) return real_##name(l);                                                           \
-        return as_error(sync_call(l, operation, 0, -1));                                                          \
+        return rwlock_call(l, operation, -1);                                                                     \
     }
 RWLOCK_OP(pthread_rwlock_rdlock, DSM_RW_READ)
 RWLOCK_OP(pthread_rwlock_tryrdlock, DSM_RW_TRYREAD)
@@ -439,7 +495,7 @@ RWLOCK_OP(pthread_rwlock_destroy, DSM_RW_DESTROY)
 static int rwlock_until(pthread_rwlock_t *l, int operation, clockid_t clock, const struct timespec *deadline) {
     int64_t timeout = timeout_until_on(clock, deadline);
     if (timeout < 0) return EINVAL;
-    return as_error(sync_call(l, operation, 0, timeout));
+    return rwlock_call(l, operation, timeout);
 }
 
 int pthread_rwlock_timedrdlock(pthread_rwlock_t *l, const struct timespec *deadline) {
@@ -539,19 +595,25 @@ int sem_init(sem_t *s, int shared, unsigned value) {
 int sem_wait(sem_t *s) {
     REAL(sem_wait);
     if (!dsm_sync_object(s)) return real_sem_wait(s);
-    return sem_result(sync_call(s, DSM_SEM_WAIT, 0, -1));
+    long r = sync_call(s, DSM_SEM_WAIT, 0, -1);
+    dsm_acquire_point();
+    return sem_result(r);
 }
 
 int sem_trywait(sem_t *s) {
     REAL(sem_trywait);
     if (!dsm_sync_object(s)) return real_sem_trywait(s);
-    return sem_result(sync_call(s, DSM_SEM_TRYWAIT, 0, -1));
+    long r = sync_call(s, DSM_SEM_TRYWAIT, 0, -1);
+    dsm_acquire_point();
+    return sem_result(r);
 }
 
 static int sem_wait_until(sem_t *s, clockid_t clock, const struct timespec *deadline) {
     int64_t timeout = timeout_until_on(clock, deadline);
     if (timeout < 0) return sem_result(timeout);
-    return sem_result(sync_call(s, DSM_SEM_WAIT, 0, timeout));
+    long r = sync_call(s, DSM_SEM_WAIT, 0, timeout);
+    dsm_acquire_point();
+    return sem_result(r);
 }
 
 int sem_timedwait(sem_t *s, const struct timespec *deadline) {
@@ -589,6 +651,7 @@ sem_t *sem_open(const char *name, int flags, ...) {
 int sem_post(sem_t *s) {
     REAL(sem_post);
     if (!dsm_sync_object(s)) return real_sem_post(s);
+    dsm_release_point();
     return sem_result(sync_call(s, DSM_SEM_POST, 0, -1));
 }
 
@@ -621,8 +684,10 @@ long dsm_futex(uint32_t *word, int op, uint32_t value, const struct timespec *ti
         return -ENOSYS;
     if ((command == FUTEX_WAIT_BITSET || command == FUTEX_WAKE_BITSET) && bitset != FUTEX_BITSET_MATCH_ANY)
         return -ENOSYS;
-    if (command == FUTEX_WAKE || command == FUTEX_WAKE_BITSET)
+    if (command == FUTEX_WAKE || command == FUTEX_WAKE_BITSET) {
+        dsm_release_point();
         return sync_call(word, DSM_FUTEX_WAKE, value > INT32_MAX ? INT32_MAX : value, -1);
+    }
     int64_t ns = -1;
     if (timeout) {
         struct timespec t;
@@ -638,10 +703,14 @@ long dsm_futex(uint32_t *word, int op, uint32_t value, const struct timespec *ti
             ns = (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
         }
     }
+    dsm_release_point();
     long sequence = sync_call(word, DSM_FUTEX_SEQUENCE, 0, -1);
     if (sequence < 0) return sequence;
+    /* The word as the last waker released it, not a stale copy. */
+    dsm_acquire_point();
     if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != value) return -EAGAIN;
     long r = sync_call(word, DSM_FUTEX_WAIT, (uint64_t)sequence, ns);
+    dsm_acquire_point();
     if (r == -EAGAIN) return 0; /* woken before it slept: a spurious wake-up */
     return r < 0 ? r : 0;
 }

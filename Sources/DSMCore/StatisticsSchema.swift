@@ -54,7 +54,25 @@ public struct NodeStatistics: Codable, Equatable, Sendable {
     public var bytesSent: UInt64 = 0
     public var bytesReceived: UInt64 = 0
     public var waitNs = Wait()
+    /// Release consistency (nil in a sequentially consistent run).
+    public var release: Release?
     public var pages: [Page] = []
+
+    /// Release consistency's work on one node.
+    public struct Release: Codable, Equatable, Sendable {
+        /// Copies asked of the pages' homes.
+        public var fetches: UInt64 = 0
+        /// Twins taken: writes to a copy.
+        public var twins: UInt64 = 0
+        public var diffsSent: UInt64 = 0
+        public var diffBytes: UInt64 = 0
+        /// Release and acquire points that reached the runtime thread.
+        public var releases: UInt64 = 0
+        public var acquires: UInt64 = 0
+        /// Copies dropped at acquires.
+        public var dropped: UInt64 = 0
+        public init() {}
+    }
 
     public init() {}
 
@@ -69,6 +87,11 @@ public struct NodeStatistics: Codable, Equatable, Sendable {
             object([("container", "\($0.container)"), ("page", "\($0.page)"), ("faults", "\($0.faults)"),
                     ("writeFaults", "\($0.writeFaults)"), ("losses", "\($0.losses)")])
         }
+        let releaseField = release.map {
+            object([("fetches", "\($0.fetches)"), ("twins", "\($0.twins)"), ("diffsSent", "\($0.diffsSent)"),
+                    ("diffBytes", "\($0.diffBytes)"), ("releases", "\($0.releases)"), ("acquires", "\($0.acquires)"),
+                    ("dropped", "\($0.dropped)")])
+        }
         return object([
             ("node", "\(node)"), ("readFaults", "\(readFaults)"), ("writeFaults", "\(writeFaults)"),
             ("upgrades", "\(upgrades)"), ("handovers", "\(handovers)"), ("silentUpgrades", "\(silentUpgrades)"),
@@ -78,6 +101,6 @@ public struct NodeStatistics: Codable, Equatable, Sendable {
             ("heldMessages", "\(heldMessages)"), ("messagesSent", "\(messagesSent)"),
             ("messagesReceived", "\(messagesReceived)"), ("bytesSent", "\(bytesSent)"),
             ("bytesReceived", "\(bytesReceived)"), ("waitNs", wait), ("pages", "[" + pageList.joined(separator: ",") + "]"),
-        ])
+        ] + (releaseField.map { [("release", $0)] } ?? []))
     }
 }

@@ -14,6 +14,9 @@ public struct Tunables: Equatable, Sendable {
     /// Pages read and then written by nodes in turn are handed over whole
     /// on a read miss (DSM_MIGRATORY=0: off).
     public var migratoryPages = true
+    /// The memory model the run gives the program (DSM_CONSISTENCY):
+    /// sequential (the default) or release (ReleasePages.swift).
+    public var consistency: Consistency = .sequential
     /// How long a page brought in for a waiting thread stays before another
     /// node may take it (DSM_HOLD_US, microseconds). At least 1: without a
     /// hold two nodes writing one page can take it from each other forever.
@@ -41,6 +44,7 @@ public struct Tunables: Equatable, Sendable {
         ("DSM_PREFETCH", "a number of pages from 0 to 4096"),
         ("DSM_PREFETCH_BUDDY", "0 or 1"),
         ("DSM_MIGRATORY", "0 or 1"),
+        ("DSM_CONSISTENCY", "sequential or release"),
         ("DSM_HOLD_US", "a number of microseconds from 1 to 100000"),
         ("DSM_SPIN_US", "a number of microseconds from 0 to 10000"),
         ("DSM_RUNTIME_FIFO", "0 or 1"),
@@ -72,6 +76,10 @@ public struct Tunables: Equatable, Sendable {
         if let pages = try integer("DSM_PREFETCH", 0...4096) { readaheadPages = Int(pages) }
         if let on = try flag("DSM_PREFETCH_BUDDY") { buddyPrefetch = on }
         if let on = try flag("DSM_MIGRATORY") { migratoryPages = on }
+        if let text = lookup("DSM_CONSISTENCY") {
+            guard let model = Consistency(rawValue: text) else { throw TunableError(name: "DSM_CONSISTENCY", value: text) }
+            consistency = model
+        }
         if let us = try integer("DSM_HOLD_US", 1...100_000) { holdNanoseconds = us * 1000 }
         if let us = try integer("DSM_SPIN_US", 0...10_000) { spinNanoseconds = us * 1000 }
         if let on = try flag("DSM_RUNTIME_FIFO") { realtimeRuntime = on }
@@ -91,6 +99,17 @@ public struct Tunables: Equatable, Sendable {
                 why: "too long for a peer timeout of \(peerTimeoutNanoseconds / 1_000_000) ms (at most a tenth of it)")
         }
     }
+}
+
+/// What a program sees of other threads' writes.
+public enum Consistency: String, Equatable, Sendable, CaseIterable {
+    /// Every read sees the latest write, on any node (MESI; the default).
+    case sequential
+    /// Writes made before a release (an unlock, a barrier, a semop, a
+    /// futex wake, a thread's end) are seen by whoever acquires after it;
+    /// between synchronisations, nodes write one page side by side. For
+    /// data-race-free programs that synchronise through calls dsm sees.
+    case release
 }
 
 /// A tunable's malformed or out-of-range value.

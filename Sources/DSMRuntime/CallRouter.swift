@@ -70,6 +70,10 @@ final class CallRouter {
     var syncObjects = SyncObjects<ReplyDestination>()
     /// Lock tokens recalled but kept for a batch (SyncService.swift).
     var deferredRecalls: [UInt64] = []
+    /// Release consistency: tokens granted whose acquire is under way, and
+    /// the recalls of such tokens, handled after it (SyncService.swift).
+    var grantsAcquiring: [UInt64] = []
+    var eventsBehindGrants: [ServiceRequest] = []
     /// Token notices the lock service sent this node itself, waiting for
     /// the model call that made them to return (SyncService.swift).
     var selfSyncNotices: [ServiceRequest] = []
@@ -88,6 +92,13 @@ final class CallRouter {
         service = configuration.node == 0 ? ClusterService(nodes: configuration.nodes, base: configuration.base) : nil
         incomingCalls.reserveCapacity(64)
         takenCalls.reserveCapacity(64)
+        pages.releaseDone = { [unowned self] waiter in
+            switch waiter {
+            case .call(let call): finish(call, ServiceReply(result: 0))
+            case .token(let object): tellHomeNow(.tokenRelease, object: object)
+            case .grant(let object): acquiredForGrant(object)
+            }
+        }
     }
 
     /// When the router needs the loop back without any event: a timed
@@ -175,6 +186,19 @@ final class CallRouter {
         if case .interrupted(let target) = call.request {
             interrupt(target)
             return
+        }
+        switch call.request {
+        case .releaseWrites:
+            // Answered once the homes acknowledge the diffs (ReleasePages.swift).
+            callsWaiting += 1
+            if pages.releaseWrites(then: .call(call)) { finish(call, ServiceReply(result: 0)) }
+            return
+        case .acquireWrites:
+            // Answered once the homes said which copies are old.
+            callsWaiting += 1
+            if pages.acquireWrites(then: .call(call)) { finish(call, ServiceReply(result: 0)) }
+            return
+        default: break
         }
         if call.request.isLocal {
             call.complete(runLocally(call.request))

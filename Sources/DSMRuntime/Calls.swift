@@ -102,11 +102,16 @@ enum ServiceRequest {
     case unmapAttachment(address: UInt64)
     /// A signal interrupted the program thread waiting for `call`.
     case interrupted(LocalCall)
+    /// Release consistency: send this node's writes home; answered once
+    /// the homes have them (ReleasePages.swift).
+    case releaseWrites
+    /// Release consistency: drop this node's copies.
+    case acquireWrites
 
     var isLocal: Bool {
         switch self {
         case .mapAttachment, .unmapAttachment, .interrupted, .setUpImage, .spawned, .threadFinished,
-             .threadReaped, .endProgram:
+             .threadReaped, .endProgram, .releaseWrites, .acquireWrites:
             return true
         default: return false
         }
@@ -199,7 +204,7 @@ enum ServiceRequest {
         case .lockTryRecalled(let object, let node):
             w.put(CallOpcode.lockTryRecalled.rawValue); w.put(object); w.put(Int32(node))
         case .mapAttachment, .unmapAttachment, .interrupted, .setUpImage, .spawned, .threadFinished,
-             .threadReaped, .endProgram:
+             .threadReaped, .endProgram, .releaseWrites, .acquireWrites:
             preconditionFailure("local requests never travel")
         }
         return w.bytes

@@ -40,4 +40,6 @@ private func entryPointsMatchTheirPrototypes() {
     sameType(dsm_swift_lock_attempt, dsmSwiftLockAttempt)
     sameType(dsm_swift_lock_end_wait, dsmSwiftLockEndWait)
     sameType(dsm_swift_lock_unlock, dsmSwiftLockUnlock)
+    sameType(dsm_swift_release, dsmSwiftRelease)
+    sameType(dsm_swift_acquire, dsmSwiftAcquire)
 }

@@ -38,6 +38,16 @@ public func dsmSwiftStart() -> Int32 {
     takeSecretFromEnvironment()
     guard let node = Node(configuration: configuration) else { return 0 }
     runtimeNode = node
+    if node.pages.releaseConsistent {
+        // libgomp's barriers and locks are atomics on shared words, which no
+        // release or acquire point sees: its threads would read stale data.
+        if configuration.image && dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD) != nil {
+            fatal("""
+                --consistency release does not see OpenMP's synchronisation (libgomp's barriers are atomics                 on shared words): run OpenMP programs with the default, --consistency sequential
+                """)
+        }
+        dsm_release_enable()
+    }
     var thread = pthread_t()
     let r = pthread_create(&thread, nil, { _ in runtimeNode.run() }, nil)
     if r != 0 { fatal("cannot start the runtime thread: \(Errno(rawValue: r))") }

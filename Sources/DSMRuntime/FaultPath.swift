@@ -84,6 +84,10 @@ extension PageEngine {
                     }
                 }
                 let missing = fault.flags & CDSM_UFFD_PAGEFAULT_FLAG_WP == 0
+                if let container = containers[page.container], container.release != nil {
+                    releaseFault(page, container, write: write, missing: missing)
+                    continue
+                }
                 var effects = RuntimeEffects(engine: self)
                 coherence.fault(page, write ? .write : .read, &effects)
                 if missing {

@@ -82,6 +82,7 @@ extension PageEngine {
                 c.view.copyMemory(from: UnsafeRawPointer(bitPattern: UInt(range.start))!, byteCount: c.size)
             }
             coherence.seedOwner(id, owner: 0)
+            c.release?.seededHome = 0
         }
         ensureContainer(heapContainerID(configuration), pages: heapPages, canonical: heapBase)
         let uffd: Int32? = nodes > 1 ? self.uffd : nil

@@ -24,6 +24,8 @@ final class LocalContainer {
     var canonicalAddress: UInt64
     var attachments: [Attachment] = []
     var counters: PageCounters
+    /// Release consistency's page states (nil: the container is kept by MESI).
+    var release: ReleasePageTable?
     /// The sequential-miss detector of the prefetcher.
     var readahead: Readahead
 

@@ -56,6 +56,11 @@ final class PageEngine {
     var staged = StagedRun()
     /// Drops waiting to be punched out as one run (FaultPath.swift).
     var drops = PendingDrops()
+    /// Release consistency's copies, twins and releases (ReleasePages.swift).
+    var release = ReleaseBook()
+    /// What a release waited for, once its diffs are acknowledged: a
+    /// program thread to answer, a lock token to give back.
+    var releaseDone: ((ReleaseWaiter) -> Void)?
     /// How long a page brought in for a waiting thread stays (DSM_HOLD_US).
     let holdNanoseconds: UInt64
     /// A read miss on an even page also fetches the next one (DSM_PREFETCH_BUDDY=0: off).
@@ -95,6 +100,7 @@ final class PageEngine {
         if let c = containers[container] { return c }
         do {
             let c = try LocalContainer(id: container, pages: Int(pages), canonicalAddress: canonical)
+            if releaseConsistent { c.release = ReleasePageTable(pages: Int(pages)) }
             containers[container] = c
             coherence.addContainer(container, pages: Int(pages))
             return c
@@ -150,6 +156,12 @@ final class PageEngine {
     /// not write yet must be write-protected in it too.
     private func protectNewAttachment(_ c: LocalContainer, at start: UInt64) {
         guard let a = c.attachments.last, !a.readOnly else { return }
+        if let table = c.release {
+            for index in 0..<UInt32(c.pages) where table[index] == .clean {
+                uffdCall { cdsm_uffd_writeprotect(uffd, start + UInt64(index) << 12, UInt64(dsmPageSize), 1, 1) }
+            }
+            return
+        }
         for index in 0..<UInt32(c.pages) where coherence.localState(PageID(container: c.id, index: index)).isWriteProtected {
             uffdCall { cdsm_uffd_writeprotect(uffd, start + UInt64(index) << 12, UInt64(dsmPageSize), 1, 1) }
         }

@@ -74,8 +74,8 @@ extension Node {
         let traffic = links.traffic
         var r = NodeStatistics()
         r.node = id
-        r.readFaults = c.readFaults
-        r.writeFaults = c.writeFaults
+        r.readFaults = c.readFaults + pages.release.readFaults
+        r.writeFaults = c.writeFaults + pages.release.writeFaults
         r.upgrades = c.upgradesSent
         r.handovers = c.handovers
         r.silentUpgrades = c.silentUpgrades
@@ -96,6 +96,18 @@ extension Node {
         r.waitNs.p90 = w.percentile(0.9)
         r.waitNs.p99 = w.percentile(0.99)
         r.waitNs.max = w.maximum
+        if pages.releaseConsistent {
+            let b = pages.release
+            var rc = NodeStatistics.Release()
+            rc.fetches = b.fetches
+            rc.twins = b.twinsTaken
+            rc.diffsSent = b.diffsSent
+            rc.diffBytes = b.diffBytes
+            rc.releases = b.releases
+            rc.acquires = b.acquires
+            rc.dropped = b.dropped
+            r.release = rc
+        }
         var busiest = pages.retiredPages
         for container in pages.containers.values { busiest += container.busiestPages() }
         busiest.sort { ($0.faults, $0.losses) > ($1.faults, $1.losses) }

@@ -248,6 +248,19 @@ extension CallRouter {
         let giveBack: Bool
         let object: UInt64
         switch request {
+        case .lockGranted(let o, _) where pages.releaseConsistent:
+            // Release consistency: the token is this node's once the copies
+            // its last holder's releases made old are dropped
+            // (ReleasePages.swift); a recall meanwhile waits behind it.
+            grantsAcquiring.append(o)
+            if pages.acquireWrites(then: .grant(o)) { acquiredForGrant(o) }
+            return
+        case .lockRecalled(let o, _) where grantsAcquiring.contains(o):
+            eventsBehindGrants.append(request)
+            return
+        case .lockTryRecalled(let o, _) where grantsAcquiring.contains(o):
+            eventsBehindGrants.append(request)
+            return
         case .lockGranted(let o, _):
             object = o
             // No entry (the table is full): nobody here can want it.
@@ -268,8 +281,22 @@ extension CallRouter {
         if giveBack { tellHome(.tokenRelease, object: object) }
     }
 
+    /// Release consistency: a granted token's acquire is done; the grant
+    /// takes effect, then the recalls that came meanwhile.
+    func acquiredForGrant(_ object: UInt64) {
+        grantsAcquiring.removeAll { $0 == object }
+        let giveBack = withLockState(object, create: true, wake: .max) { NodeLock.granted(&$0) } ?? true
+        if traceLocks { log("grant of \(object) after its acquire giveBack=\(giveBack)") }
+        if giveBack { tellHome(.tokenRelease, object: object) }
+        let behind = eventsBehindGrants
+        eventsBehindGrants.removeAll()
+        for event in behind { lockTokenEvent(event) }
+    }
+
     /// The home said yes to a try-lock of this node's.
     func tryTokenArrived(_ object: UInt64) {
+        // The asking thread is answered right after: every copy goes.
+        if pages.releaseConsistent { pages.acquireWrites(then: nil) }
         withLockState(object, create: true) { NodeLock.tryTokenArrived(&$0) }
     }
 
@@ -287,7 +314,14 @@ extension CallRouter {
     }
 
     /// This node's word about a lock token, to the object's home.
+    /// Release consistency: a token given back leaves once what this node
+    /// wrote is at its homes (ReleasePages.swift).
     private func tellHome(_ operation: SyncOperation, object: UInt64) {
+        if operation == .tokenRelease && pages.releaseConsistent && !pages.releaseWrites(then: .token(object)) { return }
+        tellHomeNow(operation, object: object)
+    }
+
+    func tellHomeNow(_ operation: SyncOperation, object: UInt64) {
         let notice = SyncRequest(object: object, operation: operation, thread: UInt64(id), timeoutNanoseconds: -1)
         deliver(.sync(notice), to: notice.home(nodes: nodes))
     }

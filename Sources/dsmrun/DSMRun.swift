@@ -71,6 +71,10 @@ struct DSMRun: ParsableCommand {
           help: "Pages that nodes read and then write in turn go whole to the next reader (default: on).")
     var migratory: Bool?
 
+    @Option(help: ArgumentHelp("The memory model: sequential (the default) or release (nodes write one page side by side between synchronisations; for data-race-free programs that synchronise through pthreads, System V semaphores or futexes, not C11 atomics or spin flags; see the README).",
+                               valueName: "model"))
+    var consistency: String?
+
     @Option(name: .customLong("hold-us"),
             help: ArgumentHelp("How long a page brought in for a waiting thread stays before another node may take it (1 to 100000; default 50).",
                                valueName: "µs"))
@@ -97,6 +101,7 @@ struct DSMRun: ParsableCommand {
             ("DSM_HEAP_MB", "--heap-mb", heapMB), ("DSM_PREFETCH", "--prefetch", prefetch),
             ("DSM_PREFETCH_BUDDY", "--buddy-prefetch", buddyPrefetch.map { $0 ? "1" : "0" }),
             ("DSM_MIGRATORY", "--migratory", migratory.map { $0 ? "1" : "0" }),
+            ("DSM_CONSISTENCY", "--consistency", consistency),
             ("DSM_HOLD_US", "--hold-us", holdUS), ("DSM_SPIN_US", "--spin-us", spinUS),
             ("DSM_TRACE_LOCKS", "--trace-locks", traceLocks ? "1" : nil), ("DSM_DELAY_US", "--delay-us", delayUS),
             ("DSM_PEER_TIMEOUT", "--peer-timeout", peerTimeout.map { String($0) }),
@@ -148,7 +153,7 @@ struct DSMRun: ParsableCommand {
                 Glibc.exit(0)
             }
             if ["-n", "--runtime", "--placement", "--hosts", "--hostfile", "--rsh", "--iface", "--peer-timeout", "--heap-mb",
-                "--prefetch", "--hold-us", "--spin-us", "--runtime-priority", "--delay-us"].contains(a) { i += 1 }
+                "--prefetch", "--hold-us", "--spin-us", "--runtime-priority", "--delay-us", "--consistency"].contains(a) { i += 1 }
             i += 1
         }
         main(arguments)

@@ -60,6 +60,16 @@ func printStatistics(_ reports: [String], format: StatsFormat) {
                         String(n.messagesSent), String(n.messagesReceived), megabytes(n.bytesSent), megabytes(n.bytesReceived),
                         microseconds(n.waitNs.p50), microseconds(n.waitNs.p90), microseconds(n.waitNs.p99)]) + "\n"
         }
+        if nodes.contains(where: { $0.release != nil }) {
+            out += "release consistency:\n"
+            out += pad(["node", "fetches", "twins", "diffs", "diff-KB", "releases", "acquires", "dropped"]) + "\n"
+            for n in nodes {
+                guard let r = n.release else { continue }
+                out += pad([String(n.node), String(r.fetches), String(r.twins), String(r.diffsSent),
+                            String(format: "%.1f", Double(r.diffBytes) / 1e3), String(r.releases), String(r.acquires),
+                            String(r.dropped)]) + "\n"
+            }
+        }
         if !hottest.isEmpty {
             out += "hottest pages (container:page, faults on all nodes, times a copy was lost):\n"
             for p in hottest { out += "  \(containerName(p.container)):\(p.page)  faults \(p.faults)  writes \(p.writeFaults)  lost \(p.losses)\n" }

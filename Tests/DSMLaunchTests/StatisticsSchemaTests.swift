@@ -31,6 +31,15 @@ final class StatisticsSchemaTests: XCTestCase {
         r.waitNs.p90 = 27
         r.waitNs.p99 = 28
         r.waitNs.max = UInt64.max
+        var release = NodeStatistics.Release()
+        release.fetches = 31
+        release.twins = 32
+        release.diffsSent = 33
+        release.diffBytes = 34
+        release.releases = 35
+        release.acquires = 36
+        release.dropped = 37
+        r.release = release
         r.pages = [
             NodeStatistics.Page(container: 0xFFFF_FF01, page: 7, faults: 8, writeFaults: 9, losses: 10),
             NodeStatistics.Page(container: 0xA000_0100, page: 1 << 30, faults: .max, writeFaults: 0, losses: 1),

@@ -18,13 +18,14 @@ final class TunablesTests: XCTestCase {
         XCTAssertEqual(t.holdNanoseconds, 50_000)
         XCTAssertNil(t.spinNanoseconds)
         XCTAssertTrue(t.buddyPrefetch && t.realtimeRuntime && t.adaptiveRealtime && t.migratoryPages)
+        XCTAssertEqual(t.consistency, .sequential)
         XCTAssertFalse(t.traceLocks)
         XCTAssertEqual(t.peerTimeoutNanoseconds, 10_000_000_000)
     }
 
     func testEveryVariableIsRead() throws {
         let t = try parse([
-            "DSM_HEAP_MB": "256", "DSM_PREFETCH": "0", "DSM_PREFETCH_BUDDY": "0", "DSM_MIGRATORY": "0", "DSM_HOLD_US": "80", "DSM_SPIN_US": "0",
+            "DSM_HEAP_MB": "256", "DSM_PREFETCH": "0", "DSM_PREFETCH_BUDDY": "0", "DSM_MIGRATORY": "0", "DSM_CONSISTENCY": "release", "DSM_HOLD_US": "80", "DSM_SPIN_US": "0",
             "DSM_RUNTIME_FIFO": "0", "DSM_ADAPTIVE": "0", "DSM_TRACE_LOCKS": "1", "DSM_DELAY_US": "100",
             "DSM_PEER_TIMEOUT": "2.5",
         ])
@@ -32,6 +33,7 @@ final class TunablesTests: XCTestCase {
         XCTAssertEqual(t.readaheadPages, 0)
         XCTAssertFalse(t.buddyPrefetch)
         XCTAssertFalse(t.migratoryPages)
+        XCTAssertEqual(t.consistency, .release)
         XCTAssertEqual(t.holdNanoseconds, 80_000)
         XCTAssertEqual(t.spinNanoseconds, 0)
         XCTAssertFalse(t.realtimeRuntime)
@@ -39,13 +41,13 @@ final class TunablesTests: XCTestCase {
         XCTAssertTrue(t.traceLocks)
         XCTAssertEqual(t.delayNanoseconds, 100_000)
         XCTAssertEqual(t.peerTimeoutNanoseconds, 2_500_000_000)
-        XCTAssertEqual(Tunables.variables.count, 11, "a new variable needs a line here and in README")
+        XCTAssertEqual(Tunables.variables.count, 12, "a new variable needs a line here and in README")
     }
 
     func testMalformedAndOutOfRangeValuesAreErrorsNamingTheVariable() {
         let bad: [(String, String)] = [
             ("DSM_HEAP_MB", "8"), ("DSM_HEAP_MB", "2097152"), ("DSM_HEAP_MB", "lots"), ("DSM_PREFETCH", "-1"),
-            ("DSM_PREFETCH", "5000"), ("DSM_PREFETCH_BUDDY", "yes"), ("DSM_MIGRATORY", "2"), ("DSM_HOLD_US", "0"), ("DSM_HOLD_US", "1e3"),
+            ("DSM_PREFETCH", "5000"), ("DSM_PREFETCH_BUDDY", "yes"), ("DSM_MIGRATORY", "2"), ("DSM_CONSISTENCY", "weak"), ("DSM_HOLD_US", "0"), ("DSM_HOLD_US", "1e3"),
             ("DSM_SPIN_US", "20000"), ("DSM_RUNTIME_FIFO", "2"), ("DSM_ADAPTIVE", ""), ("DSM_TRACE_LOCKS", "on"),
             ("DSM_DELAY_US", "2000000"), ("DSM_PEER_TIMEOUT", "0.1"), ("DSM_PEER_TIMEOUT", "soon"),
         ]

@@ -21,13 +21,19 @@ final class DSMProgramTests: XCTestCase {
     /// MGS whose step barrier is a semaphore-locked counter in the segment.
     func testMGSCountedBarrierNodes2() throws { try checkSameHash("mgs_semcount", nodes: 2) }
     func testMGSCountedBarrierNodes4() throws { try checkSameHash("mgs_semcount", nodes: 4) }
+    /// Release consistency: the semaphore barriers are its release and
+    /// acquire points, and the columns of both nodes share pages.
+    func testMGSCountedBarrierReleaseNodes2() throws {
+        try checkSameHash("mgs_semcount", nodes: 2, extra: ["--consistency", "release"])
+    }
+    func testMatmulReleaseNodes4() throws { try checkSameHash("matmul", nodes: 4, extra: ["--consistency", "release"]) }
     func testMatmulNodes1() throws { try checkSameHash("matmul", nodes: 1) }
     func testMatmulNodes2() throws { try checkSameHash("matmul", nodes: 2) }
     func testMatmulNodes4() throws { try checkSameHash("matmul", nodes: 4) }
 
     /// The `hash=` line of `program n` under dsmrun equals the native
     /// N-process run's.
-    private func checkSameHash(_ program: String, nodes n: Int) throws {
+    private func checkSameHash(_ program: String, nodes n: Int, extra: [String] = []) throws {
         _ = try Paths.requireDSMRun()
         let size = Config.size
         let timeout = Config.computeTimeout(n: size)
@@ -38,7 +44,7 @@ final class DSMProgramTests: XCTestCase {
             Output.hash(in: native.output, line: "\(program) n="),
             "no `\(program) n=... hash=` line in the native output:\n\(native.summary)")
 
-        let dsm = try Runner.dsm(program, nodes: n, args: args, timeout: timeout)
+        let dsm = try Runner.dsm(program, nodes: n, args: args, timeout: timeout, extra: extra)
         guard dsm.result.termination == .exited(0) else {
             return XCTFail("`dsmrun -n \(n) --spmd \(program) \(size)` failed:\n\(dsm.summary)")
         }

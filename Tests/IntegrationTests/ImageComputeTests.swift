@@ -29,6 +29,17 @@ final class ImageComputeTests: XCTestCase {
     func testJacobiNodes2() throws { try checkSameHash("img_jacobi", nodes: 2) }
     func testJacobiNodes4() throws { try checkSameHash("img_jacobi", nodes: 4) }
 
+    // Release consistency (--consistency release): the same programs, the
+    // same hashes; rows and columns of different nodes share pages.
+    private static let release = ["--consistency", "release"]
+    func testMGSReleaseNodes2() throws { try checkSameHash("img_mgs", nodes: 2, extra: Self.release) }
+    func testMatmulReleaseNodes2() throws { try checkSameHash("img_matmul", nodes: 2, extra: Self.release) }
+    func testMGSCounterReleaseNodes2() throws { try checkSameHash("img_mgs_counter", nodes: 2, extra: Self.release) }
+    func testWorkQueueReleaseNodes2() throws { try checkSameHash("img_workqueue", nodes: 2, extra: Self.release) }
+    func testWorkQueueReleaseNodes4() throws { try checkSameHash("img_workqueue", nodes: 4, extra: Self.release) }
+    func testJacobiReleaseNodes2() throws { try checkSameHash("img_jacobi", nodes: 2, extra: Self.release) }
+    func testJacobiReleaseNodes4() throws { try checkSameHash("img_jacobi", nodes: 4, extra: Self.release) }
+
     /// Threads of the programs (placed round-robin over the nodes).
     private static let threads = 4
 
@@ -40,7 +51,7 @@ final class ImageComputeTests: XCTestCase {
 
     /// `program size 4` under `dsmrun -n N` prints the same `hash=` as the
     /// plain run.
-    private func checkSameHash(_ program: String, nodes n: Int) throws {
+    private func checkSameHash(_ program: String, nodes n: Int, extra: [String] = []) throws {
         _ = try Paths.requireDSMRun()
         let size = Self.size
         let timeout = Config.computeTimeout(n: size)
@@ -55,7 +66,7 @@ final class ImageComputeTests: XCTestCase {
             Output.hash(in: plain.stdout, line: prefix),
             "no `\(prefix)... hash=` line in the plain run's output:\n\(plain.summary)")
 
-        let image = try Runner.image(program, nodes: n, args: args, timeout: timeout)
+        let image = try Runner.image(program, nodes: n, args: args, timeout: timeout, extra: extra)
         guard image.result.termination == .exited(0) else {
             return XCTFail(
                 "`dsmrun -n \(n) \(program) \(args.joined(separator: " "))` failed:\n\(image.summary)\n"
@@ -74,7 +85,7 @@ final class ImageComputeTests: XCTestCase {
         let plainTime = Output.field("time", in: plain.stdout, line: prefix) ?? "?"
         let dsmTime = Output.field("time", in: image.output, line: prefix) ?? "?"
         print(
-            "\(program) n=\(size) threads=\(Self.threads) nodes=\(n) hash=\(got) plain time=\(plainTime) dsm time=\(dsmTime)"
+            "\(program) n=\(size) threads=\(Self.threads) nodes=\(n) \(extra.joined(separator: " ")) hash=\(got) plain time=\(plainTime) dsm time=\(dsmTime)"
         )
     }
 }

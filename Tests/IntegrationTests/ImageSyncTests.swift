@@ -44,6 +44,20 @@ final class ImageSyncTests: XCTestCase {
     func testBarrierNodes2() throws { try checkImage("img_barrier", nodes: 2, line: "img_barrier threads=") }
     func testBarrierNodes4() throws { try checkImage("img_barrier", nodes: 4, line: "img_barrier threads=") }
 
+    // The same programs under release consistency (ReleaseConsistencyTests).
+    func testProdconsReleaseNodes2() throws {
+        try checkImage("img_prodcons", nodes: 2, line: "img_prodcons producers=", extra: ["--consistency", "release"])
+    }
+    func testMutexReleaseNodes2() throws {
+        try checkImage("img_mutex", nodes: 2, line: "img_mutex threads=", extra: ["--consistency", "release"])
+    }
+    func testBarrierReleaseNodes4() throws {
+        try checkImage("img_barrier", nodes: 4, line: "img_barrier threads=", extra: ["--consistency", "release"])
+    }
+    func testBasicReleaseNodes2() throws {
+        try checkImage("img_basic", nodes: 2, args: ["4"], line: "img_basic threads=", extra: ["--consistency", "release"])
+    }
+
     // MARK: img_malloc: cross-node free, reuse past the heap's size, calloc, alignment
 
     func testMallocPlain() throws { try checkPlain("img_malloc", line: "img_malloc threads=") }
@@ -259,9 +273,9 @@ final class ImageSyncTests: XCTestCase {
     }
 
     /// The run under `dsmrun -n N` passes, as the plain one must.
-    private func checkImage(_ program: String, nodes n: Int, args: [String] = [], line: String) throws {
-        let run = try Runner.image(program, nodes: n, args: args, timeout: Self.timeout)
-        let what = "`dsmrun -n \(n) \(([program] + args).joined(separator: " "))`"
+    private func checkImage(_ program: String, nodes n: Int, args: [String] = [], line: String, extra: [String] = []) throws {
+        let run = try Runner.image(program, nodes: n, args: args, timeout: Self.timeout, extra: extra)
+        let what = "`dsmrun -n \(n) \((extra + [program] + args).joined(separator: " "))`"
         try checkPassed(run.result.termination, run.output, line: line, summary: run.summary, what: what)
         print("\(program) nodes=\(n) elapsed=\(String(format: "%.2f", run.result.elapsed)) s")
     }

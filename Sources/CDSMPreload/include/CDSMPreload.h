@@ -197,6 +197,26 @@ void dsm_image_free_stack(void *stack);
 /// Usable size of a block of this node's arena, 0 if none.
 size_t dsm_heap_usable_size(const void *p);
 
+// --- release consistency (ReleasePages.swift) ------------------------------
+
+/// Program thread: sends this node's writes to their homes and returns once
+/// they are there.
+long dsm_swift_release(void);
+/// Program thread: drops this node's copies of other homes' pages.
+long dsm_swift_acquire(void);
+/// Runtime thread: how many pages this node has written since its last
+/// release, and how many copies it holds or awaits; lets the points below
+/// skip a call that would do nothing.
+void dsm_release_publish(int64_t written, int64_t copies);
+/// Runtime: the run is release-consistent (called once, before main).
+void dsm_release_enable(void);
+/// What a synchronisation call does before it lets others see this
+/// thread's writes (unlock, post, wake, barrier, thread start and end).
+void dsm_release_point(void);
+/// What it does after it has learned of others' writes (lock, wait,
+/// barrier, join, a thread's start).
+void dsm_acquire_point(void);
+
 // --- helpers the Swift side calls ---------------------------------------
 
 /// True once the runtime is started in this process.

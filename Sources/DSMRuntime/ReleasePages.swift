@@ -1,0 +1,547 @@
+// Release consistency (`--consistency release`): what happens to a page
+// when nodes may write it side by side between synchronisations.
+//
+// Every page has a home (the one of the MESI protocol, or node 0 for the
+// program's data it seeded), which always holds the page's master copy and
+// writes it in place. Another node:
+//
+// 1. on a miss asks the home for a copy (`releaseFetch`) and installs the
+//    answer (`releaseData`) read-only, or writable with a twin (a copy of
+//    the page as it came) when the miss was a write;
+// 2. on a write to a read-only copy takes a twin and makes the page
+//    writable: no message, and no other node loses its copy;
+// 3. at a release (an unlock, a barrier, a semop, a futex wake, a new
+//    thread, a thread's end: the calls sync.c and friends pass through
+//    `dsm_release_point`) write-protects each page it wrote, sends the
+//    home the bytes that differ from the twin (`releaseDiff`, DSMCore's
+//    PageDiff: byte-exact, so diffs of one page from several nodes merge)
+//    and lets the releasing thread go once every home has acknowledged
+//    (`releaseDiffAck`);
+// 4. at an acquire (a lock token arriving from another node, the end of a
+//    barrier, a semop or futex wait, a join, a thread's start) drops the
+//    copies that are no longer current, so later reads fetch what the
+//    releases before made. Each home numbers its pages' versions (a diff
+//    applied, or the home's own writes at its release: the home keeps its
+//    pages write-protected between releases to know which it wrote); a
+//    copy carries the version it came with. A node holding few copies
+//    drops them all; one holding more asks each home which of its versions
+//    are old (`releaseValidate`, answered by `releaseStale`) and drops
+//    those, so a node's own rows, which nobody else wrote, stay. A copy
+//    still on its way is fetched again when it comes.
+//
+// This is home-based lazy release consistency (HLRC, as in ArgoDSM,
+// without its page classification, with version checks at acquires). A program that
+// synchronises through anything else (C11 atomics, spin flags, OpenMP's
+// barriers) is not data-race-free as dsm sees it and may read stale data:
+// the model is opt-in and sequential consistency stays the default.
+
+import CDSMKernel
+import CDSMPreload
+import DSMCore
+import DSMTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a page of a release-consistent container stands on a node that
+/// is not its home (the home's copy is always valid and writable).
+enum ReleasePageState: UInt8 {
+    case invalid = 0
+    case fetchingRead, fetchingWrite
+    /// A copy fetched before an acquire: fetched again when it comes, since
+    /// the home may have served it before a release the acquire follows.
+    case fetchingReadStale, fetchingWriteStale
+    /// Read-only copy.
+    case clean
+    /// Writable copy with a twin.
+    case dirty
+}
+
+/// A release-consistent container's per-page state on this node. On the
+/// home, `.invalid` is a page no other node has had a copy of: the home
+/// writes it freely. Once a copy is served the page is tracked: `.clean`
+/// while write-protected since the home's last release, `.dirty` once the
+/// home has written it since (no twin), so that its version goes up at the
+/// home's next release.
+struct ReleasePageTable {
+    var state: ZeroTable<UInt8>
+    /// Twin slot + 1 of a dirty page (0: none).
+    var twin: ZeroTable<Int32>
+    /// The home: the page's version; elsewhere: the version of the copy.
+    var version: ZeroTable<UInt32>
+    /// Every page's home when the container was seeded at one node (image
+    /// mode's data, filled on node 0); nil: the protocol's home.
+    var seededHome: NodeID?
+
+    init(pages: Int) {
+        state = ZeroTable(count: pages)
+        twin = ZeroTable(count: pages)
+        version = ZeroTable(count: pages)
+    }
+
+    subscript(_ index: UInt32) -> ReleasePageState {
+        get { ReleasePageState(rawValue: state[Int(index)])! }
+        set { state[Int(index)] = newValue.rawValue }
+    }
+}
+
+/// What waits for a release's acknowledgements, or for an acquire's
+/// version checks.
+enum ReleaseWaiter {
+    /// A program thread at a release or acquire point.
+    case call(LocalCall)
+    /// A lock token this node gives back to its home.
+    case token(UInt64)
+    /// A lock token granted to this node, usable once the acquire is done.
+    case grant(UInt64)
+}
+
+/// An acquire waiting for the homes' answers about its copies' versions.
+struct AcquireRound {
+    var id: UInt64
+    var answersDue: Int
+    var waiters: [ReleaseWaiter]
+}
+
+/// The node-wide side: which pages have copies, which are written, the
+/// twins, and the releases waiting for their acknowledgements.
+struct ReleaseBook {
+    static let twinsPerChunk = 256
+    /// Non-home pages with a copy here (clean or dirty), for the acquire.
+    var cached: [PageID] = []
+    /// Pages written since the last release.
+    var dirty: [PageID] = []
+    /// Fetches sent since the last acquire.
+    var inFlight: [PageID] = []
+    var twinChunks: [UnsafeMutableRawPointer] = []
+    var freeTwins: [Int32] = []
+    let diffBuffer = UnsafeMutableRawPointer.allocate(byteCount: PageDiff.capacity(pageSize: dsmPageSize), alignment: 8)
+    var acknowledgementsDue = 0
+    var releasesWaiting: [ReleaseWaiter] = []
+    /// Pages the home wrote since its last release (their versions go up then).
+    var homeWritten: [PageID] = []
+    var rounds: [AcquireRound] = []
+    var nextRound: UInt64 = 1
+    /// Per home, the (container, index, version) triples an acquire asks about.
+    var validation: [[UInt32]] = []
+    /// Below this many copies an acquire drops them all: cheaper than asking.
+    static let dropAllBelow = 16
+    // --stats
+    var readFaults = 0
+    var writeFaults = 0
+    var fetches: UInt64 = 0
+    var twinsTaken: UInt64 = 0
+    var diffsSent: UInt64 = 0
+    var diffBytes: UInt64 = 0
+    var releases: UInt64 = 0
+    var acquires: UInt64 = 0
+    var dropped: UInt64 = 0
+    var validations: UInt64 = 0
+    var kept: UInt64 = 0
+
+    init() {
+        cached.reserveCapacity(1024)
+        dirty.reserveCapacity(1024)
+        inFlight.reserveCapacity(256)
+    }
+
+    mutating func takeTwin() -> Int32 {
+        if freeTwins.isEmpty {
+            let chunk = UnsafeMutableRawPointer.allocate(byteCount: ReleaseBook.twinsPerChunk * dsmPageSize, alignment: dsmPageSize)
+            let base = Int32(twinChunks.count * ReleaseBook.twinsPerChunk)
+            twinChunks.append(chunk)
+            freeTwins.reserveCapacity(twinChunks.count * ReleaseBook.twinsPerChunk)
+            for i in (0..<Int32(ReleaseBook.twinsPerChunk)).reversed() { freeTwins.append(base + i) }
+        }
+        twinsTaken &+= 1
+        return freeTwins.removeLast()
+    }
+
+    func twin(_ slot: Int32) -> UnsafeMutableRawPointer {
+        twinChunks[Int(slot) / ReleaseBook.twinsPerChunk] + Int(slot) % ReleaseBook.twinsPerChunk * dsmPageSize
+    }
+}
+
+@_cdecl("dsm_swift_release")
+public func dsmSwiftRelease() -> Int {
+    Int(runtimeNode.calls.perform(.releaseWrites).result)
+}
+
+@_cdecl("dsm_swift_acquire")
+public func dsmSwiftAcquire() -> Int {
+    Int(runtimeNode.calls.perform(.acquireWrites).result)
+}
+
+extension PageEngine {
+    var releaseConsistent: Bool { configuration.tunables.consistency == .release && nodes > 1 }
+
+    func releaseHome(_ page: PageID, _ table: ReleasePageTable) -> NodeID {
+        table.seededHome ?? page.home(nodes: nodes)
+    }
+
+    /// Tells the program threads' side (dsm_release_point,
+    /// dsm_acquire_point) whether a release or an acquire has anything to do.
+    func publishReleaseCounts() {
+        dsm_release_publish(Int64(release.dirty.count + release.homeWritten.count),
+                            Int64(release.cached.count + release.inFlight.count))
+    }
+
+    // MARK: faults
+
+    /// A fault on a release-consistent container's page.
+    func releaseFault(_ page: PageID, _ c: LocalContainer, write: Bool, missing: Bool) {
+        let index = page.index
+        if write { release.writeFaults += 1 } else { release.readFaults += 1 }
+        if releaseHome(page, c.release!) == id {
+            homeFault(page, c, write: write, missing: missing)
+            return
+        }
+        switch c.release![index] {
+        case .invalid:
+            c.release![index] = write ? .fetchingWrite : .fetchingRead
+            release.inFlight.append(page)
+            release.fetches &+= 1
+            links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: index),
+                            payload: nil, to: releaseHome(page, c.release!))
+            publishReleaseCounts()
+        case .fetchingRead:
+            if write { c.release![index] = .fetchingWrite }
+        case .fetchingReadStale:
+            if write { c.release![index] = .fetchingWriteStale }
+        case .fetchingWrite, .fetchingWriteStale:
+            break
+        case .clean:
+            if write && !missing {
+                let slot = release.takeTwin()
+                release.twin(slot).copyMemory(from: c.pageInView(index), byteCount: dsmPageSize)
+                c.release!.twin[Int(index)] = slot + 1
+                c.release![index] = .dirty
+                release.dirty.append(page)
+                publishReleaseCounts()
+                protect(c, index, false)
+            }
+            releaseWake(c, index)
+        case .dirty:
+            releaseWake(c, index)
+        }
+    }
+
+    /// The home's own access: its copy is the master, but a write must be
+    /// known, so that the version goes up at the home's next release.
+    private func homeFault(_ page: PageID, _ c: LocalContainer, write: Bool, missing: Bool) {
+        let index = page.index
+        switch c.release![index] {
+        case .invalid:
+            // Untracked (no copy out): present from now on, writable.
+            if missing {
+                // EEXIST (benign): a diff or a fetch made the page meanwhile.
+                uffdCall("copy") {
+                    cdsm_uffd_copy(uffd, c.attachments[0].start + UInt64(index) << 12, zeroPage, UInt64(dsmPageSize), 0, 1)
+                }
+            } else {
+                protect(c, index, false)
+            }
+        case .clean:
+            if write { markHomeWritten(page, c) }
+        default:
+            break
+        }
+        releaseWake(c, index)
+    }
+
+    private func markHomeWritten(_ page: PageID, _ c: LocalContainer) {
+        c.release![page.index] = .dirty
+        release.homeWritten.append(page)
+        protect(c, page.index, false)
+        publishReleaseCounts()
+    }
+
+    /// A home page another node gets a copy of: from now on its home's
+    /// writes are tracked. Write-protected first (on a page the home
+    /// program has not mapped, the kernel keeps the protection for when it
+    /// does), then copied.
+    private func trackHomePage(_ c: LocalContainer, _ index: UInt32) {
+        guard c.release![index] == .invalid else { return }
+        c.release![index] = .clean
+        protect(c, index, true)
+    }
+
+    private func protect(_ c: LocalContainer, _ index: UInt32, _ on: Bool) {
+        for a in c.attachments where !a.readOnly {
+            uffdCall(on ? "write-protect" : "unprotect") {
+                cdsm_uffd_writeprotect(uffd, a.start + UInt64(index) << 12, UInt64(dsmPageSize), on ? 1 : 0, 1)
+            }
+        }
+    }
+
+    private func releaseWake(_ c: LocalContainer, _ index: UInt32) {
+        let since = c.counters.waitingSince[Int(index)]
+        if since != 0 {
+            stats.wait.record(monotonicNanoseconds() &- since)
+            c.counters.waitingSince[Int(index)] = 0
+            faultsWaiting -= 1
+        }
+        for a in c.attachments {
+            uffdCall("wake") { cdsm_uffd_wake(uffd, a.start + UInt64(index) << 12, UInt64(dsmPageSize)) }
+        }
+    }
+
+    // MARK: frames
+
+    func handleReleaseFrame(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, from peer: NodeID) {
+        guard releaseConsistent else {
+            fatal("node \(peer) broke the protocol: it sent a \(header.kind) frame in a sequentially consistent run")
+        }
+        switch header.kind {
+        case .releaseValidate: answerValidation(payload, round: header.a, from: peer); return
+        case .releaseStale: staleCopies(payload, round: header.a, from: peer); return
+        default: break
+        }
+        guard let c = containers[header.container] else { return }
+        guard Int(header.index) < c.pages, c.release != nil else {
+            fatal("node \(peer) broke the protocol: \(header.kind) for page \(header.index) of container \(header.container)")
+        }
+        let page = PageID(container: header.container, index: header.index)
+        let home = releaseHome(page, c.release!) == id
+        switch header.kind {
+        case .releaseFetch where home:
+            trackHomePage(c, page.index)
+            links.sendFrame(FrameHeader(kind: .releaseData, source: id, container: page.container, index: page.index,
+                                        a: UInt64(c.release!.version[Int(page.index)])),
+                            payload: UnsafeRawBufferPointer(start: c.pageInView(page.index), count: dsmPageSize), to: peer)
+            stats.pagesSent &+= 1
+        case .releaseDiff where home:
+            guard PageDiff.apply(payload, to: c.pageInView(page.index), pageSize: dsmPageSize) else {
+                fatal("node \(peer) broke the protocol: a malformed diff of page \(page)")
+            }
+            c.release!.version[Int(page.index)] &+= 1
+            links.sendFrame(FrameHeader(kind: .releaseDiffAck, source: id, container: page.container, index: page.index,
+                                        a: UInt64(c.release!.version[Int(page.index)])),
+                            payload: nil, to: peer)
+        case .releaseData where !home && payload.count == dsmPageSize:
+            releaseDataArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a), from: peer)
+        case .releaseDiffAck where !home && release.acknowledgementsDue > 0:
+            // The copy is still current if this diff is all that changed
+            // the home's page since the copy came.
+            let v = UInt32(truncatingIfNeeded: header.a)
+            if c.release![page.index] == .clean || c.release![page.index] == .dirty,
+               c.release!.version[Int(page.index)] &+ 1 == v {
+                c.release!.version[Int(page.index)] = v
+            }
+            release.acknowledgementsDue -= 1
+            if release.acknowledgementsDue == 0 {
+                let waiters = release.releasesWaiting
+                release.releasesWaiting.removeAll(keepingCapacity: true)
+                for waiter in waiters { releaseDone?(waiter) }
+            }
+        default:
+            fatal("node \(peer) broke the protocol: an unexpected \(header.kind) for page \(page)")
+        }
+    }
+
+    private func releaseDataArrived(_ page: PageID, _ c: LocalContainer, _ payload: UnsafeRawBufferPointer, version: UInt32,
+                                    from peer: NodeID) {
+        let index = page.index
+        let write: Bool
+        switch c.release![index] {
+        case .fetchingRead: write = false
+        case .fetchingWrite: write = true
+        case .fetchingReadStale, .fetchingWriteStale:
+            c.release![index] = c.release![index] == .fetchingReadStale ? .fetchingRead : .fetchingWrite
+            release.inFlight.append(page)
+            links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: index),
+                            payload: nil, to: peer)
+            release.fetches &+= 1
+            return
+        default:
+            fatal("node \(peer) broke the protocol: a copy of page \(page), which this node did not ask for")
+        }
+        if write {
+            let slot = release.takeTwin()
+            release.twin(slot).copyMemory(from: payload.baseAddress!, byteCount: dsmPageSize)
+            c.release!.twin[Int(index)] = slot + 1
+            release.dirty.append(page)
+        }
+        c.release![index] = write ? .dirty : .clean
+        c.release!.version[Int(index)] = version
+        release.cached.append(page)
+        if c.attachments.isEmpty {
+            c.pageInView(index).copyMemory(from: payload.baseAddress!, byteCount: dsmPageSize)
+        } else {
+            let offset = UInt64(index) << 12
+            let r = uffdCall("copy") {
+                cdsm_uffd_copy(uffd, c.attachments[0].start + offset, payload.baseAddress!, UInt64(dsmPageSize), write ? 0 : 1, 1)
+            }
+            if -r == EEXIST { fatal("page \(page) was already present when its copy came") }
+            for a in c.attachments.dropFirst() where !write && !a.readOnly {
+                uffdCall("write-protect") { cdsm_uffd_writeprotect(uffd, a.start + offset, UInt64(dsmPageSize), 1, 1) }
+            }
+        }
+        stats.pagesInstalled &+= 1
+        publishReleaseCounts()
+        releaseWake(c, index)
+    }
+
+    // MARK: release
+
+    /// Sends every written page's diff home (and, on a home, numbers the
+    /// versions of the pages it wrote); true when nothing is left to
+    /// acknowledge, else `waiter` is told once all are (`releaseDone`).
+    @discardableResult
+    func releaseWrites(then waiter: ReleaseWaiter?) -> Bool {
+        release.releases &+= 1
+        for page in release.homeWritten {
+            guard let c = containers[page.container], c.release![page.index] == .dirty else { continue }
+            protect(c, page.index, true)
+            c.release!.version[Int(page.index)] &+= 1
+            c.release![page.index] = .clean
+        }
+        release.homeWritten.removeAll(keepingCapacity: true)
+        for page in release.dirty {
+            guard let c = containers[page.container], c.release![page.index] == .dirty else { continue }
+            sendDiff(page, c)
+        }
+        release.dirty.removeAll(keepingCapacity: true)
+        publishReleaseCounts()
+        if release.acknowledgementsDue == 0 { return true }
+        if let waiter { release.releasesWaiting.append(waiter) }
+        return false
+    }
+
+    /// A written copy's diff goes home; the copy is clean (write-protected
+    /// first: a write from now on takes a new twin).
+    private func sendDiff(_ page: PageID, _ c: LocalContainer) {
+        let index = page.index
+        protect(c, index, true)
+        let slot = c.release!.twin[Int(index)] - 1
+        let length = PageDiff.encode(current: c.pageInView(index), twin: release.twin(slot), pageSize: dsmPageSize,
+                                     into: release.diffBuffer)
+        release.freeTwins.append(slot)
+        c.release!.twin[Int(index)] = 0
+        c.release![index] = .clean
+        guard length > 0 else { return }
+        links.sendFrame(FrameHeader(kind: .releaseDiff, source: id, container: page.container, index: index),
+                        payload: UnsafeRawBufferPointer(start: release.diffBuffer, count: length),
+                        to: releaseHome(page, c.release!))
+        release.acknowledgementsDue += 1
+        release.diffsSent &+= 1
+        release.diffBytes &+= UInt64(length)
+    }
+
+    // MARK: acquire
+
+    /// Drops the copies that are no longer current (after sending what this
+    /// node wrote), so that what others released before this acquire is
+    /// read from the homes. True when done at once; else `waiter` is told
+    /// once the homes have answered (`releaseDone`).
+    @discardableResult
+    func acquireWrites(then waiter: ReleaseWaiter?) -> Bool {
+        release.acquires &+= 1
+        if !release.dirty.isEmpty || !release.homeWritten.isEmpty { releaseWrites(then: nil) }
+        // Copies on their way may have been served before the releases
+        // this acquire follows: fetched again when they come.
+        for page in release.inFlight {
+            guard let c = containers[page.container] else { continue }
+            switch c.release![page.index] {
+            case .fetchingRead: c.release![page.index] = .fetchingReadStale
+            case .fetchingWrite: c.release![page.index] = .fetchingWriteStale
+            default: break
+            }
+        }
+        release.inFlight.removeAll(keepingCapacity: true)
+        if release.cached.count < ReleaseBook.dropAllBelow || waiter == nil {
+            for page in release.cached { dropCopy(page) }
+            punchPendingDrops()
+            release.cached.removeAll(keepingCapacity: true)
+            publishReleaseCounts()
+            return true
+        }
+        // Ask each home which of the versions held here are old.
+        if release.validation.count < nodes { release.validation = Array(repeating: [], count: nodes) }
+        for page in release.cached {
+            guard let c = containers[page.container], c.release![page.index] == .clean else { continue }
+            let home = releaseHome(page, c.release!)
+            release.validation[home] += [page.container, page.index, c.release!.version[Int(page.index)]]
+        }
+        let round = release.nextRound
+        release.nextRound &+= 1
+        var asked = 0
+        for home in 0..<nodes where !release.validation[home].isEmpty {
+            release.validation[home].withUnsafeBytes {
+                links.sendFrame(FrameHeader(kind: .releaseValidate, source: id, a: round), payload: $0, to: home)
+            }
+            release.validation[home].removeAll(keepingCapacity: true)
+            asked += 1
+        }
+        release.validations &+= UInt64(asked)
+        if asked == 0 { return true }
+        release.rounds.append(AcquireRound(id: round, answersDue: asked, waiters: waiter.map { [$0] } ?? []))
+        return false
+    }
+
+    private func dropCopy(_ page: PageID) {
+        guard let c = containers[page.container], c.release![page.index] == .clean else { return }
+        c.release![page.index] = .invalid
+        c.counters.losses[Int(page.index)] &+= 1
+        pendDrop(page)
+        release.dropped &+= 1
+    }
+
+    /// The home's side: which of the asker's copies are old.
+    private func answerValidation(_ payload: UnsafeRawBufferPointer, round: UInt64, from peer: NodeID) {
+        guard payload.count % 12 == 0 else { fatal("node \(peer) broke the protocol: a version check of \(payload.count) bytes") }
+        var stale: [UInt32] = []
+        for at in stride(from: 0, to: payload.count, by: 12) {
+            let container = payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)
+            let index = payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)
+            let version = payload.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)
+            // A container gone since: its copies go too.
+            guard let c = containers[container], Int(index) < c.pages, c.release != nil,
+                  releaseHome(PageID(container: container, index: index), c.release!) == id else {
+                stale += [container, index, version]
+                continue
+            }
+            if c.release!.version[Int(index)] != version { stale += [container, index, version] }
+        }
+        stale.withUnsafeBytes {
+            links.sendFrame(FrameHeader(kind: .releaseStale, source: id, a: round), payload: $0, to: peer)
+        }
+    }
+
+    /// A home's answer: its old copies go; once every home has answered,
+    /// the acquire is done.
+    private func staleCopies(_ payload: UnsafeRawBufferPointer, round: UInt64, from peer: NodeID) {
+        guard payload.count % 12 == 0, let r = release.rounds.firstIndex(where: { $0.id == round }) else {
+            fatal("node \(peer) broke the protocol: an unexpected answer to a version check")
+        }
+        for at in stride(from: 0, to: payload.count, by: 12) {
+            let container = payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)
+            let index = payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)
+            let version = payload.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)
+            guard let c = containers[container], Int(index) < c.pages, c.release != nil,
+                  c.release!.version[Int(index)] == version else { continue }
+            let page = PageID(container: container, index: index)
+            // Written meanwhile by another thread of this node: what it
+            // wrote goes home, then the copy goes.
+            if c.release![index] == .dirty { sendDiff(page, c) }
+            dropCopy(page)
+        }
+        punchPendingDrops()
+        release.rounds[r].answersDue -= 1
+        guard release.rounds[r].answersDue == 0 else { return }
+        let waiters = release.rounds.remove(at: r).waiters
+        var i = 0
+        while i < release.cached.count {
+            let page = release.cached[i]
+            if let c = containers[page.container], c.release![page.index] == .clean || c.release![page.index] == .dirty {
+                i += 1
+            } else {
+                release.cached.swapAt(i, release.cached.count - 1)
+                release.cached.removeLast()
+            }
+        }
+        release.kept &+= UInt64(release.cached.count)
+        publishReleaseCounts()
+        for waiter in waiters { releaseDone?(waiter) }
+    }
+}
