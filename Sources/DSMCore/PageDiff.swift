@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The bytes a node changed in a page since it took its twin, as runs:
 /// little-endian UInt16 offset, UInt16 length, then the bytes. Byte-exact:
 /// a byte equal to the twin's is never part of a run, so a diff applied at
@@ -13,22 +17,29 @@ public enum PageDiff {
     public static func encode(current: UnsafeRawPointer, twin: UnsafeRawPointer, pageSize: Int,
                               into out: UnsafeMutableRawPointer) -> Int {
         precondition(pageSize % 8 == 0 && pageSize <= 1 << 16)
+        // Most pages of a release are unchanged, or changed in a few places:
+        // memcmp first, then whole words, bytes only where a word differs.
+        if memcmp(current, twin, pageSize) == 0 { return 0 }
+        let now = current.assumingMemoryBound(to: UInt8.self)
+        let was = twin.assumingMemoryBound(to: UInt8.self)
+        let nowWords = current.assumingMemoryBound(to: UInt64.self)
+        let wasWords = twin.assumingMemoryBound(to: UInt64.self)
         var length = 0
         var i = 0
         while i < pageSize {
-            // Whole words where aligned: most of a page is usually unchanged.
-            if i & 7 == 0 && current.load(fromByteOffset: i, as: UInt64.self) == twin.load(fromByteOffset: i, as: UInt64.self) {
-                i += 8
-                continue
+            if i & 7 == 0 {
+                var w = i >> 3
+                let words = pageSize >> 3
+                while w < words && nowWords[w] == wasWords[w] { w += 1 }
+                i = w << 3
+                if i >= pageSize { break }
             }
-            if current.load(fromByteOffset: i, as: UInt8.self) == twin.load(fromByteOffset: i, as: UInt8.self) {
+            if now[i] == was[i] {
                 i += 1
                 continue
             }
             let start = i
-            while i < pageSize && current.load(fromByteOffset: i, as: UInt8.self) != twin.load(fromByteOffset: i, as: UInt8.self) {
-                i += 1
-            }
+            while i < pageSize && now[i] != was[i] { i += 1 }
             out.storeBytes(of: UInt16(start).littleEndian, toByteOffset: length, as: UInt16.self)
             out.storeBytes(of: UInt16(i - start).littleEndian, toByteOffset: length + 2, as: UInt16.self)
             (out + length + 4).copyMemory(from: current + start, byteCount: i - start)

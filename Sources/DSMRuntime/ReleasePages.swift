@@ -69,6 +69,15 @@ struct ReleasePageTable {
     var twin: ZeroTable<Int32>
     /// The home: the page's version; elsewhere: the version of the copy.
     var version: ZeroTable<UInt32>
+    /// Where this node believes the page's home is now, node + 1 (0: where
+    /// it started). Homes move to a page's only writer; a node that was
+    /// home once knows where it went and passes requests on.
+    var homeHint: ZeroTable<UInt8>
+    /// The home: the node + 1 whose diff it applied last (0: none since the
+    /// home's own writes).
+    var lastDiffer: ZeroTable<UInt8>
+    /// The home: the nodes it has served a copy to (they may hold one).
+    var served: ZeroTable<UInt64>
     /// Every page's home when the container was seeded at one node (image
     /// mode's data, filled on node 0); nil: the protocol's home.
     var seededHome: NodeID?
@@ -77,6 +86,9 @@ struct ReleasePageTable {
         state = ZeroTable(count: pages)
         twin = ZeroTable(count: pages)
         version = ZeroTable(count: pages)
+        homeHint = ZeroTable(count: pages)
+        lastDiffer = ZeroTable(count: pages)
+        served = ZeroTable(count: pages)
     }
 
     subscript(_ index: UInt32) -> ReleasePageState {
@@ -138,6 +150,7 @@ struct ReleaseBook {
     var dropped: UInt64 = 0
     var validations: UInt64 = 0
     var kept: UInt64 = 0
+    var homesMoved: UInt64 = 0
 
     init() {
         cached.reserveCapacity(1024)
@@ -176,7 +189,14 @@ extension PageEngine {
     var releaseConsistent: Bool { configuration.tunables.consistency == .release && nodes > 1 }
 
     func releaseHome(_ page: PageID, _ table: ReleasePageTable) -> NodeID {
-        table.seededHome ?? page.home(nodes: nodes)
+        let hint = table.homeHint[Int(page.index)]
+        if hint != 0 { return Int(hint) - 1 }
+        return table.seededHome ?? page.home(nodes: nodes)
+    }
+
+    /// Whether this node holds `page` as a copy (not as its home).
+    func isCopy(_ page: PageID, _ c: LocalContainer) -> Bool {
+        releaseHome(page, c.release!) != id
     }
 
     /// Tells the program threads' side (dsm_release_point,
@@ -201,7 +221,7 @@ extension PageEngine {
             c.release![index] = write ? .fetchingWrite : .fetchingRead
             release.inFlight.append(page)
             release.fetches &+= 1
-            links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: index),
+            links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: index, a: UInt64(id)),
                             payload: nil, to: releaseHome(page, c.release!))
             publishReleaseCounts()
         case .fetchingRead:
@@ -302,41 +322,152 @@ extension PageEngine {
             fatal("node \(peer) broke the protocol: \(header.kind) for page \(header.index) of container \(header.container)")
         }
         let page = PageID(container: header.container, index: header.index)
+        let index = Int(page.index)
         let home = releaseHome(page, c.release!) == id
+        // The node a fetch or a diff is for (it may come through a former home).
+        let asker = Int(header.a & 0xFFFF)
         switch header.kind {
-        case .releaseFetch where home:
+        case .releaseFetch, .releaseDiff:
+            guard asker < nodes else {
+                fatal("node \(peer) broke the protocol: a \(header.kind) for node \(asker)")
+            }
+            if !home {
+                // The home moved on: pass it there.
+                links.sendFrame(header, payload: payload.count > 0 ? payload : nil, to: releaseHome(page, c.release!))
+                return
+            }
+        default: break
+        }
+        switch header.kind {
+        case .releaseFetch:
+            // This node's own request, passed back after its home came here.
+            guard asker != id else { return }
             trackHomePage(c, page.index)
+            c.release!.served[index] |= 1 << UInt64(asker)
             links.sendFrame(FrameHeader(kind: .releaseData, source: id, container: page.container, index: page.index,
-                                        a: UInt64(c.release!.version[Int(page.index)])),
-                            payload: UnsafeRawBufferPointer(start: c.pageInView(page.index), count: dsmPageSize), to: peer)
+                                        a: UInt64(c.release!.version[index])),
+                            payload: UnsafeRawBufferPointer(start: c.pageInView(page.index), count: dsmPageSize), to: asker)
             stats.pagesSent &+= 1
-        case .releaseDiff where home:
+        case .releaseDiff:
+            guard asker != id else {
+                // A diff of this node's, sent before its home came here:
+                // this copy is the page already.
+                diffAcknowledged(page, c, version: nil)
+                return
+            }
+            let base = UInt32(truncatingIfNeeded: header.a >> 32)
+            let unchanged = base == c.release!.version[index]
+            let sameWriter = c.release!.lastDiffer[index] == UInt8(asker + 1)
             guard PageDiff.apply(payload, to: c.pageInView(page.index), pageSize: dsmPageSize) else {
                 fatal("node \(peer) broke the protocol: a malformed diff of page \(page)")
             }
-            c.release!.version[Int(page.index)] &+= 1
+            c.release!.version[index] &+= 1
+            c.release!.lastDiffer[index] = UInt8(asker + 1)
             links.sendFrame(FrameHeader(kind: .releaseDiffAck, source: id, container: page.container, index: page.index,
-                                        a: UInt64(c.release!.version[Int(page.index)])),
-                            payload: nil, to: peer)
+                                        a: UInt64(c.release!.version[index])),
+                            payload: nil, to: asker)
+            // The second diff in a row from one node, on a page nobody
+            // else changed meanwhile (its copy was the page): its home moves
+            // there, and its writes stop travelling.
+            if unchanged && sameWriter && c.release![page.index] != .dirty { moveHome(page, c, to: asker) }
         case .releaseData where !home && payload.count == dsmPageSize:
             releaseDataArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a), from: peer)
-        case .releaseDiffAck where !home && release.acknowledgementsDue > 0:
-            // The copy is still current if this diff is all that changed
-            // the home's page since the copy came.
-            let v = UInt32(truncatingIfNeeded: header.a)
-            if c.release![page.index] == .clean || c.release![page.index] == .dirty,
-               c.release!.version[Int(page.index)] &+ 1 == v {
-                c.release!.version[Int(page.index)] = v
-            }
-            release.acknowledgementsDue -= 1
-            if release.acknowledgementsDue == 0 {
-                let waiters = release.releasesWaiting
-                release.releasesWaiting.removeAll(keepingCapacity: true)
-                for waiter in waiters { releaseDone?(waiter) }
-            }
+        case .releaseDiffAck where release.acknowledgementsDue > 0:
+            diffAcknowledged(page, c, version: UInt32(truncatingIfNeeded: header.a))
+        case .releaseMove where payload.count == dsmPageSize + 8:
+            homeArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a), from: peer)
         default:
             fatal("node \(peer) broke the protocol: an unexpected \(header.kind) for page \(page)")
         }
+    }
+
+    private func diffAcknowledged(_ page: PageID, _ c: LocalContainer, version: UInt32?) {
+        // The copy is still current if this diff is all that changed the
+        // home's page since the copy came.
+        if let v = version, isCopy(page, c), c.release![page.index] == .clean || c.release![page.index] == .dirty,
+           c.release!.version[Int(page.index)] &+ 1 == v {
+            c.release!.version[Int(page.index)] = v
+        }
+        release.acknowledgementsDue -= 1
+        if release.acknowledgementsDue == 0 {
+            let waiters = release.releasesWaiting
+            release.releasesWaiting.removeAll(keepingCapacity: true)
+            for waiter in waiters { releaseDone?(waiter) }
+        }
+    }
+
+    // MARK: homes that move
+
+    /// The home side: the page, its version and who may hold copies go to
+    /// `node`; this node keeps no copy (its threads fetch one if they need it).
+    private func moveHome(_ page: PageID, _ c: LocalContainer, to node: NodeID) {
+        let index = Int(page.index)
+        var message = [UInt8](repeating: 0, count: dsmPageSize + 8)
+        message.withUnsafeMutableBytes {
+            $0.baseAddress!.copyMemory(from: c.pageInView(page.index), byteCount: dsmPageSize)
+            $0.storeBytes(of: c.release!.served[index] & ~(1 << UInt64(node)), toByteOffset: dsmPageSize, as: UInt64.self)
+        }
+        message.withUnsafeBytes {
+            links.sendFrame(FrameHeader(kind: .releaseMove, source: id, container: page.container, index: page.index,
+                                        a: UInt64(c.release!.version[index])), payload: $0, to: node)
+        }
+        c.release!.homeHint[index] = UInt8(node + 1)
+        c.release![page.index] = .invalid
+        c.release!.lastDiffer[index] = 0
+        c.release!.served[index] = 0
+        c.counters.losses[index] &+= 1
+        pendDrop(page)
+        punchPendingDrops()
+        release.homesMoved &+= 1
+    }
+
+    /// The new home's side: its copy is the page (the mover checked that
+    /// nothing else changed it), or the page comes with the move.
+    private func homeArrived(_ page: PageID, _ c: LocalContainer, _ payload: UnsafeRawBufferPointer, version: UInt32,
+                             from peer: NodeID) {
+        let index = page.index
+        let served = payload.loadUnaligned(fromByteOffset: dsmPageSize, as: UInt64.self)
+        let tracked = served != 0
+        var written = false
+        switch c.release![index] {
+        case .clean, .dirty:
+            guard c.release!.version[Int(index)] == version else {
+                fatal("node \(peer) broke the protocol: it moved page \(page)'s home here at version \(version), this copy has \(c.release!.version[Int(index)])")
+            }
+            if c.release![index] == .dirty {
+                release.freeTwins.append(c.release!.twin[Int(index)] - 1)
+                c.release!.twin[Int(index)] = 0
+                written = true
+            }
+        case .invalid, .fetchingRead, .fetchingWrite, .fetchingReadStale, .fetchingWriteStale:
+            written = c.release![index] == .fetchingWrite || c.release![index] == .fetchingWriteStale
+            if c.attachments.isEmpty {
+                c.pageInView(index).copyMemory(from: payload.baseAddress!, byteCount: dsmPageSize)
+            } else {
+                let r = uffdCall("copy") {
+                    cdsm_uffd_copy(uffd, c.attachments[0].start + UInt64(index) << 12, payload.baseAddress!, UInt64(dsmPageSize), 1, 1)
+                }
+                if -r == EEXIST { fatal("page \(page) was already present when its home came") }
+            }
+        }
+        c.release!.homeHint[Int(index)] = UInt8(id + 1)
+        c.release!.version[Int(index)] = version
+        c.release!.lastDiffer[Int(index)] = 0
+        c.release!.served[Int(index)] = served
+        if !tracked {
+            c.release![index] = .invalid
+            protect(c, index, false)
+        } else if written {
+            c.release![index] = .dirty
+            release.homeWritten.append(page)
+            protect(c, index, false)
+        } else {
+            c.release![index] = .clean
+            protect(c, index, true)
+        }
+        release.homesMoved &+= 1
+        publishReleaseCounts()
+        releaseWake(c, index)
     }
 
     private func releaseDataArrived(_ page: PageID, _ c: LocalContainer, _ payload: UnsafeRawBufferPointer, version: UInt32,
@@ -349,8 +480,8 @@ extension PageEngine {
         case .fetchingReadStale, .fetchingWriteStale:
             c.release![index] = c.release![index] == .fetchingReadStale ? .fetchingRead : .fetchingWrite
             release.inFlight.append(page)
-            links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: index),
-                            payload: nil, to: peer)
+            links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: index, a: UInt64(id)),
+                            payload: nil, to: releaseHome(page, c.release!))
             release.fetches &+= 1
             return
         default:
@@ -364,6 +495,7 @@ extension PageEngine {
         }
         c.release![index] = write ? .dirty : .clean
         c.release!.version[Int(index)] = version
+        c.release!.homeHint[Int(index)] = UInt8(peer + 1)
         release.cached.append(page)
         if c.attachments.isEmpty {
             c.pageInView(index).copyMemory(from: payload.baseAddress!, byteCount: dsmPageSize)
@@ -391,17 +523,22 @@ extension PageEngine {
     func releaseWrites(then waiter: ReleaseWaiter?) -> Bool {
         release.releases &+= 1
         for page in release.homeWritten {
-            guard let c = containers[page.container], c.release![page.index] == .dirty else { continue }
+            guard let c = containers[page.container], !isCopy(page, c), c.release![page.index] == .dirty else { continue }
             protect(c, page.index, true)
             c.release!.version[Int(page.index)] &+= 1
             c.release![page.index] = .clean
         }
         release.homeWritten.removeAll(keepingCapacity: true)
-        for page in release.dirty {
-            guard let c = containers[page.container], c.release![page.index] == .dirty else { continue }
-            sendDiff(page, c)
+        var kept = 0
+        for i in release.dirty.indices {
+            let page = release.dirty[i]
+            guard let c = containers[page.container], isCopy(page, c), c.release![page.index] == .dirty else { continue }
+            if sendDiff(page, c, keepUnchanged: true) {
+                release.dirty[kept] = page
+                kept += 1
+            }
         }
-        release.dirty.removeAll(keepingCapacity: true)
+        release.dirty.removeLast(release.dirty.count - kept)
         publishReleaseCounts()
         if release.acknowledgementsDue == 0 { return true }
         if let waiter { release.releasesWaiting.append(waiter) }
@@ -409,23 +546,34 @@ extension PageEngine {
     }
 
     /// A written copy's diff goes home; the copy is clean (write-protected
-    /// first: a write from now on takes a new twin).
-    private func sendDiff(_ page: PageID, _ c: LocalContainer) {
+    /// first: a write from now on takes a new twin). With `keepUnchanged`,
+    /// a copy written with the values it had (a stencil's settled cells)
+    /// stays writable with its twin, and true says so: no fault and no copy
+    /// at each step for it.
+    @discardableResult
+    private func sendDiff(_ page: PageID, _ c: LocalContainer, keepUnchanged: Bool) -> Bool {
         let index = page.index
-        protect(c, index, true)
         let slot = c.release!.twin[Int(index)] - 1
+        if keepUnchanged && PageDiff.encode(current: c.pageInView(index), twin: release.twin(slot), pageSize: dsmPageSize,
+                                            into: release.diffBuffer) == 0 {
+            return true
+        }
+        protect(c, index, true)
         let length = PageDiff.encode(current: c.pageInView(index), twin: release.twin(slot), pageSize: dsmPageSize,
                                      into: release.diffBuffer)
         release.freeTwins.append(slot)
         c.release!.twin[Int(index)] = 0
         c.release![index] = .clean
-        guard length > 0 else { return }
-        links.sendFrame(FrameHeader(kind: .releaseDiff, source: id, container: page.container, index: index),
+        guard length > 0 else { return false }
+        let base = UInt64(c.release!.version[Int(index)])
+        links.sendFrame(FrameHeader(kind: .releaseDiff, source: id, container: page.container, index: index,
+                                    a: UInt64(id) | base << 32),
                         payload: UnsafeRawBufferPointer(start: release.diffBuffer, count: length),
                         to: releaseHome(page, c.release!))
         release.acknowledgementsDue += 1
         release.diffsSent &+= 1
         release.diffBytes &+= UInt64(length)
+        return false
     }
 
     // MARK: acquire
@@ -437,11 +585,12 @@ extension PageEngine {
     @discardableResult
     func acquireWrites(then waiter: ReleaseWaiter?) -> Bool {
         release.acquires &+= 1
-        if !release.dirty.isEmpty || !release.homeWritten.isEmpty { releaseWrites(then: nil) }
+        // Written copies need not go home first: one that is old is sent
+        // before it is dropped (staleCopies, below), the others stay.
         // Copies on their way may have been served before the releases
         // this acquire follows: fetched again when they come.
         for page in release.inFlight {
-            guard let c = containers[page.container] else { continue }
+            guard let c = containers[page.container], isCopy(page, c) else { continue }
             switch c.release![page.index] {
             case .fetchingRead: c.release![page.index] = .fetchingReadStale
             case .fetchingWrite: c.release![page.index] = .fetchingWriteStale
@@ -450,7 +599,12 @@ extension PageEngine {
         }
         release.inFlight.removeAll(keepingCapacity: true)
         if release.cached.count < ReleaseBook.dropAllBelow || waiter == nil {
-            for page in release.cached { dropCopy(page) }
+            for page in release.cached {
+                if let c = containers[page.container], isCopy(page, c), c.release![page.index] == .dirty {
+                    sendDiff(page, c, keepUnchanged: false)
+                }
+                dropCopy(page)
+            }
             punchPendingDrops()
             release.cached.removeAll(keepingCapacity: true)
             publishReleaseCounts()
@@ -459,7 +613,8 @@ extension PageEngine {
         // Ask each home which of the versions held here are old.
         if release.validation.count < nodes { release.validation = Array(repeating: [], count: nodes) }
         for page in release.cached {
-            guard let c = containers[page.container], c.release![page.index] == .clean else { continue }
+            guard let c = containers[page.container], isCopy(page, c),
+                  c.release![page.index] == .clean || c.release![page.index] == .dirty else { continue }
             let home = releaseHome(page, c.release!)
             release.validation[home] += [page.container, page.index, c.release!.version[Int(page.index)]]
         }
@@ -480,7 +635,7 @@ extension PageEngine {
     }
 
     private func dropCopy(_ page: PageID) {
-        guard let c = containers[page.container], c.release![page.index] == .clean else { return }
+        guard let c = containers[page.container], isCopy(page, c), c.release![page.index] == .clean else { return }
         c.release![page.index] = .invalid
         c.counters.losses[Int(page.index)] &+= 1
         pendDrop(page)
@@ -518,12 +673,12 @@ extension PageEngine {
             let container = payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)
             let index = payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)
             let version = payload.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)
-            guard let c = containers[container], Int(index) < c.pages, c.release != nil,
-                  c.release!.version[Int(index)] == version else { continue }
             let page = PageID(container: container, index: index)
+            guard let c = containers[container], Int(index) < c.pages, c.release != nil, isCopy(page, c),
+                  c.release!.version[Int(index)] == version else { continue }
             // Written meanwhile by another thread of this node: what it
             // wrote goes home, then the copy goes.
-            if c.release![index] == .dirty { sendDiff(page, c) }
+            if c.release![index] == .dirty { sendDiff(page, c, keepUnchanged: false) }
             dropCopy(page)
         }
         punchPendingDrops()
@@ -533,7 +688,8 @@ extension PageEngine {
         var i = 0
         while i < release.cached.count {
             let page = release.cached[i]
-            if let c = containers[page.container], c.release![page.index] == .clean || c.release![page.index] == .dirty {
+            if let c = containers[page.container], isCopy(page, c),
+               c.release![page.index] == .clean || c.release![page.index] == .dirty {
                 i += 1
             } else {
                 release.cached.swapAt(i, release.cached.count - 1)

@@ -106,6 +106,7 @@ extension Node {
             rc.releases = b.releases
             rc.acquires = b.acquires
             rc.dropped = b.dropped
+            rc.homesMoved = b.homesMoved
             r.release = rc
         }
         var busiest = pages.retiredPages

@@ -39,6 +39,7 @@ final class StatisticsSchemaTests: XCTestCase {
         release.releases = 35
         release.acquires = 36
         release.dropped = 37
+        release.homesMoved = 38
         r.release = release
         r.pages = [
             NodeStatistics.Page(container: 0xFFFF_FF01, page: 7, faults: 8, writeFaults: 9, losses: 10),

@@ -7,6 +7,7 @@
 // DSMProgramTests. A program the model cannot serve (OpenMP: its
 // synchronisation is atomics dsm does not see) is refused with a message.
 
+import Foundation
 import XCTest
 
 final class ReleaseConsistencyTests: XCTestCase {
@@ -28,6 +29,23 @@ final class ReleaseConsistencyTests: XCTestCase {
     func testReleaseFromEnvironment() throws {
         let run = try Runner.image("img_release", nodes: 2, timeout: Self.timeout, environment: ["DSM_CONSISTENCY": "release"])
         check(run.result.termination, run.output, summary: run.summary, what: "DSM_CONSISTENCY=release dsmrun -n 2 img_release")
+    }
+
+    /// A stencil whose rows each node writes alone: their pages' homes move
+    /// to their writers (their writes stop travelling), the result stays.
+    func testHomesMoveToTheirOnlyWriter() throws {
+        let plain = try Runner.plain("img_jacobi", args: ["256", "2"], timeout: Self.timeout)
+        let want = try XCTUnwrap(Output.hash(in: plain.stdout, line: "img_jacobi n="), plain.summary)
+        let run = try Runner.image("img_jacobi", nodes: 2, args: ["256", "2"], timeout: Self.timeout,
+                                   extra: ["--consistency", "release", "--stats=json"])
+        XCTAssertEqual(run.result.termination, .exited(0), run.summary)
+        XCTAssertEqual(Output.hash(in: run.output, line: "img_jacobi n="), want, run.summary)
+        let json = try XCTUnwrap(run.result.stderr.split(separator: "\n").first { $0.hasPrefix("dsm-stats ") }, run.summary)
+        let report = try JSONSerialization.jsonObject(with: Data(json.dropFirst("dsm-stats ".count).utf8)) as? [String: Any]
+        let nodes = try XCTUnwrap(report?["nodes"] as? [[String: Any]], run.summary)
+        let moved = nodes.compactMap { ($0["release"] as? [String: Any])?["homesMoved"] as? Int }.reduce(0, +)
+        XCTAssertGreaterThan(moved, 0, "no page's home moved:\n\(run.summary)")
+        print("img_jacobi 256 -n 2 release: \(moved / 2) homes moved")
     }
 
     func testOpenMPIsRefused() throws {
