@@ -136,6 +136,8 @@ struct ReleaseBook {
     var nextRound: UInt64 = 1
     /// Per home, the (container, index, version) triples an acquire asks about.
     var validation: [[UInt32]] = []
+    /// Per home, the (container, index) pairs of copies dropped, to tell it.
+    var droppedPerHome: [[UInt32]] = []
     /// Below this many copies an acquire drops them all: cheaper than asking.
     static let dropAllBelow = 16
     // --stats
@@ -315,6 +317,7 @@ extension PageEngine {
         switch header.kind {
         case .releaseValidate: answerValidation(payload, round: header.a, from: peer); return
         case .releaseStale: staleCopies(payload, round: header.a, from: peer); return
+        case .releaseDropped: copiesDropped(payload, from: peer); return
         default: break
         }
         guard let c = containers[header.container] else { return }
@@ -524,9 +527,16 @@ extension PageEngine {
         release.releases &+= 1
         for page in release.homeWritten {
             guard let c = containers[page.container], !isCopy(page, c), c.release![page.index] == .dirty else { continue }
-            protect(c, page.index, true)
             c.release!.version[Int(page.index)] &+= 1
-            c.release![page.index] = .clean
+            // The home wrote it: no other node is its only writer now.
+            c.release!.lastDiffer[Int(page.index)] = 0
+            if c.release!.served[Int(page.index)] == 0 {
+                // Every copy is gone: the home writes on untracked.
+                c.release![page.index] = .invalid
+            } else {
+                protect(c, page.index, true)
+                c.release![page.index] = .clean
+            }
         }
         release.homeWritten.removeAll(keepingCapacity: true)
         var kept = 0
@@ -606,6 +616,7 @@ extension PageEngine {
                 dropCopy(page)
             }
             punchPendingDrops()
+            tellDrops()
             release.cached.removeAll(keepingCapacity: true)
             publishReleaseCounts()
             return true
@@ -640,6 +651,37 @@ extension PageEngine {
         c.counters.losses[Int(page.index)] &+= 1
         pendDrop(page)
         release.dropped &+= 1
+        let home = releaseHome(page, c.release!)
+        if release.droppedPerHome.count < nodes { release.droppedPerHome = Array(repeating: [], count: nodes) }
+        release.droppedPerHome[home] += [page.container, page.index]
+    }
+
+    /// Tells the homes which copies this node dropped: a page nobody holds
+    /// a copy of is written by its home without tracking.
+    private func tellDrops() {
+        for home in release.droppedPerHome.indices where !release.droppedPerHome[home].isEmpty {
+            release.droppedPerHome[home].withUnsafeBytes {
+                links.sendFrame(FrameHeader(kind: .releaseDropped, source: id), payload: $0, to: home)
+            }
+            release.droppedPerHome[home].removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// The home's side: `peer` holds no copy of these pages any more.
+    private func copiesDropped(_ payload: UnsafeRawBufferPointer, from peer: NodeID) {
+        guard payload.count % 8 == 0 else { fatal("node \(peer) broke the protocol: a drop notice of \(payload.count) bytes") }
+        for at in stride(from: 0, to: payload.count, by: 8) {
+            let container = payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)
+            let index = payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)
+            let page = PageID(container: container, index: index)
+            // A page whose home moved on: the new home keeps tracking it.
+            guard let c = containers[container], Int(index) < c.pages, c.release != nil, !isCopy(page, c) else { continue }
+            c.release!.served[Int(index)] &= ~(1 << UInt64(peer))
+            if c.release!.served[Int(index)] == 0 && c.release![index] == .clean {
+                c.release![index] = .invalid
+                protect(c, index, false)
+            }
+        }
     }
 
     /// The home's side: which of the asker's copies are old.
@@ -682,6 +724,7 @@ extension PageEngine {
             dropCopy(page)
         }
         punchPendingDrops()
+        tellDrops()
         release.rounds[r].answersDue -= 1
         guard release.rounds[r].answersDue == 0 else { return }
         let waiters = release.rounds.remove(at: r).waiters

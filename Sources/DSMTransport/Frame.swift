@@ -7,7 +7,7 @@ public enum FrameKind: UInt8, Sendable, CaseIterable {
     // Release consistency's pages (ReleasePages.swift in the runtime): a copy
     // asked of the home and sent, a diff sent home and acknowledged, the
     // versions of an acquirer's copies checked at their homes.
-    case releaseFetch = 12, releaseData, releaseDiff, releaseDiffAck, releaseValidate, releaseStale, releaseMove
+    case releaseFetch = 12, releaseData, releaseDiff, releaseDiffAck, releaseValidate, releaseStale, releaseMove, releaseDropped
     // Remote procedure calls to a service on another node (SysV namespace, barrier).
     case call = 20, reply
     // Cluster control.
