@@ -364,9 +364,13 @@ extension PageEngine {
             guard PageDiff.apply(payload, to: c.pageInView(page.index), pageSize: dsmPageSize) else {
                 fatal("node \(peer) broke the protocol: a malformed diff of page \(page)")
             }
-            c.release!.version[index] &+= 1
+            // An empty diff (a write of the values the page had) changes nothing.
+            if payload.count > 0 { c.release!.version[index] &+= 1 }
             c.release!.lastDiffer[index] = UInt8(asker + 1)
-            links.sendFrame(FrameHeader(kind: .releaseDiffAck, source: id, container: page.container, index: page.index,
+            // flags 1: an empty diff's acknowledgement, whose version is
+            // not the asker's doing (it must not take it for its copy's).
+            links.sendFrame(FrameHeader(kind: .releaseDiffAck, flags: payload.count > 0 ? 0 : 1, source: id,
+                                        container: page.container, index: page.index,
                                         a: UInt64(c.release!.version[index])),
                             payload: nil, to: asker)
             // The second diff in a row from one node, on a page nobody
@@ -376,7 +380,7 @@ extension PageEngine {
         case .releaseData where !home && payload.count == dsmPageSize:
             releaseDataArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a), from: peer)
         case .releaseDiffAck where release.acknowledgementsDue > 0:
-            diffAcknowledged(page, c, version: UInt32(truncatingIfNeeded: header.a))
+            diffAcknowledged(page, c, version: header.flags & 1 != 0 ? nil : UInt32(truncatingIfNeeded: header.a))
         case .releaseMove where payload.count == dsmPageSize + 8:
             homeArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a), from: peer)
         default:
@@ -566,6 +570,12 @@ extension PageEngine {
         let slot = c.release!.twin[Int(index)] - 1
         if keepUnchanged && PageDiff.encode(current: c.pageInView(index), twin: release.twin(slot), pageSize: dsmPageSize,
                                             into: release.diffBuffer) == 0 {
+            // An empty diff still says who writes the page: its home moves
+            // here after two, and the comparisons stop.
+            links.sendFrame(FrameHeader(kind: .releaseDiff, source: id, container: page.container, index: index,
+                                        a: UInt64(id) | UInt64(c.release!.version[Int(index)]) << 32),
+                            payload: nil, to: releaseHome(page, c.release!))
+            release.acknowledgementsDue += 1
             return true
         }
         protect(c, index, true)
