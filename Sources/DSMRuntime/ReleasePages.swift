@@ -1,36 +1,42 @@
 // Release consistency (`--consistency release`): what happens to a page
 // when nodes may write it side by side between synchronisations.
 //
-// Every page has a home (the one of the MESI protocol, or node 0 for the
-// program's data it seeded), which always holds the page's master copy and
-// writes it in place. Another node:
+// Every page has a home (at first the MESI protocol's, or node 0 for the
+// program's data it seeded), which holds the page's master copy and writes
+// it in place. Another node:
 //
 // 1. on a miss asks the home for a copy (`releaseFetch`) and installs the
 //    answer (`releaseData`) read-only, or writable with a twin (a copy of
 //    the page as it came) when the miss was a write;
 // 2. on a write to a read-only copy takes a twin and makes the page
 //    writable: no message, and no other node loses its copy;
-// 3. at a release (an unlock, a barrier, a semop, a futex wake, a new
-//    thread, a thread's end: the calls sync.c and friends pass through
-//    `dsm_release_point`) write-protects each page it wrote, sends the
-//    home the bytes that differ from the twin (`releaseDiff`, DSMCore's
-//    PageDiff: byte-exact, so diffs of one page from several nodes merge)
-//    and lets the releasing thread go once every home has acknowledged
-//    (`releaseDiffAck`);
-// 4. at an acquire (a lock token arriving from another node, the end of a
-//    barrier, a semop or futex wait, a join, a thread's start) drops the
-//    copies that are no longer current, so later reads fetch what the
-//    releases before made. Each home numbers its pages' versions (a diff
-//    applied, or the home's own writes at its release: the home keeps its
-//    pages write-protected between releases to know which it wrote); a
-//    copy carries the version it came with. A node holding few copies
-//    drops them all; one holding more asks each home which of its versions
-//    are old (`releaseValidate`, answered by `releaseStale`) and drops
-//    those, so a node's own rows, which nobody else wrote, stay. A copy
-//    still on its way is fetched again when it comes.
+// 3. at a release (a lock token leaving the node, a barrier, a semop, a
+//    futex wake, a new thread, a thread's end: the calls sync.c and
+//    friends pass through `dsm_release_point`) write-protects each page it
+//    wrote, sends the home the bytes that differ from the twin
+//    (`releaseDiff`, DSMCore's PageDiff: byte-exact, so diffs of one page
+//    from several nodes merge) and lets the releasing thread go once every
+//    home has acknowledged (`releaseDiffAck`). A page written with the
+//    values it had stays writable with its twin and sends an empty diff;
+// 4. at an acquire (a lock token arriving, the end of a barrier, a semop
+//    or futex wait, a join, a thread's start) drops the copies that are no
+//    longer current, so later reads fetch what the releases before made.
+//    Each home numbers its pages' versions (a diff applied, or its own
+//    writes at its release; it tracks those by write-protection only while
+//    another node may hold a copy: `served`, cleared by `releaseDropped`);
+//    a copy carries the version it came with. A node holding few copies
+//    drops them all; one holding more asks each home which versions are
+//    old (`releaseValidate`, answered by `releaseStale`) and drops those.
+//    A copy still on its way is fetched again when it comes.
 //
-// This is home-based lazy release consistency (HLRC, as in ArgoDSM,
-// without its page classification, with version checks at acquires). A program that
+// Homes move (`releaseMove`): a home that applies a node's second diff in a
+// row to a page nobody else changed meanwhile (the diff's base version is
+// the page's) hands the page to that node, whose writes then stay local: a
+// node's own rows or columns stop travelling. A former home passes requests
+// on; a copy's server becomes the node's hint of where the home is.
+//
+// This is home-based lazy release consistency (HLRC, as in ArgoDSM or
+// JIAJIA's home migration, without page classification). A program that
 // synchronises through anything else (C11 atomics, spin flags, OpenMP's
 // barriers) is not data-race-free as dsm sees it and may read stale data:
 // the model is opt-in and sequential consistency stays the default.
@@ -637,7 +643,9 @@ extension PageEngine {
             guard let c = containers[page.container], isCopy(page, c),
                   c.release![page.index] == .clean || c.release![page.index] == .dirty else { continue }
             let home = releaseHome(page, c.release!)
-            release.validation[home] += [page.container, page.index, c.release!.version[Int(page.index)]]
+            release.validation[home].append(page.container)
+            release.validation[home].append(page.index)
+            release.validation[home].append(c.release!.version[Int(page.index)])
         }
         let round = release.nextRound
         release.nextRound &+= 1
@@ -663,7 +671,8 @@ extension PageEngine {
         release.dropped &+= 1
         let home = releaseHome(page, c.release!)
         if release.droppedPerHome.count < nodes { release.droppedPerHome = Array(repeating: [], count: nodes) }
-        release.droppedPerHome[home] += [page.container, page.index]
+        release.droppedPerHome[home].append(page.container)
+        release.droppedPerHome[home].append(page.index)
     }
 
     /// Tells the homes which copies this node dropped: a page nobody holds
@@ -705,10 +714,16 @@ extension PageEngine {
             // A container gone since: its copies go too.
             guard let c = containers[container], Int(index) < c.pages, c.release != nil,
                   releaseHome(PageID(container: container, index: index), c.release!) == id else {
-                stale += [container, index, version]
+                stale.append(container)
+                stale.append(index)
+                stale.append(version)
                 continue
             }
-            if c.release!.version[Int(index)] != version { stale += [container, index, version] }
+            if c.release!.version[Int(index)] != version {
+                stale.append(container)
+                stale.append(index)
+                stale.append(version)
+            }
         }
         stale.withUnsafeBytes {
             links.sendFrame(FrameHeader(kind: .releaseStale, source: id, a: round), payload: $0, to: peer)
