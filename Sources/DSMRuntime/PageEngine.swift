@@ -111,6 +111,7 @@ final class PageEngine {
 
     func destroyContainer(_ container: ContainerID) {
         guard let c = containers.removeValue(forKey: container) else { return }
+        if c.release != nil { forgetReleasePages(of: c) }
         releaseWaiters(c, attachments: c.attachments)
         if configuration.stats { retiredPages += c.busiestPages() }
         coherence.removeContainer(container)

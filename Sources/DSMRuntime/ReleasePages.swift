@@ -602,6 +602,20 @@ extension PageEngine {
         return false
     }
 
+    /// A container going away: the twins of its written copies return to
+    /// the pool, and its pages leave the node's lists.
+    func forgetReleasePages(of c: LocalContainer) {
+        for page in release.dirty where page.container == c.id && c.release!.twin[Int(page.index)] != 0 {
+            release.freeTwins.append(c.release!.twin[Int(page.index)] - 1)
+            c.release!.twin[Int(page.index)] = 0
+        }
+        release.dirty.removeAll { $0.container == c.id }
+        release.cached.removeAll { $0.container == c.id }
+        release.inFlight.removeAll { $0.container == c.id }
+        release.homeWritten.removeAll { $0.container == c.id }
+        publishReleaseCounts()
+    }
+
     // MARK: acquire
 
     /// Drops the copies that are no longer current (after sending what this
