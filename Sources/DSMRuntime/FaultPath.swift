@@ -72,6 +72,7 @@ extension PageEngine {
                     continue
                 }
                 let write = fault.flags & (CDSM_UFFD_PAGEFAULT_FLAG_WRITE | CDSM_UFFD_PAGEFAULT_FLAG_WP) != 0
+                let missing = fault.flags & CDSM_UFFD_PAGEFAULT_FLAG_WP == 0
                 if let container = containers[page.container] {
                     let i = Int(page.index)
                     container.counters.faults[i] &+= 1
@@ -82,11 +83,11 @@ extension PageEngine {
                         faultsWaiting += 1
                         latestWait = LatestWait(container: page.container, index: i, since: now)
                     }
-                }
-                let missing = fault.flags & CDSM_UFFD_PAGEFAULT_FLAG_WP == 0
-                if let container = containers[page.container], container.release != nil {
-                    releaseFault(page, container, write: write, missing: missing)
-                    continue
+                    // Release consistency: its own path (ReleasePages.swift).
+                    if container.release != nil {
+                        releaseFault(page, container, write: write, missing: missing)
+                        continue
+                    }
                 }
                 var effects = RuntimeEffects(engine: self)
                 coherence.fault(page, write ? .write : .read, &effects)
@@ -224,9 +225,7 @@ struct RuntimeEffects: CoherenceEffects {
     mutating func writeProtect(_ page: PageID) {
         guard let container = engine.containers[page.container] else { return }
         engine.flushStagedRun()
-        for a in container.attachments where !a.readOnly {
-            engine.uffdCall("write-protect") { cdsm_uffd_writeprotect(engine.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 1, 1) }
-        }
+        engine.setWriteProtection(container, page.index, true)
     }
 
     /// A sharer's drop comes before its acknowledgement: drops are gathered
@@ -295,9 +294,7 @@ struct RuntimeEffects: CoherenceEffects {
     mutating func makeWritable(_ page: PageID) {
         guard let container = engine.containers[page.container] else { return }
         engine.flushStagedRun()
-        for a in container.attachments where !a.readOnly {
-            engine.uffdCall("unprotect") { cdsm_uffd_writeprotect(engine.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize), 0, 1) }
-        }
+        engine.setWriteProtection(container, page.index, false)
     }
 
     func held(_ page: PageID) {
@@ -310,23 +307,46 @@ struct RuntimeEffects: CoherenceEffects {
 
     mutating func wake(_ page: PageID) {
         guard let container = engine.containers[page.container] else { return }
-        let since = container.counters.waitingSince[Int(page.index)]
-        if since != 0 {
-            let now = monotonicNanoseconds()
+        if let now = engine.endWait(container, Int(page.index)) {
             engine.startHold(container, Int(page.index), now: now)
-            engine.stats.wait.record(now &- since)
-            container.counters.waitingSince[Int(page.index)] = 0
-            engine.faultsWaiting -= 1
         }
         // A staged page's threads are woken by the run's install.
         if engine.isStaged(page) { return }
-        for a in container.attachments {
-            engine.uffdCall("wake") { cdsm_uffd_wake(engine.uffd, a.start + UInt64(page.index) << 12, UInt64(dsmPageSize)) }
-        }
+        engine.wakeThreads(container, page.index)
     }
 }
 
 extension PageEngine {
+    /// Grants (false) or withdraws (true) write access to a page in every
+    /// writable attachment of the program.
+    func setWriteProtection(_ c: LocalContainer, _ index: UInt32, _ on: Bool) {
+        for a in c.attachments where !a.readOnly {
+            uffdCall(on ? "write-protect" : "unprotect") {
+                cdsm_uffd_writeprotect(uffd, a.start + UInt64(index) << 12, UInt64(dsmPageSize), on ? 1 : 0, 1)
+            }
+        }
+    }
+
+    /// The page's faulting threads stop counting as waiting; their wait
+    /// goes into the histogram. Returns when, nil if nobody waited.
+    @discardableResult
+    func endWait(_ c: LocalContainer, _ index: Int) -> UInt64? {
+        let since = c.counters.waitingSince[index]
+        guard since != 0 else { return nil }
+        let now = monotonicNanoseconds()
+        stats.wait.record(now &- since)
+        c.counters.waitingSince[index] = 0
+        faultsWaiting -= 1
+        return now
+    }
+
+    /// Resumes the threads blocked on a page, in every attachment.
+    func wakeThreads(_ c: LocalContainer, _ index: UInt32) {
+        for a in c.attachments {
+            uffdCall("wake") { cdsm_uffd_wake(uffd, a.start + UInt64(index) << 12, UInt64(dsmPageSize)) }
+        }
+    }
+
     /// Runs a uffd ioctl, retrying EAGAIN; benign errors are returned, the
     /// rest end the node (the page state would no longer be trustworthy).
     @discardableResult @inline(__always)

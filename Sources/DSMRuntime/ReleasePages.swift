@@ -121,6 +121,47 @@ struct AcquireRound {
     var waiters: [ReleaseWaiter]
 }
 
+/// Entries of page identities (and versions) to send, one list per home;
+/// sent as one frame per home that has any.
+struct PerHomeLists {
+    private var lists: [[UInt32]] = []
+
+    mutating func add(_ home: NodeID, _ page: PageID, version: UInt32? = nil) {
+        while lists.count <= home { lists.append([]) }
+        lists[home].append(page.container.littleEndian)
+        lists[home].append(page.index.littleEndian)
+        if let version { lists[home].append(version.littleEndian) }
+    }
+
+    /// Sends each home its list (and empties it); returns how many frames left.
+    mutating func send(_ kind: FrameKind, a: UInt64 = 0, from source: NodeID, through links: PeerLinks) -> Int {
+        var sent = 0
+        for home in lists.indices where !lists[home].isEmpty {
+            lists[home].withUnsafeBytes {
+                links.sendFrame(FrameHeader(kind: kind, source: source, a: a), payload: $0, to: home)
+            }
+            lists[home].removeAll(keepingCapacity: true)
+            sent += 1
+        }
+        return sent
+    }
+}
+
+/// Each page entry of a version check, its answer or a drop notice:
+/// (container, index[, version]) as little-endian UInt32s (PerHomeLists).
+/// False when the payload is not a whole number of entries.
+func forEachPageEntry(_ payload: UnsafeRawBufferPointer, withVersions: Bool,
+                      _ body: (_ page: PageID, _ version: UInt32) -> Void) -> Bool {
+    let size = withVersions ? 12 : 8
+    guard payload.count % size == 0 else { return false }
+    for at in stride(from: 0, to: payload.count, by: size) {
+        let page = PageID(container: UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)),
+                          index: UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)))
+        body(page, withVersions ? UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)) : 0)
+    }
+    return true
+}
+
 /// The node-wide side: which pages have copies, which are written, the
 /// twins, and the releases waiting for their acknowledgements.
 struct ReleaseBook {
@@ -140,25 +181,16 @@ struct ReleaseBook {
     var homeWritten: [PageID] = []
     var rounds: [AcquireRound] = []
     var nextRound: UInt64 = 1
-    /// Per home, the (container, index, version) triples an acquire asks about.
-    var validation: [[UInt32]] = []
-    /// Per home, the (container, index) pairs of copies dropped, to tell it.
-    var droppedPerHome: [[UInt32]] = []
+    /// The (container, index, version) triples an acquire asks the homes about.
+    var validation = PerHomeLists()
+    /// The (container, index) pairs of copies dropped, to tell their homes.
+    var droppedPerHome = PerHomeLists()
     /// Below this many copies an acquire drops them all: cheaper than asking.
     static let dropAllBelow = 16
     // --stats
     var readFaults = 0
     var writeFaults = 0
-    var fetches: UInt64 = 0
-    var twinsTaken: UInt64 = 0
-    var diffsSent: UInt64 = 0
-    var diffBytes: UInt64 = 0
-    var releases: UInt64 = 0
-    var acquires: UInt64 = 0
-    var dropped: UInt64 = 0
-    var validations: UInt64 = 0
-    var kept: UInt64 = 0
-    var homesMoved: UInt64 = 0
+    var counts = NodeStatistics.Release()
 
     init() {
         cached.reserveCapacity(1024)
@@ -174,7 +206,7 @@ struct ReleaseBook {
             freeTwins.reserveCapacity(twinChunks.count * ReleaseBook.twinsPerChunk)
             for i in (0..<Int32(ReleaseBook.twinsPerChunk)).reversed() { freeTwins.append(base + i) }
         }
-        twinsTaken &+= 1
+        counts.twins &+= 1
         return freeTwins.removeLast()
     }
 
@@ -227,10 +259,7 @@ extension PageEngine {
         switch c.release![index] {
         case .invalid:
             c.release![index] = write ? .fetchingWrite : .fetchingRead
-            release.inFlight.append(page)
-            release.fetches &+= 1
-            links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: index, a: UInt64(id)),
-                            payload: nil, to: releaseHome(page, c.release!))
+            requestCopy(page, c)
             publishReleaseCounts()
         case .fetchingRead:
             if write { c.release![index] = .fetchingWrite }
@@ -240,13 +269,9 @@ extension PageEngine {
             break
         case .clean:
             if write && !missing {
-                let slot = release.takeTwin()
-                release.twin(slot).copyMemory(from: c.pageInView(index), byteCount: dsmPageSize)
-                c.release!.twin[Int(index)] = slot + 1
-                c.release![index] = .dirty
-                release.dirty.append(page)
+                makeDirty(page, c, twinOf: c.pageInView(index))
                 publishReleaseCounts()
-                protect(c, index, false)
+                setWriteProtection(c, index, false)
             }
             releaseWake(c, index)
         case .dirty:
@@ -267,7 +292,7 @@ extension PageEngine {
                     cdsm_uffd_copy(uffd, c.attachments[0].start + UInt64(index) << 12, zeroPage, UInt64(dsmPageSize), 0, 1)
                 }
             } else {
-                protect(c, index, false)
+                setWriteProtection(c, index, false)
             }
         case .clean:
             if write { markHomeWritten(page, c) }
@@ -277,10 +302,55 @@ extension PageEngine {
         releaseWake(c, index)
     }
 
+    /// Fetches a copy of `page` from its home (as this node believes it is).
+    private func requestCopy(_ page: PageID, _ c: LocalContainer) {
+        release.inFlight.append(page)
+        release.counts.fetches &+= 1
+        links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: page.index, a: UInt64(id)),
+                        payload: nil, to: releaseHome(page, c.release!))
+    }
+
+    /// A copy about to be written: its twin is `base` (the page as it is,
+    /// or as it came), and it is counted among the pages the next release
+    /// sends a diff of.
+    private func makeDirty(_ page: PageID, _ c: LocalContainer, twinOf base: UnsafeRawPointer) {
+        let slot = release.takeTwin()
+        release.twin(slot).copyMemory(from: base, byteCount: dsmPageSize)
+        c.release!.twin[Int(page.index)] = slot + 1
+        c.release![page.index] = .dirty
+        release.dirty.append(page)
+    }
+
+    /// A page's twin goes back to the pool.
+    private func returnTwin(_ c: LocalContainer, _ index: UInt32) {
+        release.freeTwins.append(c.release!.twin[Int(index)] - 1)
+        c.release!.twin[Int(index)] = 0
+    }
+
+    /// Puts contents that came from another node into this node's copy of
+    /// an absent page (UFFDIO_COPY through the first attachment, waking
+    /// nobody: the caller wakes the waiting threads), or into the view
+    /// when the program has no attachment.
+    private func install(_ page: PageID, _ c: LocalContainer, _ contents: UnsafeRawPointer, writable: Bool, what: String) {
+        if c.attachments.isEmpty {
+            c.pageInView(page.index).copyMemory(from: contents, byteCount: dsmPageSize)
+        } else {
+            let offset = UInt64(page.index) << 12
+            let r = uffdCall("copy") {
+                cdsm_uffd_copy(uffd, c.attachments[0].start + offset, contents, UInt64(dsmPageSize), writable ? 0 : 1, 1)
+            }
+            if -r == EEXIST { fatal("page \(page) was already present when \(what) came") }
+            for a in c.attachments.dropFirst() where !writable && !a.readOnly {
+                uffdCall("write-protect") { cdsm_uffd_writeprotect(uffd, a.start + offset, UInt64(dsmPageSize), 1, 1) }
+            }
+        }
+        stats.pagesInstalled &+= 1
+    }
+
     private func markHomeWritten(_ page: PageID, _ c: LocalContainer) {
         c.release![page.index] = .dirty
         release.homeWritten.append(page)
-        protect(c, page.index, false)
+        setWriteProtection(c, page.index, false)
         publishReleaseCounts()
     }
 
@@ -291,27 +361,12 @@ extension PageEngine {
     private func trackHomePage(_ c: LocalContainer, _ index: UInt32) {
         guard c.release![index] == .invalid else { return }
         c.release![index] = .clean
-        protect(c, index, true)
-    }
-
-    private func protect(_ c: LocalContainer, _ index: UInt32, _ on: Bool) {
-        for a in c.attachments where !a.readOnly {
-            uffdCall(on ? "write-protect" : "unprotect") {
-                cdsm_uffd_writeprotect(uffd, a.start + UInt64(index) << 12, UInt64(dsmPageSize), on ? 1 : 0, 1)
-            }
-        }
+        setWriteProtection(c, index, true)
     }
 
     private func releaseWake(_ c: LocalContainer, _ index: UInt32) {
-        let since = c.counters.waitingSince[Int(index)]
-        if since != 0 {
-            stats.wait.record(monotonicNanoseconds() &- since)
-            c.counters.waitingSince[Int(index)] = 0
-            faultsWaiting -= 1
-        }
-        for a in c.attachments {
-            uffdCall("wake") { cdsm_uffd_wake(uffd, a.start + UInt64(index) << 12, UInt64(dsmPageSize)) }
-        }
+        endWait(c, Int(index))
+        wakeThreads(c, index)
     }
 
     // MARK: frames
@@ -431,7 +486,7 @@ extension PageEngine {
         c.counters.losses[index] &+= 1
         pendDrop(page)
         punchPendingDrops()
-        release.homesMoved &+= 1
+        release.counts.homesMoved &+= 1
     }
 
     /// The new home's side: its copy is the page (the mover checked that
@@ -448,20 +503,13 @@ extension PageEngine {
                 fatal("node \(peer) broke the protocol: it moved page \(page)'s home here at version \(version), this copy has \(c.release!.version[Int(index)])")
             }
             if c.release![index] == .dirty {
-                release.freeTwins.append(c.release!.twin[Int(index)] - 1)
-                c.release!.twin[Int(index)] = 0
+                returnTwin(c, index)
                 written = true
             }
         case .invalid, .fetchingRead, .fetchingWrite, .fetchingReadStale, .fetchingWriteStale:
             written = c.release![index] == .fetchingWrite || c.release![index] == .fetchingWriteStale
-            if c.attachments.isEmpty {
-                c.pageInView(index).copyMemory(from: payload.baseAddress!, byteCount: dsmPageSize)
-            } else {
-                let r = uffdCall("copy") {
-                    cdsm_uffd_copy(uffd, c.attachments[0].start + UInt64(index) << 12, payload.baseAddress!, UInt64(dsmPageSize), 1, 1)
-                }
-                if -r == EEXIST { fatal("page \(page) was already present when its home came") }
-            }
+            // Read-only for now: its protection is settled below.
+            install(page, c, payload.baseAddress!, writable: false, what: "its home")
         }
         c.release!.homeHint[Int(index)] = UInt8(id + 1)
         c.release!.version[Int(index)] = version
@@ -469,16 +517,16 @@ extension PageEngine {
         c.release!.served[Int(index)] = served
         if !tracked {
             c.release![index] = .invalid
-            protect(c, index, false)
+            setWriteProtection(c, index, false)
         } else if written {
             c.release![index] = .dirty
             release.homeWritten.append(page)
-            protect(c, index, false)
+            setWriteProtection(c, index, false)
         } else {
             c.release![index] = .clean
-            protect(c, index, true)
+            setWriteProtection(c, index, true)
         }
-        release.homesMoved &+= 1
+        release.counts.homesMoved &+= 1
         publishReleaseCounts()
         releaseWake(c, index)
     }
@@ -492,37 +540,20 @@ extension PageEngine {
         case .fetchingWrite: write = true
         case .fetchingReadStale, .fetchingWriteStale:
             c.release![index] = c.release![index] == .fetchingReadStale ? .fetchingRead : .fetchingWrite
-            release.inFlight.append(page)
-            links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: index, a: UInt64(id)),
-                            payload: nil, to: releaseHome(page, c.release!))
-            release.fetches &+= 1
+            requestCopy(page, c)
             return
         default:
             fatal("node \(peer) broke the protocol: a copy of page \(page), which this node did not ask for")
         }
         if write {
-            let slot = release.takeTwin()
-            release.twin(slot).copyMemory(from: payload.baseAddress!, byteCount: dsmPageSize)
-            c.release!.twin[Int(index)] = slot + 1
-            release.dirty.append(page)
+            makeDirty(page, c, twinOf: payload.baseAddress!)
+        } else {
+            c.release![index] = .clean
         }
-        c.release![index] = write ? .dirty : .clean
         c.release!.version[Int(index)] = version
         c.release!.homeHint[Int(index)] = UInt8(peer + 1)
         release.cached.append(page)
-        if c.attachments.isEmpty {
-            c.pageInView(index).copyMemory(from: payload.baseAddress!, byteCount: dsmPageSize)
-        } else {
-            let offset = UInt64(index) << 12
-            let r = uffdCall("copy") {
-                cdsm_uffd_copy(uffd, c.attachments[0].start + offset, payload.baseAddress!, UInt64(dsmPageSize), write ? 0 : 1, 1)
-            }
-            if -r == EEXIST { fatal("page \(page) was already present when its copy came") }
-            for a in c.attachments.dropFirst() where !write && !a.readOnly {
-                uffdCall("write-protect") { cdsm_uffd_writeprotect(uffd, a.start + offset, UInt64(dsmPageSize), 1, 1) }
-            }
-        }
-        stats.pagesInstalled &+= 1
+        install(page, c, payload.baseAddress!, writable: write, what: "its copy")
         publishReleaseCounts()
         releaseWake(c, index)
     }
@@ -534,7 +565,7 @@ extension PageEngine {
     /// acknowledge, else `waiter` is told once all are (`releaseDone`).
     @discardableResult
     func releaseWrites(then waiter: ReleaseWaiter?) -> Bool {
-        release.releases &+= 1
+        release.counts.releases &+= 1
         for page in release.homeWritten {
             guard let c = containers[page.container], !isCopy(page, c), c.release![page.index] == .dirty else { continue }
             c.release!.version[Int(page.index)] &+= 1
@@ -544,7 +575,7 @@ extension PageEngine {
                 // Every copy is gone: the home writes on untracked.
                 c.release![page.index] = .invalid
             } else {
-                protect(c, page.index, true)
+                setWriteProtection(c, page.index, true)
                 c.release![page.index] = .clean
             }
         }
@@ -578,36 +609,36 @@ extension PageEngine {
                                             into: release.diffBuffer) == 0 {
             // An empty diff still says who writes the page: its home moves
             // here after two, and the comparisons stop.
-            links.sendFrame(FrameHeader(kind: .releaseDiff, source: id, container: page.container, index: index,
-                                        a: UInt64(id) | UInt64(c.release!.version[Int(index)]) << 32),
-                            payload: nil, to: releaseHome(page, c.release!))
-            release.acknowledgementsDue += 1
+            shipDiff(page, c, nil)
             return true
         }
-        protect(c, index, true)
+        setWriteProtection(c, index, true)
         let length = PageDiff.encode(current: c.pageInView(index), twin: release.twin(slot), pageSize: dsmPageSize,
                                      into: release.diffBuffer)
-        release.freeTwins.append(slot)
-        c.release!.twin[Int(index)] = 0
+        returnTwin(c, index)
         c.release![index] = .clean
         guard length > 0 else { return false }
-        let base = UInt64(c.release!.version[Int(index)])
-        links.sendFrame(FrameHeader(kind: .releaseDiff, source: id, container: page.container, index: index,
-                                    a: UInt64(id) | base << 32),
-                        payload: UnsafeRawBufferPointer(start: release.diffBuffer, count: length),
-                        to: releaseHome(page, c.release!))
-        release.acknowledgementsDue += 1
-        release.diffsSent &+= 1
-        release.diffBytes &+= UInt64(length)
+        shipDiff(page, c, UnsafeRawBufferPointer(start: release.diffBuffer, count: length))
+        release.counts.diffsSent &+= 1
+        release.counts.diffBytes &+= UInt64(length)
         return false
+    }
+
+    /// A diff frame to the page's home, naming this node and the version
+    /// its copy started from (the home moves to a sole writer by it).
+    private func shipDiff(_ page: PageID, _ c: LocalContainer, _ diff: UnsafeRawBufferPointer?) {
+        let base = UInt64(c.release!.version[Int(page.index)])
+        links.sendFrame(FrameHeader(kind: .releaseDiff, source: id, container: page.container, index: page.index,
+                                    a: UInt64(id) | base << 32),
+                        payload: diff, to: releaseHome(page, c.release!))
+        release.acknowledgementsDue += 1
     }
 
     /// A container going away: the twins of its written copies return to
     /// the pool, and its pages leave the node's lists.
     func forgetReleasePages(of c: LocalContainer) {
         for page in release.dirty where page.container == c.id && c.release!.twin[Int(page.index)] != 0 {
-            release.freeTwins.append(c.release!.twin[Int(page.index)] - 1)
-            c.release!.twin[Int(page.index)] = 0
+            returnTwin(c, page.index)
         }
         release.dirty.removeAll { $0.container == c.id }
         release.cached.removeAll { $0.container == c.id }
@@ -624,7 +655,7 @@ extension PageEngine {
     /// once the homes have answered (`releaseDone`).
     @discardableResult
     func acquireWrites(then waiter: ReleaseWaiter?) -> Bool {
-        release.acquires &+= 1
+        release.counts.acquires &+= 1
         // Written copies need not go home first: one that is old is sent
         // before it is dropped (staleCopies, below), the others stay.
         // Copies on their way may have been served before the releases
@@ -652,26 +683,14 @@ extension PageEngine {
             return true
         }
         // Ask each home which of the versions held here are old.
-        if release.validation.count < nodes { release.validation = Array(repeating: [], count: nodes) }
         for page in release.cached {
             guard let c = containers[page.container], isCopy(page, c),
                   c.release![page.index] == .clean || c.release![page.index] == .dirty else { continue }
-            let home = releaseHome(page, c.release!)
-            release.validation[home].append(page.container)
-            release.validation[home].append(page.index)
-            release.validation[home].append(c.release!.version[Int(page.index)])
+            release.validation.add(releaseHome(page, c.release!), page, version: c.release!.version[Int(page.index)])
         }
         let round = release.nextRound
         release.nextRound &+= 1
-        var asked = 0
-        for home in 0..<nodes where !release.validation[home].isEmpty {
-            release.validation[home].withUnsafeBytes {
-                links.sendFrame(FrameHeader(kind: .releaseValidate, source: id, a: round), payload: $0, to: home)
-            }
-            release.validation[home].removeAll(keepingCapacity: true)
-            asked += 1
-        }
-        release.validations &+= UInt64(asked)
+        let asked = release.validation.send(.releaseValidate, a: round, from: id, through: links)
         if asked == 0 { return true }
         release.rounds.append(AcquireRound(id: round, answersDue: asked, waiters: waiter.map { [$0] } ?? []))
         return false
@@ -682,85 +701,69 @@ extension PageEngine {
         c.release![page.index] = .invalid
         c.counters.losses[Int(page.index)] &+= 1
         pendDrop(page)
-        release.dropped &+= 1
-        let home = releaseHome(page, c.release!)
-        if release.droppedPerHome.count < nodes { release.droppedPerHome = Array(repeating: [], count: nodes) }
-        release.droppedPerHome[home].append(page.container)
-        release.droppedPerHome[home].append(page.index)
+        release.counts.dropped &+= 1
+        release.droppedPerHome.add(releaseHome(page, c.release!), page)
     }
 
     /// Tells the homes which copies this node dropped: a page nobody holds
     /// a copy of is written by its home without tracking.
     private func tellDrops() {
-        for home in release.droppedPerHome.indices where !release.droppedPerHome[home].isEmpty {
-            release.droppedPerHome[home].withUnsafeBytes {
-                links.sendFrame(FrameHeader(kind: .releaseDropped, source: id), payload: $0, to: home)
-            }
-            release.droppedPerHome[home].removeAll(keepingCapacity: true)
-        }
+        _ = release.droppedPerHome.send(.releaseDropped, from: id, through: links)
     }
 
     /// The home's side: `peer` holds no copy of these pages any more.
     private func copiesDropped(_ payload: UnsafeRawBufferPointer, from peer: NodeID) {
-        guard payload.count % 8 == 0 else { fatal("node \(peer) broke the protocol: a drop notice of \(payload.count) bytes") }
-        for at in stride(from: 0, to: payload.count, by: 8) {
-            let container = payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)
-            let index = payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)
-            let page = PageID(container: container, index: index)
+        let whole = forEachPageEntry(payload, withVersions: false) { page, _ in
             // A page whose home moved on: the new home keeps tracking it.
-            guard let c = containers[container], Int(index) < c.pages, c.release != nil, !isCopy(page, c) else { continue }
+            guard let c = releaseContainer(of: page), !isCopy(page, c) else { return }
+            let index = page.index
             c.release!.served[Int(index)] &= ~(1 << UInt64(peer))
             if c.release!.served[Int(index)] == 0 && c.release![index] == .clean {
                 c.release![index] = .invalid
-                protect(c, index, false)
+                setWriteProtection(c, index, false)
             }
         }
+        if !whole { fatal("node \(peer) broke the protocol: a drop notice of \(payload.count) bytes") }
+    }
+
+    /// The release-consistent container `page` belongs to, if it still
+    /// exists and has that page.
+    private func releaseContainer(of page: PageID) -> LocalContainer? {
+        guard let c = containers[page.container], Int(page.index) < c.pages, c.release != nil else { return nil }
+        return c
     }
 
     /// The home's side: which of the asker's copies are old.
     private func answerValidation(_ payload: UnsafeRawBufferPointer, round: UInt64, from peer: NodeID) {
-        guard payload.count % 12 == 0 else { fatal("node \(peer) broke the protocol: a version check of \(payload.count) bytes") }
-        var stale: [UInt32] = []
-        for at in stride(from: 0, to: payload.count, by: 12) {
-            let container = payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)
-            let index = payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)
-            let version = payload.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)
-            // A container gone since: its copies go too.
-            guard let c = containers[container], Int(index) < c.pages, c.release != nil,
-                  releaseHome(PageID(container: container, index: index), c.release!) == id else {
-                stale.append(container)
-                stale.append(index)
-                stale.append(version)
-                continue
-            }
-            if c.release!.version[Int(index)] != version {
-                stale.append(container)
-                stale.append(index)
-                stale.append(version)
+        var stale = PerHomeLists()
+        let whole = forEachPageEntry(payload, withVersions: true) { page, version in
+            // A container gone since, or a home moved on: its copies go too.
+            guard let c = releaseContainer(of: page), !isCopy(page, c),
+                  c.release!.version[Int(page.index)] == version else {
+                stale.add(peer, page, version: version)
+                return
             }
         }
-        stale.withUnsafeBytes {
-            links.sendFrame(FrameHeader(kind: .releaseStale, source: id, a: round), payload: $0, to: peer)
+        if !whole { fatal("node \(peer) broke the protocol: a version check of \(payload.count) bytes") }
+        // Answered even when nothing is old: the asker counts the answers.
+        if stale.send(.releaseStale, a: round, from: id, through: links) == 0 {
+            links.sendFrame(FrameHeader(kind: .releaseStale, source: id, a: round), payload: nil, to: peer)
         }
     }
 
     /// A home's answer: its old copies go; once every home has answered,
     /// the acquire is done.
     private func staleCopies(_ payload: UnsafeRawBufferPointer, round: UInt64, from peer: NodeID) {
-        guard payload.count % 12 == 0, let r = release.rounds.firstIndex(where: { $0.id == round }) else {
+        guard let r = release.rounds.firstIndex(where: { $0.id == round }),
+              forEachPageEntry(payload, withVersions: true, { page, version in
+                  guard let c = releaseContainer(of: page), isCopy(page, c),
+                        c.release!.version[Int(page.index)] == version else { return }
+                  // Written meanwhile by another thread of this node: what
+                  // it wrote goes home, then the copy goes.
+                  if c.release![page.index] == .dirty { sendDiff(page, c, keepUnchanged: false) }
+                  dropCopy(page)
+              }) else {
             fatal("node \(peer) broke the protocol: an unexpected answer to a version check")
-        }
-        for at in stride(from: 0, to: payload.count, by: 12) {
-            let container = payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)
-            let index = payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)
-            let version = payload.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)
-            let page = PageID(container: container, index: index)
-            guard let c = containers[container], Int(index) < c.pages, c.release != nil, isCopy(page, c),
-                  c.release!.version[Int(index)] == version else { continue }
-            // Written meanwhile by another thread of this node: what it
-            // wrote goes home, then the copy goes.
-            if c.release![index] == .dirty { sendDiff(page, c, keepUnchanged: false) }
-            dropCopy(page)
         }
         punchPendingDrops()
         tellDrops()
@@ -778,7 +781,6 @@ extension PageEngine {
                 release.cached.removeLast()
             }
         }
-        release.kept &+= UInt64(release.cached.count)
         publishReleaseCounts()
         for waiter in waiters { releaseDone?(waiter) }
     }

@@ -96,19 +96,7 @@ extension Node {
         r.waitNs.p90 = w.percentile(0.9)
         r.waitNs.p99 = w.percentile(0.99)
         r.waitNs.max = w.maximum
-        if pages.releaseConsistent {
-            let b = pages.release
-            var rc = NodeStatistics.Release()
-            rc.fetches = b.fetches
-            rc.twins = b.twinsTaken
-            rc.diffsSent = b.diffsSent
-            rc.diffBytes = b.diffBytes
-            rc.releases = b.releases
-            rc.acquires = b.acquires
-            rc.dropped = b.dropped
-            rc.homesMoved = b.homesMoved
-            r.release = rc
-        }
+        if pages.releaseConsistent { r.release = pages.release.counts }
         var busiest = pages.retiredPages
         for container in pages.containers.values { busiest += container.busiestPages() }
         busiest.sort { ($0.faults, $0.losses) > ($1.faults, $1.losses) }
