@@ -82,6 +82,16 @@ struct ReleasePageTable {
     /// The home: the node + 1 whose diff it applied last (0: none since the
     /// home's own writes).
     var lastDiffer: ZeroTable<UInt8>
+    /// The home: how many diffs in a row `lastDiffer` sent on a page nobody
+    /// else changed meanwhile. The home moves there at `2 << movePenalty`.
+    var moveRun: ZeroTable<UInt8>
+    /// Doubles the run a move needs each time a page that came by a move
+    /// leaves again soon (nodes that take turns writing a page, each a few
+    /// times); travels with the page.
+    var movePenalty: ZeroTable<UInt8>
+    /// The home: this node's release count + 1 when the page came by a move
+    /// (0: it did not).
+    var arrivedAt: ZeroTable<UInt32>
     /// The home: the nodes it has served a copy to (they may hold one).
     var served: ZeroTable<UInt64>
     /// Every page's home when the container was seeded at one node (image
@@ -94,6 +104,9 @@ struct ReleasePageTable {
         version = ZeroTable(count: pages)
         homeHint = ZeroTable(count: pages)
         lastDiffer = ZeroTable(count: pages)
+        moveRun = ZeroTable(count: pages)
+        movePenalty = ZeroTable(count: pages)
+        arrivedAt = ZeroTable(count: pages)
         served = ZeroTable(count: pages)
     }
 
@@ -187,6 +200,11 @@ struct ReleaseBook {
     var droppedPerHome = PerHomeLists()
     /// Below this many copies an acquire drops them all: cheaper than asking.
     static let dropAllBelow = 16
+    /// A page that came by a move and leaves again within this many of the
+    /// node's releases bounced: its next move needs a run twice as long.
+    static let settledReleases: UInt32 = 64
+    /// Runs of at most 2 << 6 = 128 diffs.
+    static let maximumMovePenalty: UInt8 = 6
     // --stats
     var readFaults = 0
     var writeFaults = 0
@@ -428,22 +446,28 @@ extension PageEngine {
             // An empty diff (a write of the values the page had) changes nothing.
             if payload.count > 0 { c.release!.version[index] &+= 1 }
             c.release!.lastDiffer[index] = UInt8(asker + 1)
+            let run = unchanged && sameWriter ? c.release!.moveRun[index] &+ 1 : 1
+            c.release!.moveRun[index] = max(run, 1)
             // flags 1: an empty diff's acknowledgement, whose version is
             // not the asker's doing (it must not take it for its copy's).
             links.sendFrame(FrameHeader(kind: .releaseDiffAck, flags: payload.count > 0 ? 0 : 1, source: id,
                                         container: page.container, index: page.index,
                                         a: UInt64(c.release!.version[index])),
                             payload: nil, to: asker)
-            // The second diff in a row from one node, on a page nobody
-            // else changed meanwhile (its copy was the page): its home moves
-            // there, and its writes stop travelling.
-            if unchanged && sameWriter && c.release![page.index] != .dirty { moveHome(page, c, to: asker) }
+            // The second diff in a row from one node (more after moves that
+            // did not last), on a page nobody else changed meanwhile (its
+            // copy was the page): its home moves there, and its writes stop
+            // travelling.
+            if unchanged && run >= 2 << c.release!.movePenalty[index] && c.release![page.index] != .dirty {
+                moveHome(page, c, to: asker)
+            }
         case .releaseData where !home && payload.count == dsmPageSize:
             releaseDataArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a), from: peer)
         case .releaseDiffAck where release.acknowledgementsDue > 0:
             diffAcknowledged(page, c, version: header.flags & 1 != 0 ? nil : UInt32(truncatingIfNeeded: header.a))
         case .releaseMove where payload.count == dsmPageSize + 8:
-            homeArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a), from: peer)
+            homeArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a),
+                        penalty: UInt8(truncatingIfNeeded: header.a >> 32), from: peer)
         default:
             fatal("node \(peer) broke the protocol: an unexpected \(header.kind) for page \(page)")
         }
@@ -470,6 +494,18 @@ extension PageEngine {
     /// `node`; this node keeps no copy (its threads fetch one if they need it).
     private func moveHome(_ page: PageID, _ c: LocalContainer, to node: NodeID) {
         let index = Int(page.index)
+        // A page that came here by a move and leaves within a few releases
+        // bounces between writers taking turns: the next move needs twice
+        // the run. One that stayed long is forgiven a step.
+        var penalty = c.release!.movePenalty[index]
+        if c.release!.arrivedAt[index] != 0 {
+            let held = UInt32(truncatingIfNeeded: release.counts.releases) &- (c.release!.arrivedAt[index] - 1)
+            if held < ReleaseBook.settledReleases {
+                penalty = min(penalty + 1, ReleaseBook.maximumMovePenalty)
+            } else if penalty > 0 {
+                penalty -= 1
+            }
+        }
         var message = [UInt8](repeating: 0, count: dsmPageSize + 8)
         message.withUnsafeMutableBytes {
             $0.baseAddress!.copyMemory(from: c.pageInView(page.index), byteCount: dsmPageSize)
@@ -477,11 +513,15 @@ extension PageEngine {
         }
         message.withUnsafeBytes {
             links.sendFrame(FrameHeader(kind: .releaseMove, source: id, container: page.container, index: page.index,
-                                        a: UInt64(c.release!.version[index])), payload: $0, to: node)
+                                        a: UInt64(c.release!.version[index]) | UInt64(penalty) << 32),
+                             payload: $0, to: node)
         }
         c.release!.homeHint[index] = UInt8(node + 1)
         c.release![page.index] = .invalid
         c.release!.lastDiffer[index] = 0
+        c.release!.moveRun[index] = 0
+        c.release!.arrivedAt[index] = 0
+        c.release!.movePenalty[index] = penalty
         c.release!.served[index] = 0
         c.counters.losses[index] &+= 1
         pendDrop(page)
@@ -492,7 +532,7 @@ extension PageEngine {
     /// The new home's side: its copy is the page (the mover checked that
     /// nothing else changed it), or the page comes with the move.
     private func homeArrived(_ page: PageID, _ c: LocalContainer, _ payload: UnsafeRawBufferPointer, version: UInt32,
-                             from peer: NodeID) {
+                             penalty: UInt8, from peer: NodeID) {
         let index = page.index
         let served = payload.loadUnaligned(fromByteOffset: dsmPageSize, as: UInt64.self)
         let tracked = served != 0
@@ -514,6 +554,9 @@ extension PageEngine {
         c.release!.homeHint[Int(index)] = UInt8(id + 1)
         c.release!.version[Int(index)] = version
         c.release!.lastDiffer[Int(index)] = 0
+        c.release!.moveRun[Int(index)] = 0
+        c.release!.movePenalty[Int(index)] = min(penalty, ReleaseBook.maximumMovePenalty)
+        c.release!.arrivedAt[Int(index)] = UInt32(truncatingIfNeeded: release.counts.releases) &+ 1
         c.release!.served[Int(index)] = served
         if !tracked {
             c.release![index] = .invalid
