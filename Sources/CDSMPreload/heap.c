@@ -60,6 +60,8 @@ static void *private_table(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
+static void set_bits(uint64_t *bits, uintptr_t from, uintptr_t count, int on);
+
 int dsm_heap_setup(uint64_t start, uint64_t size, int node, int nodes) {
     uint64_t per_node = (size / (uint64_t)nodes) & ~(SPAN_BYTES - 1);
     if (per_node < SPAN_BYTES) return -EINVAL;
@@ -80,6 +82,8 @@ int dsm_heap_setup(uint64_t start, uint64_t size, int node, int nodes) {
     if (!page_used || !page_dirty || !run_pages || !span_class || !span_free || !span_next || !span_prev || !span_slots)
         return -ENOMEM;
     for (int c = 0; c < CLASSES; c++) partial[c] = -1;
+    /* Every arena starts with its node's key table (keys.c), never handed out. */
+    set_bits(page_used, 0, (dsm_key_table_bytes() + PAGE - 1) / PAGE, 1);
     __atomic_store_n(&heap_on, 1, __ATOMIC_RELEASE);
     return 0;
 }
@@ -94,6 +98,8 @@ int dsm_heap_contains(const void *p) {
     uintptr_t a = (uintptr_t)p;
     return a >= heap_start && a < heap_end;
 }
+
+void *dsm_heap_reserved(int node) { return (void *)(heap_start + arena_bytes * (uint64_t)node); }
 
 int dsm_heap_arena_of(const void *p) {
     if (!dsm_heap_contains(p)) return -1;

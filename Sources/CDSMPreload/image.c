@@ -310,6 +310,7 @@ static void resolve_thread_functions(void) {
 static void hosted_finish(void *value) {
     if (hosted_finished) return;
     hosted_finished = 1;
+    dsm_key_destructors();
     dsm_release_point();
     IN_RUNTIME_VOID(dsm_swift_thread_finished((uint64_t)pthread_self(), (uint64_t)(uintptr_t)value));
     dsm_host_post(DSM_HOST_REAP, (uint64_t)pthread_self(), (uint64_t)(uintptr_t)hosted_self, 0, 0);
@@ -473,6 +474,7 @@ void pthread_exit(void *value) {
     if (dsm_image && image_main_thread) {
         /* main leaves: as with glibc, the program lives on while its threads
          * do (on every node), and then exits with status 0. */
+        dsm_key_destructors();
         IN_RUNTIME_VOID(dsm_swift_await_threads());
         exit(0);
     }

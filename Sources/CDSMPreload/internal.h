@@ -72,6 +72,13 @@ extern TLS int dsm_in_runtime;
         dsm_in_runtime--;                                                                                         \
     } while (0)
 
+/* The first pages of each node's arena of the DSM heap, kept out of
+ * allocation for the node's table of thread-specific data keys (keys.c). */
+void *dsm_heap_reserved(int node);
+size_t dsm_key_table_bytes(void);
+/* A program thread ends: its keys' destructors run (keys.c). */
+void dsm_key_destructors(void);
+
 /* Image mode is on in this process (main runs on node 0, threads spread). */
 extern int dsm_image;
 extern int dsm_node;

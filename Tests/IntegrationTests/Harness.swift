@@ -322,7 +322,7 @@ enum Programs {
         "threads", "affinity", "sem_eintr", "ipc_info", "env_token",
         // Image mode (plain pthreads programs, no DSM API).
         "img_basic", "img_mgs", "img_mgs_counter", "img_workqueue", "img_jacobi", "img_matmul", "img_prodcons", "img_mutex", "img_barrier", "img_malloc", "img_exit",
-        "img_api", "img_main_exit", "img_heap_limit", "img_print_order", "signals", "img_sparse_heap", "descriptors", "img_descriptors", "img_slow_wait", "img_guards", "bad_pointers", "late_join", "img_clocks", "img_cxx", "img_sem_open", "img_fork", "img_process_state", "img_constructors", "img_release",
+        "img_api", "img_main_exit", "img_heap_limit", "img_print_order", "signals", "img_sparse_heap", "descriptors", "img_descriptors", "img_slow_wait", "img_guards", "bad_pointers", "late_join", "img_clocks", "img_cxx", "img_sem_open", "img_fork", "img_process_state", "img_constructors", "img_release", "img_keys",
         // Futexes outside libc, and OpenMP (built with -fopenmp: omp_*).
         "futex_inline", "omp_constructs",
         // The runtime's allocations on the fault path (SPMD).

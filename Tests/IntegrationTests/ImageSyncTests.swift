@@ -20,6 +20,14 @@ final class ImageSyncTests: XCTestCase {
     func testBasicNodes2() throws { try checkImage("img_basic", nodes: 2, args: ["4"], line: "img_basic threads=") }
     func testBasicNodes4() throws { try checkImage("img_basic", nodes: 4, args: ["4"], line: "img_basic threads=") }
 
+    // MARK: img_keys: thread-specific data (a key made by main's thread or a
+    // worker, per-thread values, destructors at thread end)
+
+    func testKeysPlain() throws { try checkPlain("img_keys", line: "img_keys threads=") }
+    func testKeysNodes1() throws { try checkImage("img_keys", nodes: 1, line: "img_keys threads=") }
+    func testKeysNodes2() throws { try checkImage("img_keys", nodes: 2, line: "img_keys threads=") }
+    func testKeysNodes4() throws { try checkImage("img_keys", nodes: 4, line: "img_keys threads=") }
+
     // MARK: img_prodcons: bounded buffer, one mutex and two conditions
 
     func testProdconsPlain() throws { try checkPlain("img_prodcons", line: "img_prodcons producers=") }
