@@ -71,6 +71,8 @@ public struct NodeStatistics: Codable, Equatable, Sendable {
         public var acquires: UInt64 = 0
         /// Copies dropped at acquires.
         public var dropped: UInt64 = 0
+        /// Notices a home sent that a node's copy is old (one per copy).
+        public var staleNotices: UInt64 = 0
         /// Pages whose home moved to their only writer (counted by both ends).
         public var homesMoved: UInt64 = 0
         public init() {}
@@ -92,7 +94,8 @@ public struct NodeStatistics: Codable, Equatable, Sendable {
         let releaseField = release.map {
             object([("fetches", "\($0.fetches)"), ("twins", "\($0.twins)"), ("diffsSent", "\($0.diffsSent)"),
                     ("diffBytes", "\($0.diffBytes)"), ("releases", "\($0.releases)"), ("acquires", "\($0.acquires)"),
-                    ("dropped", "\($0.dropped)"), ("homesMoved", "\($0.homesMoved)")])
+                    ("dropped", "\($0.dropped)"), ("staleNotices", "\($0.staleNotices)"),
+                    ("homesMoved", "\($0.homesMoved)")])
         }
         return object([
             ("node", "\(node)"), ("readFaults", "\(readFaults)"), ("writeFaults", "\(writeFaults)"),

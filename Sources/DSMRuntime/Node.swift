@@ -294,7 +294,7 @@ final class Node {
         case .readRequest, .writeRequest, .forwardRead, .forwardWrite, .invalidate, .invalidateAck, .data, .grant, .done,
              .unwritten:
             pages.handleCoherenceFrame(header, payload, from: peer)
-        case .releaseFetch, .releaseData, .releaseDiff, .releaseDiffAck, .releaseValidate, .releaseStale, .releaseMove, .releaseDropped:
+        case .releaseFetch, .releaseData, .releaseDiff, .releaseDiffAck, .releaseStale, .releaseStaleSeen, .releaseMove:
             pages.handleReleaseFrame(header, payload, from: peer)
         case .call:
             calls.received(call: header, payload, from: peer)

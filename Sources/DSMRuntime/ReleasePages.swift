@@ -19,15 +19,18 @@
 //    home has acknowledged (`releaseDiffAck`). A page written with the
 //    values it had stays writable with its twin and sends an empty diff;
 // 4. at an acquire (a lock token arriving, the end of a barrier, a semop
-//    or futex wait, a join, a thread's start) drops the copies that are no
-//    longer current, so later reads fetch what the releases before made.
-//    Each home numbers its pages' versions (a diff applied, or its own
+//    or futex wait, a join, a thread's start) drops the copies their homes
+//    said are old, so later reads fetch what the releases before made. It
+//    asks nobody: a home that changes a page (a diff applied, or its own
 //    writes at its release; it tracks those by write-protection only while
-//    another node may hold a copy: `served`, cleared by `releaseDropped`);
-//    a copy carries the version it came with. A node holding few copies
-//    drops them all; one holding more asks each home which versions are
-//    old (`releaseValidate`, answered by `releaseStale`) and drops those.
-//    A copy still on its way is fetched again when it comes.
+//    another node may hold a copy, `served`) tells every node it served a
+//    copy to (`releaseStale`) and waits for each to note it
+//    (`releaseStaleSeen`) before it acknowledges the diff or ends its own
+//    release. The release an acquire follows has ended, so the acquirer
+//    has noted its old copies already; a copy still on its way when its
+//    notice comes is fetched again. Once told, a node is no longer served:
+//    the page's next change tells it nothing, and a home whose every copy
+//    is told writes on untracked.
 //
 // Homes move (`releaseMove`): a home that applies a node's second diff in a
 // row to a page nobody else changed meanwhile (the diff's base version is
@@ -127,64 +130,25 @@ enum ReleaseWaiter {
     case grant(UInt64)
 }
 
-/// An acquire waiting for the homes' answers about its copies' versions.
-struct AcquireRound {
+/// A home's change of a page waiting for the nodes it told their copies
+/// are old: then the diff is acknowledged, or (`asker` the home itself)
+/// its release goes on.
+struct StaleNotices {
     var id: UInt64
-    var answersDue: Int
-    var waiters: [ReleaseWaiter]
-}
-
-/// Entries of page identities (and versions) to send, one list per home;
-/// sent as one frame per home that has any.
-struct PerHomeLists {
-    private var lists: [[UInt32]] = []
-
-    mutating func add(_ home: NodeID, _ page: PageID, version: UInt32? = nil) {
-        while lists.count <= home { lists.append([]) }
-        lists[home].append(page.container.littleEndian)
-        lists[home].append(page.index.littleEndian)
-        if let version { lists[home].append(version.littleEndian) }
-    }
-
-    /// Sends each home its list (and empties it); returns how many frames left.
-    mutating func send(_ kind: FrameKind, a: UInt64 = 0, from source: NodeID, through links: PeerLinks) -> Int {
-        var sent = 0
-        for home in lists.indices where !lists[home].isEmpty {
-            lists[home].withUnsafeBytes {
-                links.sendFrame(FrameHeader(kind: kind, source: source, a: a), payload: $0, to: home)
-            }
-            lists[home].removeAll(keepingCapacity: true)
-            sent += 1
-        }
-        return sent
-    }
-}
-
-/// Each page entry of a version check, its answer or a drop notice:
-/// (container, index[, version]) as little-endian UInt32s (PerHomeLists).
-/// False when the payload is not a whole number of entries.
-func forEachPageEntry(_ payload: UnsafeRawBufferPointer, withVersions: Bool,
-                      _ body: (_ page: PageID, _ version: UInt32) -> Void) -> Bool {
-    let size = withVersions ? 12 : 8
-    guard payload.count % size == 0 else { return false }
-    for at in stride(from: 0, to: payload.count, by: size) {
-        let page = PageID(container: UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: at, as: UInt32.self)),
-                          index: UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)))
-        body(page, withVersions ? UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)) : 0)
-    }
-    return true
+    var asker: NodeID
+    var page: PageID
+    var version: UInt32
+    var due: Int
 }
 
 /// The node-wide side: which pages have copies, which are written, the
 /// twins, and the releases waiting for their acknowledgements.
 struct ReleaseBook {
     static let twinsPerChunk = 256
-    /// Non-home pages with a copy here (clean or dirty), for the acquire.
-    var cached: [PageID] = []
+    /// Copies their homes said are old since the last acquire (it drops them).
+    var stale: [PageID] = []
     /// Pages written since the last release.
     var dirty: [PageID] = []
-    /// Fetches sent since the last acquire.
-    var inFlight: [PageID] = []
     var twinChunks: [UnsafeMutableRawPointer] = []
     var freeTwins: [Int32] = []
     let diffBuffer = UnsafeMutableRawPointer.allocate(byteCount: PageDiff.capacity(pageSize: dsmPageSize), alignment: 8)
@@ -192,14 +156,9 @@ struct ReleaseBook {
     var releasesWaiting: [ReleaseWaiter] = []
     /// Pages the home wrote since its last release (their versions go up then).
     var homeWritten: [PageID] = []
-    var rounds: [AcquireRound] = []
-    var nextRound: UInt64 = 1
-    /// The (container, index, version) triples an acquire asks the homes about.
-    var validation = PerHomeLists()
-    /// The (container, index) pairs of copies dropped, to tell their homes.
-    var droppedPerHome = PerHomeLists()
-    /// Below this many copies an acquire drops them all: cheaper than asking.
-    static let dropAllBelow = 16
+    /// The home's changes whose stale notices are not all noted yet.
+    var notices: [StaleNotices] = []
+    var nextNotices: UInt64 = 1
     /// A page that came by a move and leaves again within this many of the
     /// node's releases bounced: its next move needs a run twice as long.
     static let settledReleases: UInt32 = 64
@@ -211,9 +170,9 @@ struct ReleaseBook {
     var counts = NodeStatistics.Release()
 
     init() {
-        cached.reserveCapacity(1024)
+        stale.reserveCapacity(1024)
         dirty.reserveCapacity(1024)
-        inFlight.reserveCapacity(256)
+        notices.reserveCapacity(256)
     }
 
     mutating func takeTwin() -> Int32 {
@@ -261,7 +220,7 @@ extension PageEngine {
     /// dsm_acquire_point) whether a release or an acquire has anything to do.
     func publishReleaseCounts() {
         dsm_release_publish(Int64(release.dirty.count + release.homeWritten.count),
-                            Int64(release.cached.count + release.inFlight.count))
+                            Int64(release.stale.count))
     }
 
     // MARK: faults
@@ -322,7 +281,6 @@ extension PageEngine {
 
     /// Fetches a copy of `page` from its home (as this node believes it is).
     private func requestCopy(_ page: PageID, _ c: LocalContainer) {
-        release.inFlight.append(page)
         release.counts.fetches &+= 1
         links.sendFrame(FrameHeader(kind: .releaseFetch, source: id, container: page.container, index: page.index, a: UInt64(id)),
                         payload: nil, to: releaseHome(page, c.release!))
@@ -393,13 +351,15 @@ extension PageEngine {
         guard releaseConsistent else {
             fatal("node \(peer) broke the protocol: it sent a \(header.kind) frame in a sequentially consistent run")
         }
-        switch header.kind {
-        case .releaseValidate: answerValidation(payload, round: header.a, from: peer); return
-        case .releaseStale: staleCopies(payload, round: header.a, from: peer); return
-        case .releaseDropped: copiesDropped(payload, from: peer); return
-        default: break
+        if header.kind == .releaseStaleSeen {
+            staleNoticeSeen(header.a, from: peer)
+            return
         }
-        guard let c = containers[header.container] else { return }
+        guard let c = containers[header.container] else {
+            // A container gone since: nothing here to be old.
+            if header.kind == .releaseStale { seeStale(header, from: peer) }
+            return
+        }
         guard Int(header.index) < c.pages, c.release != nil else {
             fatal("node \(peer) broke the protocol: \(header.kind) for page \(header.index) of container \(header.container)")
         }
@@ -444,27 +404,28 @@ extension PageEngine {
                 fatal("node \(peer) broke the protocol: a malformed diff of page \(page)")
             }
             // An empty diff (a write of the values the page had) changes nothing.
-            if payload.count > 0 { c.release!.version[index] &+= 1 }
+            let changed = payload.count > 0
+            if changed { c.release!.version[index] &+= 1 }
             c.release!.lastDiffer[index] = UInt8(asker + 1)
             let run = unchanged && sameWriter ? c.release!.moveRun[index] &+ 1 : 1
             c.release!.moveRun[index] = max(run, 1)
-            // flags 1: an empty diff's acknowledgement, whose version is
-            // not the asker's doing (it must not take it for its copy's).
-            links.sendFrame(FrameHeader(kind: .releaseDiffAck, flags: payload.count > 0 ? 0 : 1, source: id,
-                                        container: page.container, index: page.index,
-                                        a: UInt64(c.release!.version[index])),
-                            payload: nil, to: asker)
+            // The other copies are old now: acknowledged once their nodes
+            // have noted it.
+            let told = changed && tellStale(page, c, except: asker, then: asker)
+            if !told { acknowledgeDiff(page, to: asker, version: c.release!.version[index], emptyDiff: !changed) }
             // The second diff in a row from one node (more after moves that
             // did not last), on a page nobody else changed meanwhile (its
-            // copy was the page): its home moves there, and its writes stop
-            // travelling.
-            if unchanged && run >= 2 << c.release!.movePenalty[index] && c.release![page.index] != .dirty {
+            // copy was the page, and no other copy is out): its home moves
+            // there, and its writes stop travelling.
+            if unchanged && !told && run >= 2 << c.release!.movePenalty[index] && c.release![page.index] != .dirty {
                 moveHome(page, c, to: asker)
             }
         case .releaseData where !home && payload.count == dsmPageSize:
             releaseDataArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a), from: peer)
         case .releaseDiffAck where release.acknowledgementsDue > 0:
             diffAcknowledged(page, c, version: header.flags & 1 != 0 ? nil : UInt32(truncatingIfNeeded: header.a))
+        case .releaseStale:
+            seeStale(header, from: peer)
         case .releaseMove where payload.count == dsmPageSize + 8:
             homeArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a),
                         penalty: UInt8(truncatingIfNeeded: header.a >> 32), from: peer)
@@ -473,13 +434,27 @@ extension PageEngine {
         }
     }
 
+    /// flags 1: an empty diff's acknowledgement, whose version is not the
+    /// asker's doing (it must not take it for its copy's).
+    private func acknowledgeDiff(_ page: PageID, to asker: NodeID, version: UInt32, emptyDiff: Bool) {
+        links.sendFrame(FrameHeader(kind: .releaseDiffAck, flags: emptyDiff ? 1 : 0, source: id,
+                                    container: page.container, index: page.index, a: UInt64(version)),
+                        payload: nil, to: asker)
+    }
+
     private func diffAcknowledged(_ page: PageID, _ c: LocalContainer, version: UInt32?) {
         // The copy is still current if this diff is all that changed the
-        // home's page since the copy came.
+        // home's page since the copy came (another change would have told
+        // this node its copy is old).
         if let v = version, isCopy(page, c), c.release![page.index] == .clean || c.release![page.index] == .dirty,
            c.release!.version[Int(page.index)] &+ 1 == v {
             c.release!.version[Int(page.index)] = v
         }
+        releaseStepDone()
+    }
+
+    /// One of the release's diffs or stale notices is done with.
+    private func releaseStepDone() {
         release.acknowledgementsDue -= 1
         if release.acknowledgementsDue == 0 {
             let waiters = release.releasesWaiting
@@ -595,7 +570,6 @@ extension PageEngine {
         }
         c.release!.version[Int(index)] = version
         c.release!.homeHint[Int(index)] = UInt8(peer + 1)
-        release.cached.append(page)
         install(page, c, payload.baseAddress!, writable: write, what: "its copy")
         publishReleaseCounts()
         releaseWake(c, index)
@@ -614,13 +588,10 @@ extension PageEngine {
             c.release!.version[Int(page.index)] &+= 1
             // The home wrote it: no other node is its only writer now.
             c.release!.lastDiffer[Int(page.index)] = 0
-            if c.release!.served[Int(page.index)] == 0 {
-                // Every copy is gone: the home writes on untracked.
-                c.release![page.index] = .invalid
-            } else {
-                setWriteProtection(c, page.index, true)
-                c.release![page.index] = .clean
-            }
+            // Every copy out is told it is old (the release waits for
+            // that); the home writes on untracked.
+            c.release![page.index] = .invalid
+            if tellStale(page, c, except: id, then: id) { release.acknowledgementsDue += 1 }
         }
         release.homeWritten.removeAll(keepingCapacity: true)
         var kept = 0
@@ -684,89 +655,101 @@ extension PageEngine {
             returnTwin(c, page.index)
         }
         release.dirty.removeAll { $0.container == c.id }
-        release.cached.removeAll { $0.container == c.id }
-        release.inFlight.removeAll { $0.container == c.id }
+        release.stale.removeAll { $0.container == c.id }
         release.homeWritten.removeAll { $0.container == c.id }
         publishReleaseCounts()
     }
 
     // MARK: acquire
 
-    /// Drops the copies that are no longer current (after sending what this
-    /// node wrote), so that what others released before this acquire is
-    /// read from the homes. True when done at once; else `waiter` is told
-    /// once the homes have answered (`releaseDone`).
+    /// Drops the copies their homes said are old (after sending what this
+    /// node wrote to them), so that what others released before this
+    /// acquire is read from the homes. Those releases have ended, and they
+    /// end only once this node has noted every notice they caused: nothing
+    /// to ask, and always done at once (true).
     @discardableResult
     func acquireWrites(then waiter: ReleaseWaiter?) -> Bool {
         release.counts.acquires &+= 1
-        // Written copies need not go home first: one that is old is sent
-        // before it is dropped (staleCopies, below), the others stay.
-        // Copies on their way may have been served before the releases
-        // this acquire follows: fetched again when they come.
-        for page in release.inFlight {
+        for page in release.stale {
             guard let c = containers[page.container], isCopy(page, c) else { continue }
+            // Written meanwhile by a thread of this node: what it wrote
+            // goes home (before any fetch of it again), then the copy goes.
+            if c.release![page.index] == .dirty { sendDiff(page, c, keepUnchanged: false) }
+            guard c.release![page.index] == .clean else { continue }
+            c.release![page.index] = .invalid
+            c.counters.losses[Int(page.index)] &+= 1
+            pendDrop(page)
+            release.counts.dropped &+= 1
+        }
+        release.stale.removeAll(keepingCapacity: true)
+        punchPendingDrops()
+        publishReleaseCounts()
+        return true
+    }
+
+    // MARK: stale notices
+
+    /// The home's side of a change to `page`: every other node served a
+    /// copy (but `except`, whose diff it is, and the home) is told its copy
+    /// is old, and served no longer. True when any was: `then` (a diff's
+    /// sender, or the home for its own release) hears once all have noted.
+    private func tellStale(_ page: PageID, _ c: LocalContainer, except: NodeID, then asker: NodeID) -> Bool {
+        let index = Int(page.index)
+        let holders = c.release!.served[index] & ~(1 << UInt64(except)) & ~(1 << UInt64(id))
+        c.release!.served[index] &= ~holders
+        if c.release!.served[index] == 0 && c.release![page.index] == .clean {
+            // No copy out any more: the home writes on untracked.
+            c.release![page.index] = .invalid
+            setWriteProtection(c, page.index, false)
+        }
+        guard holders != 0 else { return false }
+        let notices = release.nextNotices
+        release.nextNotices &+= 1
+        var bits = holders
+        while bits != 0 {
+            let node = bits.trailingZeroBitCount
+            bits &= bits - 1
+            links.sendFrame(FrameHeader(kind: .releaseStale, source: id, container: page.container, index: page.index,
+                                        a: notices), payload: nil, to: node)
+        }
+        release.notices.append(StaleNotices(id: notices, asker: asker, page: page, version: c.release!.version[index],
+                                            due: holders.nonzeroBitCount))
+        release.counts.staleNotices &+= UInt64(holders.nonzeroBitCount)
+        return true
+    }
+
+    /// A holder's side: its copy goes at its next acquire (one on its way is
+    /// fetched again when it comes); noted at once.
+    private func seeStale(_ header: FrameHeader, from peer: NodeID) {
+        let page = PageID(container: header.container, index: header.index)
+        if let c = releaseContainer(of: page), isCopy(page, c) {
             switch c.release![page.index] {
+            case .clean, .dirty: release.stale.append(page)
             case .fetchingRead: c.release![page.index] = .fetchingReadStale
             case .fetchingWrite: c.release![page.index] = .fetchingWriteStale
             default: break
             }
-        }
-        release.inFlight.removeAll(keepingCapacity: true)
-        if release.cached.count < ReleaseBook.dropAllBelow || waiter == nil {
-            for page in release.cached {
-                if let c = containers[page.container], isCopy(page, c), c.release![page.index] == .dirty {
-                    sendDiff(page, c, keepUnchanged: false)
-                }
-                dropCopy(page)
-            }
-            punchPendingDrops()
-            tellDrops()
-            release.cached.removeAll(keepingCapacity: true)
+            // Published before the note leaves: an acquire that follows the
+            // release waiting for it sees there is something to drop.
             publishReleaseCounts()
-            return true
         }
-        // Ask each home which of the versions held here are old.
-        for page in release.cached {
-            guard let c = containers[page.container], isCopy(page, c),
-                  c.release![page.index] == .clean || c.release![page.index] == .dirty else { continue }
-            release.validation.add(releaseHome(page, c.release!), page, version: c.release!.version[Int(page.index)])
-        }
-        let round = release.nextRound
-        release.nextRound &+= 1
-        let asked = release.validation.send(.releaseValidate, a: round, from: id, through: links)
-        if asked == 0 { return true }
-        release.rounds.append(AcquireRound(id: round, answersDue: asked, waiters: waiter.map { [$0] } ?? []))
-        return false
+        links.sendFrame(FrameHeader(kind: .releaseStaleSeen, source: id, a: header.a), payload: nil, to: peer)
     }
 
-    private func dropCopy(_ page: PageID) {
-        guard let c = containers[page.container], isCopy(page, c), c.release![page.index] == .clean else { return }
-        c.release![page.index] = .invalid
-        c.counters.losses[Int(page.index)] &+= 1
-        pendDrop(page)
-        release.counts.dropped &+= 1
-        release.droppedPerHome.add(releaseHome(page, c.release!), page)
-    }
-
-    /// Tells the homes which copies this node dropped: a page nobody holds
-    /// a copy of is written by its home without tracking.
-    private func tellDrops() {
-        _ = release.droppedPerHome.send(.releaseDropped, from: id, through: links)
-    }
-
-    /// The home's side: `peer` holds no copy of these pages any more.
-    private func copiesDropped(_ payload: UnsafeRawBufferPointer, from peer: NodeID) {
-        let whole = forEachPageEntry(payload, withVersions: false) { page, _ in
-            // A page whose home moved on: the new home keeps tracking it.
-            guard let c = releaseContainer(of: page), !isCopy(page, c) else { return }
-            let index = page.index
-            c.release!.served[Int(index)] &= ~(1 << UInt64(peer))
-            if c.release!.served[Int(index)] == 0 && c.release![index] == .clean {
-                c.release![index] = .invalid
-                setWriteProtection(c, index, false)
-            }
+    /// The home's side: once every holder told of a change has noted it, the
+    /// diff is acknowledged (or the home's own release goes on).
+    private func staleNoticeSeen(_ notices: UInt64, from peer: NodeID) {
+        guard let i = release.notices.firstIndex(where: { $0.id == notices }) else {
+            fatal("node \(peer) broke the protocol: it noted stale notices \(notices), which this node did not send")
         }
-        if !whole { fatal("node \(peer) broke the protocol: a drop notice of \(payload.count) bytes") }
+        release.notices[i].due -= 1
+        guard release.notices[i].due == 0 else { return }
+        let done = release.notices.remove(at: i)
+        if done.asker == id {
+            releaseStepDone()
+        } else {
+            acknowledgeDiff(done.page, to: done.asker, version: done.version, emptyDiff: false)
+        }
     }
 
     /// The release-consistent container `page` belongs to, if it still
@@ -774,57 +757,5 @@ extension PageEngine {
     private func releaseContainer(of page: PageID) -> LocalContainer? {
         guard let c = containers[page.container], Int(page.index) < c.pages, c.release != nil else { return nil }
         return c
-    }
-
-    /// The home's side: which of the asker's copies are old.
-    private func answerValidation(_ payload: UnsafeRawBufferPointer, round: UInt64, from peer: NodeID) {
-        var stale = PerHomeLists()
-        let whole = forEachPageEntry(payload, withVersions: true) { page, version in
-            // A container gone since, or a home moved on: its copies go too.
-            guard let c = releaseContainer(of: page), !isCopy(page, c),
-                  c.release!.version[Int(page.index)] == version else {
-                stale.add(peer, page, version: version)
-                return
-            }
-        }
-        if !whole { fatal("node \(peer) broke the protocol: a version check of \(payload.count) bytes") }
-        // Answered even when nothing is old: the asker counts the answers.
-        if stale.send(.releaseStale, a: round, from: id, through: links) == 0 {
-            links.sendFrame(FrameHeader(kind: .releaseStale, source: id, a: round), payload: nil, to: peer)
-        }
-    }
-
-    /// A home's answer: its old copies go; once every home has answered,
-    /// the acquire is done.
-    private func staleCopies(_ payload: UnsafeRawBufferPointer, round: UInt64, from peer: NodeID) {
-        guard let r = release.rounds.firstIndex(where: { $0.id == round }),
-              forEachPageEntry(payload, withVersions: true, { page, version in
-                  guard let c = releaseContainer(of: page), isCopy(page, c),
-                        c.release!.version[Int(page.index)] == version else { return }
-                  // Written meanwhile by another thread of this node: what
-                  // it wrote goes home, then the copy goes.
-                  if c.release![page.index] == .dirty { sendDiff(page, c, keepUnchanged: false) }
-                  dropCopy(page)
-              }) else {
-            fatal("node \(peer) broke the protocol: an unexpected answer to a version check")
-        }
-        punchPendingDrops()
-        tellDrops()
-        release.rounds[r].answersDue -= 1
-        guard release.rounds[r].answersDue == 0 else { return }
-        let waiters = release.rounds.remove(at: r).waiters
-        var i = 0
-        while i < release.cached.count {
-            let page = release.cached[i]
-            if let c = containers[page.container], isCopy(page, c),
-               c.release![page.index] == .clean || c.release![page.index] == .dirty {
-                i += 1
-            } else {
-                release.cached.swapAt(i, release.cached.count - 1)
-                release.cached.removeLast()
-            }
-        }
-        publishReleaseCounts()
-        for waiter in waiters { releaseDone?(waiter) }
     }
 }

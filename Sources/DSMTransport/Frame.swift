@@ -5,9 +5,9 @@ public enum FrameKind: UInt8, Sendable, CaseIterable {
     // MESI protocol (DSMCoherence.ProtocolMessage), see CoherenceWire in the runtime.
     case readRequest = 1, writeRequest, forwardRead, forwardWrite, invalidate, invalidateAck, data, grant, done, unwritten
     // Release consistency's pages (ReleasePages.swift in the runtime): a copy
-    // asked of the home and sent, a diff sent home and acknowledged, the
-    // versions of an acquirer's copies checked at their homes.
-    case releaseFetch = 12, releaseData, releaseDiff, releaseDiffAck, releaseValidate, releaseStale, releaseMove, releaseDropped
+    // asked of the home and sent, a diff sent home and acknowledged, a
+    // holder told its copy is old and noting it, a home moving.
+    case releaseFetch = 12, releaseData, releaseDiff, releaseDiffAck, releaseStale, releaseStaleSeen, releaseMove
     // Remote procedure calls to a service on another node (SysV namespace, barrier).
     case call = 20, reply
     // Cluster control.

@@ -62,12 +62,13 @@ func printStatistics(_ reports: [String], format: StatsFormat) {
         }
         if nodes.contains(where: { $0.release != nil }) {
             out += "release consistency:\n"
-            out += pad(["node", "fetches", "twins", "diffs", "diff-KB", "releases", "acquires", "dropped", "homes-moved"]) + "\n"
+            out += pad(["node", "fetches", "twins", "diffs", "diff-KB", "releases", "acquires", "dropped", "stale-told",
+                        "homes-moved"]) + "\n"
             for n in nodes {
                 guard let r = n.release else { continue }
                 out += pad([String(n.node), String(r.fetches), String(r.twins), String(r.diffsSent),
                             String(format: "%.1f", Double(r.diffBytes) / 1e3), String(r.releases), String(r.acquires),
-                            String(r.dropped), String(r.homesMoved)]) + "\n"
+                            String(r.dropped), String(r.staleNotices), String(r.homesMoved)]) + "\n"
             }
         }
         if !hottest.isEmpty {

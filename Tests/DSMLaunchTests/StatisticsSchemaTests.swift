@@ -39,6 +39,7 @@ final class StatisticsSchemaTests: XCTestCase {
         release.releases = 35
         release.acquires = 36
         release.dropped = 37
+        release.staleNotices = 39
         release.homesMoved = 38
         r.release = release
         r.pages = [
