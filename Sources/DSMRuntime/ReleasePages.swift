@@ -34,9 +34,11 @@
 //
 // Homes move (`releaseMove`): a home that applies a node's second diff in a
 // row to a page nobody else changed meanwhile (the diff's base version is
-// the page's) hands the page to that node, whose writes then stay local: a
-// node's own rows or columns stop travelling. A former home passes requests
-// on; a copy's server becomes the node's hint of where the home is.
+// the page's) and nobody else holds hands the page to that node, whose copy
+// is then the page (the move carries no data) and whose writes stay local:
+// a node's own rows or columns stop travelling. A page that bounces between
+// nodes taking turns needs a run twice as long at each bounce. A former home passes
+// requests on; a copy's server becomes the node's hint of where the home is.
 //
 // This is home-based lazy release consistency (HLRC, as in ArgoDSM or
 // JIAJIA's home migration, without page classification). A program that
@@ -426,7 +428,7 @@ extension PageEngine {
             diffAcknowledged(page, c, version: header.flags & 1 != 0 ? nil : UInt32(truncatingIfNeeded: header.a))
         case .releaseStale:
             seeStale(header, from: peer)
-        case .releaseMove where payload.count == dsmPageSize + 8:
+        case .releaseMove where payload.count == 8:
             homeArrived(page, c, payload, version: UInt32(truncatingIfNeeded: header.a),
                         penalty: UInt8(truncatingIfNeeded: header.a >> 32), from: peer)
         default:
@@ -481,12 +483,10 @@ extension PageEngine {
                 penalty -= 1
             }
         }
-        var message = [UInt8](repeating: 0, count: dsmPageSize + 8)
-        message.withUnsafeMutableBytes {
-            $0.baseAddress!.copyMemory(from: c.pageInView(page.index), byteCount: dsmPageSize)
-            $0.storeBytes(of: c.release!.served[index] & ~(1 << UInt64(node)), toByteOffset: dsmPageSize, as: UInt64.self)
-        }
-        message.withUnsafeBytes {
+        // The page itself stays: the new home's copy is current (its diff
+        // was the last change, and nobody else holds one that is newer).
+        var served = c.release!.served[index] & ~(1 << UInt64(node))
+        withUnsafeBytes(of: &served) {
             links.sendFrame(FrameHeader(kind: .releaseMove, source: id, container: page.container, index: page.index,
                                         a: UInt64(c.release!.version[index]) | UInt64(penalty) << 32),
                              payload: $0, to: node)
@@ -505,11 +505,11 @@ extension PageEngine {
     }
 
     /// The new home's side: its copy is the page (the mover checked that
-    /// nothing else changed it), or the page comes with the move.
+    /// nothing else changed it since the diff that made this node's copy).
     private func homeArrived(_ page: PageID, _ c: LocalContainer, _ payload: UnsafeRawBufferPointer, version: UInt32,
                              penalty: UInt8, from peer: NodeID) {
         let index = page.index
-        let served = payload.loadUnaligned(fromByteOffset: dsmPageSize, as: UInt64.self)
+        let served = payload.loadUnaligned(as: UInt64.self)
         let tracked = served != 0
         var written = false
         switch c.release![index] {
@@ -522,9 +522,9 @@ extension PageEngine {
                 written = true
             }
         case .invalid, .fetchingRead, .fetchingWrite, .fetchingReadStale, .fetchingWriteStale:
-            written = c.release![index] == .fetchingWrite || c.release![index] == .fetchingWriteStale
-            // Read-only for now: its protection is settled below.
-            install(page, c, payload.baseAddress!, writable: false, what: "its home")
+            // Its diff came from a copy that nothing made old since, and a
+            // copy goes only when a change makes it old.
+            fatal("node \(peer) broke the protocol: it moved page \(page)'s home here, where no copy of it is")
         }
         c.release!.homeHint[Int(index)] = UInt8(id + 1)
         c.release!.version[Int(index)] = version
