@@ -70,10 +70,6 @@ final class CallRouter {
     var syncObjects = SyncObjects<ReplyDestination>()
     /// Lock tokens recalled but kept for a batch (SyncService.swift).
     var deferredRecalls: [UInt64] = []
-    /// Release consistency: tokens granted whose acquire is under way, and
-    /// the recalls of such tokens, handled after it (SyncService.swift).
-    var grantsAcquiring: [UInt64] = []
-    var eventsBehindGrants: [ServiceRequest] = []
     /// Token notices the lock service sent this node itself, waiting for
     /// the model call that made them to return (SyncService.swift).
     var selfSyncNotices: [ServiceRequest] = []
@@ -96,7 +92,6 @@ final class CallRouter {
             switch waiter {
             case .call(let call): finish(call, ServiceReply(result: 0))
             case .token(let object): tellHomeNow(.tokenRelease, object: object)
-            case .grant(let object): acquiredForGrant(object)
             }
         }
     }
@@ -194,9 +189,10 @@ final class CallRouter {
             if pages.releaseWrites(then: .call(call)) { finish(call, ServiceReply(result: 0)) }
             return
         case .acquireWrites:
-            // Answered once the homes said which copies are old.
+            // Done at once: the homes told this node which copies are old.
+            pages.acquireWrites()
             callsWaiting += 1
-            if pages.acquireWrites(then: .call(call)) { finish(call, ServiceReply(result: 0)) }
+            finish(call, ServiceReply(result: 0))
             return
         default: break
         }

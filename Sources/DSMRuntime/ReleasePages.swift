@@ -121,15 +121,12 @@ struct ReleasePageTable {
     }
 }
 
-/// What waits for a release's acknowledgements, or for an acquire's
-/// version checks.
+/// What waits for a release's acknowledgements.
 enum ReleaseWaiter {
-    /// A program thread at a release or acquire point.
+    /// A program thread at a release point.
     case call(LocalCall)
     /// A lock token this node gives back to its home.
     case token(UInt64)
-    /// A lock token granted to this node, usable once the acquire is done.
-    case grant(UInt64)
 }
 
 /// A home's change of a page waiting for the nodes it told their copies
@@ -666,9 +663,8 @@ extension PageEngine {
     /// node wrote to them), so that what others released before this
     /// acquire is read from the homes. Those releases have ended, and they
     /// end only once this node has noted every notice they caused: nothing
-    /// to ask, and always done at once (true).
-    @discardableResult
-    func acquireWrites(then waiter: ReleaseWaiter?) -> Bool {
+    /// to ask, and done at once.
+    func acquireWrites() {
         release.counts.acquires &+= 1
         for page in release.stale {
             guard let c = containers[page.container], isCopy(page, c) else { continue }
@@ -684,7 +680,6 @@ extension PageEngine {
         release.stale.removeAll(keepingCapacity: true)
         punchPendingDrops()
         publishReleaseCounts()
-        return true
     }
 
     // MARK: stale notices

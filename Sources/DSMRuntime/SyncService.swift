@@ -248,21 +248,12 @@ extension CallRouter {
         let giveBack: Bool
         let object: UInt64
         switch request {
-        case .lockGranted(let o, _) where pages.releaseConsistent:
-            // Release consistency: the token is this node's once the copies
-            // its last holder's releases made old are dropped
-            // (ReleasePages.swift); a recall meanwhile waits behind it.
-            grantsAcquiring.append(o)
-            if pages.acquireWrites(then: .grant(o)) { acquiredForGrant(o) }
-            return
-        case .lockRecalled(let o, _) where grantsAcquiring.contains(o):
-            eventsBehindGrants.append(request)
-            return
-        case .lockTryRecalled(let o, _) where grantsAcquiring.contains(o):
-            eventsBehindGrants.append(request)
-            return
         case .lockGranted(let o, _):
             object = o
+            // Release consistency: the token's arrival is an acquire; the
+            // copies its last holder's releases made old go first
+            // (ReleasePages.swift).
+            if pages.releaseConsistent { pages.acquireWrites() }
             // No entry (the table is full): nobody here can want it.
             giveBack = withLockState(o, create: true, wake: .max) { NodeLock.granted(&$0) } ?? true
         case .lockRecalled(let o, _):
@@ -281,22 +272,10 @@ extension CallRouter {
         if giveBack { tellHome(.tokenRelease, object: object) }
     }
 
-    /// Release consistency: a granted token's acquire is done; the grant
-    /// takes effect, then the recalls that came meanwhile.
-    func acquiredForGrant(_ object: UInt64) {
-        grantsAcquiring.removeAll { $0 == object }
-        let giveBack = withLockState(object, create: true, wake: .max) { NodeLock.granted(&$0) } ?? true
-        if traceLocks { log("grant of \(object) after its acquire giveBack=\(giveBack)") }
-        if giveBack { tellHome(.tokenRelease, object: object) }
-        let behind = eventsBehindGrants
-        eventsBehindGrants.removeAll()
-        for event in behind { lockTokenEvent(event) }
-    }
-
     /// The home said yes to a try-lock of this node's.
     func tryTokenArrived(_ object: UInt64) {
         // The asking thread is answered right after: every copy goes.
-        if pages.releaseConsistent { pages.acquireWrites(then: nil) }
+        if pages.releaseConsistent { pages.acquireWrites() }
         withLockState(object, create: true) { NodeLock.tryTokenArrived(&$0) }
     }
 
