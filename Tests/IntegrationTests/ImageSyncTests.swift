@@ -27,6 +27,9 @@ final class ImageSyncTests: XCTestCase {
     func testKeysNodes1() throws { try checkImage("img_keys", nodes: 1, line: "img_keys threads=") }
     func testKeysNodes2() throws { try checkImage("img_keys", nodes: 2, line: "img_keys threads=") }
     func testKeysNodes4() throws { try checkImage("img_keys", nodes: 4, line: "img_keys threads=") }
+    func testKeysReleaseNodes2() throws {
+        try checkImage("img_keys", nodes: 2, line: "img_keys threads=", extra: ["--consistency", "release"])
+    }
 
     // MARK: img_prodcons: bounded buffer, one mutex and two conditions
 
