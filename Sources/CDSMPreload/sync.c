@@ -36,13 +36,13 @@ static void sync_notice(const volatile void *object, int operation, uint64_t arg
 
 /* Set once before main; the counts by the runtime thread as pages change. */
 static int release_enabled;
-static int64_t release_written, release_copies;
+static int64_t release_written, release_stale;
 
 void dsm_release_enable(void) { release_enabled = 1; }
 
-void dsm_release_publish(int64_t written, int64_t copies) {
+void dsm_release_publish(int64_t written, int64_t stale) {
     __atomic_store_n(&release_written, written, __ATOMIC_RELEASE);
-    __atomic_store_n(&release_copies, copies, __ATOMIC_RELEASE);
+    __atomic_store_n(&release_stale, stale, __ATOMIC_RELEASE);
 }
 
 /* A thread's own writes are counted before it resumes from their fault, so
@@ -55,11 +55,12 @@ void dsm_release_point(void) {
     errno = saved;
 }
 
+/* The homes tell this node of its old copies before the releases that made
+ * them old end (ReleasePages.swift): a zero here, read after synchronising
+ * with such a release, means there is nothing to drop. */
 void dsm_acquire_point(void) {
     if (!release_enabled || dsm_runtime_thread || dsm_in_runtime) return;
-    if (__atomic_load_n(&release_written, __ATOMIC_ACQUIRE) == 0 &&
-        __atomic_load_n(&release_copies, __ATOMIC_ACQUIRE) == 0)
-        return;
+    if (__atomic_load_n(&release_stale, __ATOMIC_ACQUIRE) == 0) return;
     int saved = errno;
     IN_RUNTIME_VOID(dsm_swift_acquire());
     errno = saved;

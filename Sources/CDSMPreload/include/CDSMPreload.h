@@ -202,12 +202,12 @@ size_t dsm_heap_usable_size(const void *p);
 /// Program thread: sends this node's writes to their homes and returns once
 /// they are there.
 long dsm_swift_release(void);
-/// Program thread: drops this node's copies of other homes' pages.
+/// Program thread: drops this node's copies their homes said are old.
 long dsm_swift_acquire(void);
 /// Runtime thread: how many pages this node has written since its last
-/// release, and how many copies it holds or awaits; lets the points below
-/// skip a call that would do nothing.
-void dsm_release_publish(int64_t written, int64_t copies);
+/// release, and how many of its copies their homes said are old; lets the
+/// points below skip a call that would do nothing.
+void dsm_release_publish(int64_t written, int64_t stale);
 /// Runtime: the run is release-consistent (called once, before main).
 void dsm_release_enable(void);
 /// What a synchronisation call does before it lets others see this
