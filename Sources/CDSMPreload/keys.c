@@ -23,8 +23,6 @@
 #include "internal.h"
 #include <errno.h>
 #include <limits.h>
-#include <stdlib.h>
-#include <string.h>
 
 extern void *__libc_calloc(size_t, size_t);
 extern void __libc_free(void *);

@@ -188,12 +188,6 @@ final class CallRouter {
             callsWaiting += 1
             if pages.releaseWrites(then: .call(call)) { finish(call, ServiceReply(result: 0)) }
             return
-        case .acquireWrites:
-            // Done at once: the homes told this node which copies are old.
-            pages.acquireWrites()
-            callsWaiting += 1
-            finish(call, ServiceReply(result: 0))
-            return
         default: break
         }
         if call.request.isLocal {
@@ -299,6 +293,10 @@ final class CallRouter {
             return ServiceReply(result: 0)
         case .endProgram:
             for peer in 0..<nodes where peer != id { deliver(.programEnd, to: peer) }
+            return ServiceReply(result: 0)
+        case .acquireWrites:
+            // Done at once: the homes told this node which copies are old.
+            pages.acquireWrites()
             return ServiceReply(result: 0)
         case .unmapAttachment(let address):
             guard let shmid = pages.unmapAttachment(at: address) else { return .error(.invalidArgument) }

@@ -105,7 +105,7 @@ enum ServiceRequest {
     /// Release consistency: send this node's writes home; answered once
     /// the homes have them (ReleasePages.swift).
     case releaseWrites
-    /// Release consistency: drop this node's copies.
+    /// Release consistency: drop the copies homes said are old.
     case acquireWrites
 
     var isLocal: Bool {

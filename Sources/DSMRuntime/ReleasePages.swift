@@ -37,8 +37,9 @@
 // the page's) and nobody else holds hands the page to that node, whose copy
 // is then the page (the move carries no data) and whose writes stay local:
 // a node's own rows or columns stop travelling. A page that bounces between
-// nodes taking turns needs a run twice as long at each bounce. A former home passes
-// requests on; a copy's server becomes the node's hint of where the home is.
+// nodes taking turns needs a run twice as long at each bounce. A former home
+// passes requests on; a copy's server becomes the node's hint of where the
+// home is.
 //
 // This is home-based lazy release consistency (HLRC, as in ArgoDSM or
 // JIAJIA's home migration, without page classification). A program that
@@ -406,11 +407,11 @@ extension PageEngine {
             let changed = payload.count > 0
             if changed { c.release!.version[index] &+= 1 }
             c.release!.lastDiffer[index] = UInt8(asker + 1)
-            let run = unchanged && sameWriter ? c.release!.moveRun[index] &+ 1 : 1
-            c.release!.moveRun[index] = max(run, 1)
+            let run = unchanged && sameWriter ? min(c.release!.moveRun[index], UInt8.max - 1) + 1 : 1
+            c.release!.moveRun[index] = run
             // The other copies are old now: acknowledged once their nodes
             // have noted it.
-            let told = changed && tellStale(page, c, except: asker, then: asker)
+            let told = changed && tellStale(page, c, changedBy: asker)
             if !told { acknowledgeDiff(page, to: asker, version: c.release!.version[index], emptyDiff: !changed) }
             // The second diff in a row from one node (more after moves that
             // did not last), on a page nobody else changed meanwhile (its
@@ -588,7 +589,7 @@ extension PageEngine {
             // Every copy out is told it is old (the release waits for
             // that); the home writes on untracked.
             c.release![page.index] = .invalid
-            if tellStale(page, c, except: id, then: id) { release.acknowledgementsDue += 1 }
+            if tellStale(page, c, changedBy: id) { release.acknowledgementsDue += 1 }
         }
         release.homeWritten.removeAll(keepingCapacity: true)
         var kept = 0
@@ -684,13 +685,13 @@ extension PageEngine {
 
     // MARK: stale notices
 
-    /// The home's side of a change to `page`: every other node served a
-    /// copy (but `except`, whose diff it is, and the home) is told its copy
-    /// is old, and served no longer. True when any was: `then` (a diff's
-    /// sender, or the home for its own release) hears once all have noted.
-    private func tellStale(_ page: PageID, _ c: LocalContainer, except: NodeID, then asker: NodeID) -> Bool {
+    /// The home's side of a change to `page` by `writer` (a diff's sender,
+    /// or the home at its own release): every other node served a copy is
+    /// told its copy is old, and served no longer. True when any was: the
+    /// writer hears once all have noted it.
+    private func tellStale(_ page: PageID, _ c: LocalContainer, changedBy writer: NodeID) -> Bool {
         let index = Int(page.index)
-        let holders = c.release!.served[index] & ~(1 << UInt64(except)) & ~(1 << UInt64(id))
+        let holders = c.release!.served[index] & ~(1 << UInt64(writer)) & ~(1 << UInt64(id))
         c.release!.served[index] &= ~holders
         if c.release!.served[index] == 0 && c.release![page.index] == .clean {
             // No copy out any more: the home writes on untracked.
@@ -707,7 +708,7 @@ extension PageEngine {
             links.sendFrame(FrameHeader(kind: .releaseStale, source: id, container: page.container, index: page.index,
                                         a: notices), payload: nil, to: node)
         }
-        release.notices.append(StaleNotices(id: notices, asker: asker, page: page, version: c.release!.version[index],
+        release.notices.append(StaleNotices(id: notices, asker: writer, page: page, version: c.release!.version[index],
                                             due: holders.nonzeroBitCount))
         release.counts.staleNotices &+= UInt64(holders.nonzeroBitCount)
         return true

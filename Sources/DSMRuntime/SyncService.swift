@@ -274,7 +274,7 @@ extension CallRouter {
 
     /// The home said yes to a try-lock of this node's.
     func tryTokenArrived(_ object: UInt64) {
-        // The asking thread is answered right after: every copy goes.
+        // The asking thread is answered right after: an acquire first.
         if pages.releaseConsistent { pages.acquireWrites() }
         withLockState(object, create: true) { NodeLock.tryTokenArrived(&$0) }
     }
