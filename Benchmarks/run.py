@@ -170,9 +170,14 @@ def speedups(args):
                         ns = s["nodes"]
                         row[f"{prefix}_faults_per_node"] = sum(n["readFaults"] + n["writeFaults"] for n in ns) / len(ns)
                         row[f"{prefix}_mb_per_node"] = sum(n["bytesSent"] + n["bytesReceived"] for n in ns) / len(ns) / 1e6
-                        row[f"{prefix}_wait_p50_us"] = max(n["waitNs"]["p50"] for n in ns) / 1e3
+                        for q in ("p50", "p90", "p99"):
+                            row[f"{prefix}_wait_{q}_us"] = max(n["waitNs"][q] for n in ns) / 1e3
+                        row[f"{prefix}_ping_pong"] = [
+                            {"page": page_name(p), "writers": p["writers"], "moves": p["losses"]}
+                            for p in s.get("pingPongPages", [])]
                 row["fraction_of_native"] = row["dsm_fraction_of_native"]
                 row["dsm_over_native"] = median["dsm"] / median["native"]
+                row["floor_us"] = args.floor_us
                 rows.append(row)
                 print_row(row)
                 sys.stdout.flush()
@@ -180,12 +185,24 @@ def speedups(args):
 
 
 HEADER = ("program", "size", "nodes", "native s", "spread", "dsm s", "spread", "native x", "dsm x", "frac",
-          "dsm/nat", "faults/node", "MB/node", "wait p50")
+          "dsm/nat", "faults/node", "MB/node", "wait p50", "p90", "p99", "p90/floor")
 HOSTS_HEADER = ("hosts s", "spread", "hosts x", "hosts frac", "hosts p50")
 
 
-def print_header(hosts):
-    print("times and speed-ups are medians of the repeats; spread = (slowest - fastest) / median")
+def page_name(p):
+    """A page as dsmrun --stats names it (container:page)."""
+    c = p["container"]
+    if 0xFFFFFF01 <= c < 0xFFFFFF01 + 64:  # image mode's data (0: the executable's), PageID.imageDataObject
+        return f"{'data' if c == 0xFFFFFF01 else 'lib' + str(c - 0xFFFFFF01)}:{p['page']}"
+    if c >> 28 == 0xA:  # block-homed: the image's heap
+        return f"heap:{p['page']}"
+    return f"segment {c}:{p['page']}"
+
+
+def print_header(hosts, floor_us):
+    print("times and speed-ups are medians of the repeats; spread = (slowest - fastest) / median; fault wait"
+          f" percentiles of the median run (slowest node); floor = raw uffd copy + loopback round trip, {floor_us:.1f} us"
+          " in this invocation")
     print(" ".join(f"{h:>11}" for h in HEADER + (HOSTS_HEADER if hosts else ())))
 
 
@@ -194,11 +211,15 @@ def print_row(r):
              f"{r['dsm_s']:.4f}", f"{100 * r['dsm_spread']:.0f}%",
              f"{r['native_speedup']:.2f}", f"{r['dsm_speedup']:.2f}", f"{r['fraction_of_native']:.2f}",
              f"{r['dsm_over_native']:.2f}", f"{r.get('dsm_faults_per_node', 0):.0f}", f"{r.get('dsm_mb_per_node', 0):.2f}",
-             f"{r.get('dsm_wait_p50_us', 0):.1f}us"]
+             f"{r.get('dsm_wait_p50_us', 0):.1f}us", f"{r.get('dsm_wait_p90_us', 0):.1f}us",
+             f"{r.get('dsm_wait_p99_us', 0):.1f}us", f"{r.get('dsm_wait_p90_us', 0) / r['floor_us']:.2f}"]
     if "hosts_s" in r:
         cells += [f"{r['hosts_s']:.4f}", f"{100 * r['hosts_spread']:.0f}%", f"{r['hosts_speedup']:.2f}", f"{r['hosts_fraction_of_native']:.2f}",
                   f"{r.get('hosts_wait_p50_us', 0):.1f}us"]
     print(" ".join(f"{c:>11}" for c in cells))
+    if r.get("dsm_ping_pong"):
+        print("            ping-pong: " + ", ".join(
+            f"{p['page']} (nodes {','.join(map(str, p['writers']))}, moved {p['moves']})" for p in r["dsm_ping_pong"][:3]))
 
 
 def measure_floor():
@@ -367,7 +388,8 @@ def main():
     # over the namespace hosts ("hosts" columns), interleaved with the rest.
     args.testbed_args = testbed_args(args.testbed) if args.testbed else []
     started = time.time()
-    print_header(bool(args.testbed_args))
+    args.floor_us = statistics.median(measure_floor()["sum_us"] for _ in range(3))
+    print_header(bool(args.testbed_args), args.floor_us)
     rows = [] if args.no_speedup else speedups(args)
     lat = [] if args.no_latency else latencies(args)
     far = distance(args) if args.round_trips else []
