@@ -173,7 +173,7 @@ def speedups(args):
                         for q in ("p50", "p90", "p99"):
                             row[f"{prefix}_wait_{q}_us"] = max(n["waitNs"][q] for n in ns) / 1e3
                         row[f"{prefix}_ping_pong"] = [
-                            {"page": page_name(p), "writers": p["writers"], "moves": p["losses"]}
+                            {"page": p["name"], "writers": p["writers"], "moves": p["losses"]}
                             for p in s.get("pingPongPages", [])]
                 row["fraction_of_native"] = row["dsm_fraction_of_native"]
                 row["dsm_over_native"] = median["dsm"] / median["native"]
@@ -187,16 +187,6 @@ def speedups(args):
 HEADER = ("program", "size", "nodes", "native s", "spread", "dsm s", "spread", "native x", "dsm x", "frac",
           "dsm/nat", "faults/node", "MB/node", "wait p50", "p90", "p99", "p90/floor")
 HOSTS_HEADER = ("hosts s", "spread", "hosts x", "hosts frac", "hosts p50")
-
-
-def page_name(p):
-    """A page as dsmrun --stats names it (container:page)."""
-    c = p["container"]
-    if 0xFFFFFF01 <= c < 0xFFFFFF01 + 64:  # image mode's data (0: the executable's), PageID.imageDataObject
-        return f"{'data' if c == 0xFFFFFF01 else 'lib' + str(c - 0xFFFFFF01)}:{p['page']}"
-    if c >> 28 == 0xA:  # block-homed: the image's heap
-        return f"heap:{p['page']}"
-    return f"segment {c}:{p['page']}"
 
 
 def print_header(hosts, floor_us):

@@ -8,6 +8,9 @@ typealias NodeReport = NodeStatistics
 struct PageSummary: Codable {
     var container: UInt32
     var page: Int
+    /// As the report names it (`containerName`:page), for tools reading the
+    /// JSON (Benchmarks/run.py) to print as the table does.
+    var name: String
     // Sums over at most 64 nodes' 32-bit counters: they fit.
     var faults: UInt64
     var writeFaults: UInt64
@@ -30,7 +33,8 @@ func printStatistics(_ reports: [String], format: StatsFormat) {
     for n in nodes {
         for p in n.pages {
             let key = "\(p.container):\(p.page)"
-            var s = pages[key] ?? PageSummary(container: p.container, page: p.page, faults: 0, writeFaults: 0, losses: 0, writers: [])
+            var s = pages[key] ?? PageSummary(container: p.container, page: p.page,
+                                                       name: "\(containerName(p.container)):\(p.page)", faults: 0, writeFaults: 0, losses: 0, writers: [])
             s.faults &+= UInt64(p.faults)
             s.writeFaults &+= UInt64(p.writeFaults)
             s.losses &+= UInt64(p.losses)
@@ -73,14 +77,14 @@ func printStatistics(_ reports: [String], format: StatsFormat) {
         }
         if !hottest.isEmpty {
             out += "hottest pages (container:page, faults on all nodes, times a copy was lost):\n"
-            for p in hottest { out += "  \(containerName(p.container)):\(p.page)  faults \(p.faults)  writes \(p.writeFaults)  lost \(p.losses)\n" }
+            for p in hottest { out += "  \(p.name)  faults \(p.faults)  writes \(p.writeFaults)  lost \(p.losses)\n" }
         }
         if pingPong.isEmpty {
             out += "no page ping-pongs between writers\n"
         } else {
             out += "pages ping-ponging between writers (false sharing?):\n"
             for p in pingPong {
-                out += "  \(containerName(p.container)):\(p.page)  written by nodes \(p.writers.map(String.init).joined(separator: ","))  moved \(p.losses) times\n"
+                out += "  \(p.name)  written by nodes \(p.writers.map(String.init).joined(separator: ","))  moved \(p.losses) times\n"
             }
         }
         FileHandle.standardError.write(Data(out.utf8))

@@ -32,6 +32,9 @@ final class StatisticsTests: XCTestCase {
         let pingPong = try XCTUnwrap(json["pingPongPages"] as? [[String: Any]])
         XCTAssertFalse(pingPong.isEmpty, "the shared counter page should ping-pong between the nodes: \(json)")
         XCTAssertEqual((pingPong.first?["writers"] as? [Int])?.sorted(), [0, 1], "\(json)")
+        // Named as the table names it (the benchmark runner prints this).
+        let first = try XCTUnwrap(pingPong.first)
+        XCTAssertEqual(first["name"] as? String, "segment \(first["container"] as? Int ?? -1):\(first["page"] as? Int ?? -1)", "\(json)")
     }
 
     func testTableReport() throws {
